@@ -1,0 +1,90 @@
+"""One spec per model: how to build it, what it eats (size, normalisation) and where its weights are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import InvalidParameterError, ModelLoadError
+from .u2net import U2NET, U2NETP
+from .weights import load_weights
+
+ASSETS_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[[], nn.Module]
+    input_size: tuple[int, int]            # (H, W) the network was trained at
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
+    default_weights: Path | None           # embedded file, or None when the user must bring one
+    description: str
+
+    def weights_hint(self) -> str:
+        return {
+            "u2net": "the authors' u2net.pth or rembg's u2net.onnx",
+            "u2net_human_seg": "the authors' u2net_human_seg.pth or rembg's u2net_human_seg.onnx",
+        }.get(self.name, "a matching .safetensors, .pth or .onnx file")
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidParameterError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str = "u2netp", weights: str | Path | None | bool = None, *,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Build ``name`` in eval mode with BatchNorm folded.
+
+    ``weights``: None takes the model's embedded default; a path loads that file (.safetensors, .pth, .onnx);
+    False leaves random initialisation (tests, shape checks).
+    """
+    spec = get_spec(name)
+    model = spec.builder()
+    if weights is None:
+        if spec.default_weights is None:
+            raise ModelLoadError(f"model {name!r} has no embedded weights: pass weights=PATH ({spec.weights_hint()})")
+        if not spec.default_weights.is_file():
+            raise ModelLoadError(f"the embedded weights are missing: {spec.default_weights} (reinstall or restore "
+                                 "assets/models from the repository)")
+        weights = spec.default_weights
+    if weights is not False:
+        load_weights(model, weights)
+    model.eval()
+    return model.to(device=device, dtype=dtype)
+
+
+register(ModelSpec(
+    name="u2netp", builder=U2NETP, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
+    default_weights=ASSETS_MODELS / "u2netp.safetensors",
+    description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)"))
+register(ModelSpec(
+    name="u2net", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
+    default_weights=None, description="U^2-Net, 44 M parameters (bring your own weights)"))
+register(ModelSpec(
+    name="u2net_human_seg", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    scale_by_max=True, default_weights=None,
+    description="U^2-Net trained for human segmentation (bring your own weights)"))
