@@ -1,0 +1,265 @@
+"""The process-wide matting pipeline: decode, reduce, run the network once, render edges many times.
+
+    pipe = get_pipeline()                       # loaded once, lazily, thread-safe
+    result = pipe.matte("photo.jpg")            # decode + network; the matte is cached by content
+    preview = pipe.render(result, EdgeSettings(feather=2), preview=True)   # cheap, repeatable
+    full = pipe.render(result, EdgeSettings(feather=2))                    # full resolution, on demand
+
+Follows segment-anything's predictor: the expensive step runs once per image and its output is kept;
+everything the user tweaks afterwards starts from that output.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import xxhash
+
+from . import ops
+from .cache import ByteLRU
+from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from .device import default_dtype, describe, resolve_device
+from .errors import InferenceError, MattingError
+from .models.registry import create_model, get_spec
+from .models.weights import file_md5
+from .preprocess import as_tensor_image, network_input, shrink_u8
+from .render import Background, render_tensors
+from .resolution import plan_resize, resolve_max_side
+from .result import MatteResult, Rendered
+from .runner import ModelRunner
+from .settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+PREVIEW_SIDE = 1024
+DEFAULT_CACHE_BYTES = 256 << 20
+
+
+class StageTimer:
+    """Milliseconds per stage; synchronises CUDA at each boundary so GPU work is charged where it ran."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]):
+        self.device = device
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+class Pipeline:
+    def __init__(self, model: str = "u2netp", weights: str | Path | None = None, device: str | None = None,
+                 dtype: torch.dtype | None = None, max_side: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 warm_up: bool = True, use_cuda_graphs: bool | None = None):
+        start = time.perf_counter()
+        self.device = resolve_device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        self.spec = get_spec(model)
+        self.weights = Path(weights) if weights else self.spec.default_weights
+        self.max_side = resolve_max_side(max_side)
+        self.max_pixels = max_pixels
+        self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype, use_cuda_graphs)
+        self._cpu_runner: ModelRunner | None = None
+        self._weights_id = f"{self.spec.name}:{file_md5(self.weights)[:12]}" if self.weights else self.spec.name
+        self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
+        if warm_up:
+            self.runner.warm_up()
+        self.load_ms = (time.perf_counter() - start) * 1000
+
+    # ---------------------------------------------------------------- reporting
+    @property
+    def precision(self) -> str:
+        return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[self.dtype]
+
+    def info(self) -> dict[str, str]:
+        return {"model": self.spec.name, "description": self.spec.description, "device": describe(self.device),
+                "precision": self.precision, "weights": self.weights.name if self.weights else "random",
+                "max_side": str(self.max_side), "cuda_graphs": str(bool(self.runner.use_cuda_graphs)),
+                "load_ms": f"{self.load_ms:.0f}"}
+
+    def summary(self) -> str:
+        info = self.info()
+        return f"{info['model']} on {info['device']}, {info['precision']}"
+
+    # ---------------------------------------------------------------- network
+    def matte(self, source, *, name: str | None = None) -> MatteResult:
+        """Decode ``source`` and get its network matte (from the cache when the same pixels were seen)."""
+        return self.matte_many([source], names=[name])[0]
+
+    def matte_many(self, sources: list, names: list[str | None] | None = None,
+                   return_errors: bool = False) -> list[MatteResult | MattingError]:
+        """Matte several images with one batched network call. With ``return_errors`` a bad input yields its
+        MattingError in its place instead of raising, so the rest of the batch still comes out."""
+        names = names or [None] * len(sources)
+        prepared: list[MatteResult | MattingError] = []
+        for source, name in zip(sources, names):
+            try:
+                prepared.append(self._decode(source, name))
+            except MattingError as exc:
+                if not return_errors:
+                    raise
+                prepared.append(exc)
+        pending = [r for r in prepared if isinstance(r, MatteResult) and not r.cached]
+        if pending:
+            self._infer(pending)
+        return prepared
+
+    def _decode(self, source, name: str | None) -> MatteResult:
+        timings: dict[str, float] = {}
+        timer = StageTimer(self.device, timings)
+        with timer("decode"):
+            decoded: DecodedImage = decode_image(source, max_pixels=self.max_pixels, name=name)
+            plan = plan_resize(decoded.size[0], decoded.size[1], self.max_side)
+            image = as_tensor_image(decoded.rgb, self.device)
+            alpha = None if decoded.alpha is None else as_tensor_image(decoded.alpha[..., None], self.device)
+            if plan.changed:
+                w, h = plan.working
+                image = shrink_u8(image, (h, w))
+                alpha = None if alpha is None else shrink_u8(alpha, (h, w))
+        with timer("hash"):
+            key = self._cache_key(image)
+        notices = list(decoded.notices) + ([plan.notice()] if plan.changed else [])
+        matte = self.cache.get(key)
+        result = MatteResult(key=key, name=decoded.name or name, image=image, matte=matte, guide=None,
+                             input_alpha=None if alpha is None else alpha[..., 0], original_size=plan.original,
+                             notices=notices, timings=timings, cached=matte is not None)
+        if matte is not None:
+            with timer("preprocess"):
+                result.guide, _ = network_input([image], self.spec, self.dtype)
+        return result
+
+    def _cache_key(self, image: torch.Tensor) -> str:
+        pixels = image.cpu().numpy() if image.device.type != "cpu" else image.numpy()
+        digest = xxhash.xxh3_128(np.ascontiguousarray(pixels).data)
+        digest.update(repr((pixels.shape, self._weights_id, str(self.dtype))).encode())
+        return digest.hexdigest()
+
+    def _infer(self, results: list[MatteResult]) -> None:
+        """Run the network on ``results`` (batched), with the out-of-memory fallbacks."""
+        timings: dict[str, float] = {}
+        timer = StageTimer(self.device, timings)
+        try:
+            with timer("preprocess"):
+                guide, x = network_input([r.image for r in results], self.spec, self.dtype)
+            with timer("inference"):
+                mattes = ops.min_max_normalize(self.runner(x))
+        except torch.OutOfMemoryError:
+            guide, mattes = self._infer_after_oom(results, timings)
+        for i, result in enumerate(results):
+            result.guide = guide[i:i + 1].float()
+            result.matte = mattes[i:i + 1].to(result.device)
+            result.guide = result.guide.to(result.device)
+            for stage, ms in timings.items():
+                result.timings[stage] = ms / len(results)
+            self.cache.put(result.key, result.matte)
+
+    def _infer_after_oom(self, results: list[MatteResult], timings: dict[str, float]):
+        """GPU out of memory: free the cache and retry one image at a time, then fall back to the CPU."""
+        log.warning("GPU out of memory on a batch of %d; retrying one by one", len(results))
+        torch.cuda.empty_cache()
+        try:
+            parts = [network_input([r.image], self.spec, self.dtype) for r in results]
+            guide = torch.cat([p[0] for p in parts])
+            mattes = torch.cat([ops.min_max_normalize(self.runner(p[1])) for p in parts])
+            return guide, mattes
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+        log.warning("GPU still out of memory; running this batch on the CPU")
+        cpu = self._cpu()
+        try:
+            guide, x = network_input([r.image.cpu() for r in results], self.spec, torch.float32)
+            mattes = ops.min_max_normalize(cpu(x))
+        except RuntimeError as exc:
+            raise InferenceError(f"the model could not run, even on the CPU: {exc}") from exc
+        for r in results:
+            r.notices.append("The GPU ran out of memory; this image was processed on the CPU.")
+        return guide, mattes
+
+    def _cpu(self) -> ModelRunner:
+        if self._cpu_runner is None:
+            model = create_model(self.spec.name, self.weights)
+            self._cpu_runner = ModelRunner(model, self.spec, torch.device("cpu"), torch.float32, False)
+        return self._cpu_runner
+
+    # ---------------------------------------------------------------- rendering
+    def render(self, result: MatteResult, settings: EdgeSettings | None = None, *, background: Background = None,
+               preview: bool | int = False, want_rgba: bool = True) -> Rendered:
+        """Edges and outputs from the cached matte: never runs the network.
+
+        ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
+        """
+        settings = settings or EdgeSettings()
+        max_side = None if preview is False else (PREVIEW_SIDE if preview is True else int(preview))
+        timings: dict[str, float] = {}
+        timer = StageTimer(result.device, timings)
+        with timer("postprocess"):
+            try:
+                alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                log.warning("GPU out of memory while rendering; rendering on the CPU")
+                alpha, rgba, composite = render_tensors(_to_cpu(result), settings, background, max_side, want_rgba)
+        with timer("download"):
+            alpha_np = alpha.cpu().numpy()
+            rgba_np = None if rgba is None else rgba.cpu().numpy()
+            composite_np = None if composite is None else composite.cpu().numpy()
+        return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
+                        size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
+                        timings=timings, notices=list(result.notices))
+
+    def process(self, source, settings: EdgeSettings | None = None, *, background: Background = None,
+                name: str | None = None) -> tuple[MatteResult, Rendered]:
+        result = self.matte(source, name=name)
+        return result, self.render(result, settings, background=background)
+
+
+def _to_cpu(result: MatteResult) -> MatteResult:
+    cpu = torch.device("cpu")
+    return MatteResult(key=result.key, name=result.name, image=result.image.to(cpu), matte=result.matte.to(cpu),
+                       guide=result.guide.to(cpu),
+                       input_alpha=None if result.input_alpha is None else result.input_alpha.to(cpu),
+                       original_size=result.original_size, notices=result.notices)
+
+
+_PIPELINE: Pipeline | None = None
+_PIPELINE_LOCK = threading.Lock()
+
+
+def get_pipeline(**kwargs) -> Pipeline:
+    """The one process-wide pipeline, created on first call (thread-safe).
+
+    Arguments (model, weights, device, ...) apply to that first creation; later calls with different
+    arguments raise, rather than silently handing back a pipeline other than the one asked for.
+    """
+    global _PIPELINE
+    if _PIPELINE is None:
+        with _PIPELINE_LOCK:
+            if _PIPELINE is None:
+                _PIPELINE = Pipeline(**kwargs)
+                _PIPELINE._created_with = kwargs
+    elif kwargs and kwargs != getattr(_PIPELINE, "_created_with", {}):
+        raise MattingError("the pipeline already exists with other settings; call reset_pipeline() first")
+    return _PIPELINE
+
+
+def reset_pipeline() -> None:
+    """Drop the shared pipeline (tests, or a settings change in a long-lived process)."""
+    global _PIPELINE
+    with _PIPELINE_LOCK:
+        _PIPELINE = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+

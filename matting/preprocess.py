@@ -1,0 +1,44 @@
+"""From decoded pixels to the network's input, on the pipeline's device.
+
+The seed project lost most of its time here (Pillow LANCZOS on the full photo). Downscaling happens in one
+antialiased pass straight from uint8, on the GPU when there is one; only the 320 x 320 result becomes float.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import ops
+from .models.registry import ModelSpec
+
+
+def shrink_u8(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Antialiased downscale of an (H, W, C) uint8 image, returning uint8 (H', W', C)."""
+    if tuple(image.shape[:2]) == tuple(size_hw):
+        return image
+    if image.device.type == "cpu":
+        # OpenCV's area interpolation is the fastest exact box-average downscale on the CPU.
+        out = cv2.resize(image.numpy(), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(out.reshape(size_hw[0], size_hw[1], -1))
+    x = image.permute(2, 0, 1)[None].half()
+    x = F.interpolate(x, size=size_hw, mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
+
+
+def network_input(images: list[torch.Tensor], spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (guide, x): guide (B, 3, h, w) float32 in [0, 1] at the model's size, x the normalised input."""
+    small = [shrink_u8(image, spec.input_size) for image in images]
+    guide = ops.to_float_image(torch.stack(small)) if small else torch.zeros(0, 3, *spec.input_size)
+    x = ops.normalize_for_model(guide, spec.mean, spec.std, scale_by_max=spec.scale_by_max)
+    return guide, x.to(dtype)
+
+
+def as_tensor_image(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A decoded (H, W, C) uint8 numpy image on ``device`` (pinned, async upload on CUDA)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor

@@ -1,0 +1,57 @@
+"""The working-resolution policy: how large an image the engine processes, and what it tells the user.
+
+The network itself always sees its training size (320 x 320 for U^2-Net-P); the working resolution is the size
+at which the photo is kept, refined and returned. Past a cap the cost of refinement, compositing and above all
+PNG encoding grows with no visible gain on a screen, and memory grows with it, so larger inputs are reduced
+(aspect ratio kept) and the result says from what size to what size and why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import InvalidParameterError
+
+MAX_SIDE_ENV = "MATTING_MAX_SIDE"
+# 4096 px keeps every consumer camera photo of up to 12 MP (4000 x 3000) at full size; see docs/BENCHMARKS.md
+# for the render cost per megapixel that this cap bounds.
+DEFAULT_MAX_SIDE = 4096
+
+
+def resolve_max_side(value: int | None = None) -> int:
+    if value is None:
+        value = int(os.environ.get(MAX_SIDE_ENV, DEFAULT_MAX_SIDE))
+    if not 64 <= int(value) <= 32768:
+        raise InvalidParameterError(f"max side must be between 64 and 32768 pixels, got {value}")
+    return int(value)
+
+
+def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down so the longer side is at most ``max_side``; never 0, never enlarged."""
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@dataclass(frozen=True)
+class Resize:
+    original: tuple[int, int]   # (width, height)
+    working: tuple[int, int]
+    max_side: int
+
+    @property
+    def changed(self) -> bool:
+        return self.original != self.working
+
+    def notice(self) -> str:
+        (w0, h0), (w1, h1) = self.original, self.working
+        return (f"Large image: {w0} x {h0} was reduced to {w1} x {h1} for processing "
+                f"(limit {self.max_side} px on the longer side, to keep it fast and within memory; "
+                f"raise it with --max-side).")
+
+
+def plan_resize(width: int, height: int, max_side: int) -> Resize:
+    return Resize((width, height), fit_within(width, height, max_side), max_side)

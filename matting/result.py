@@ -1,0 +1,56 @@
+"""What the engine hands back: a matted image (network run once) and its renders (cheap, repeatable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(eq=False)
+class MatteResult:
+    """One image after the network: everything a re-render needs, kept on the pipeline's device.
+
+    image: (H, W, 3) uint8 at the working resolution, upright. matte: (1, 1, h, w) float32, the network's
+    min-max normalised output at its own size. guide: (1, 3, h, w) float32, the photo at the network's size,
+    the low-resolution guide of the refinement.
+    """
+
+    key: str
+    name: str | None
+    image: torch.Tensor
+    matte: torch.Tensor
+    guide: torch.Tensor
+    input_alpha: torch.Tensor | None    # (H, W) uint8 when the upload had transparency
+    original_size: tuple[int, int]      # (width, height) of the upright input before any reduction
+    notices: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)   # milliseconds per stage
+    cached: bool = False                # the matte came from the cache: the network did not run
+    _previews: dict = field(default_factory=dict, repr=False)  # (h, w) -> float image, reused across re-renders
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the working resolution."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.image.device
+
+    @property
+    def was_reduced(self) -> bool:
+        return self.size != self.original_size
+
+
+@dataclass(eq=False)
+class Rendered:
+    """A render at some size: uint8 numpy arrays, ready to display or encode."""
+
+    alpha: np.ndarray                   # (H, W)
+    rgba: np.ndarray | None             # (H, W, 4), straight (not premultiplied) colour
+    composite: np.ndarray | None        # (H, W, 3) on the chosen background, when one was given
+    size: tuple[int, int]               # (width, height)
+    is_preview: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)

@@ -1,0 +1,93 @@
+"""The byte-bounded LRU, edge settings validation, colours and the working-resolution policy."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from matting.cache import ByteLRU
+from matting.errors import InvalidParameterError
+from matting.resolution import fit_within, plan_resize, resolve_max_side
+from matting.settings import EdgeSettings, parse_color
+
+
+def test_lru_evicts_least_recently_used_by_bytes():
+    cache = ByteLRU(max_bytes=10, sizeof=len)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    assert cache.get("a") == b"1234"  # a is now the most recent
+    cache.put("c", b"1234")          # 12 bytes > 10: b goes
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.nbytes == 8
+    cache.put("huge", b"x" * 11)     # larger than the budget: never stored, nothing evicted
+    assert "huge" not in cache and len(cache) == 2
+    assert (cache.hits, cache.misses) == (1, 0)
+    assert cache.get("b") is None and cache.misses == 1
+
+
+def test_lru_replacing_a_key_updates_the_byte_count():
+    cache = ByteLRU(max_bytes=100, sizeof=len)
+    cache.put("a", b"x" * 50)
+    cache.put("a", b"x" * 10)
+    assert cache.nbytes == 10 and len(cache) == 1
+
+
+def test_lru_is_thread_safe():
+    cache = ByteLRU(max_bytes=1000, sizeof=len)
+
+    def work(offset):
+        for i in range(2000):
+            cache.put((offset, i % 50), b"x" * 7)
+            cache.get((offset, (i * 7) % 50))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.nbytes == 7 * len(cache) <= 1000
+
+
+def test_edge_settings_validate_ranges():
+    EdgeSettings(threshold=0.5, erode=-3, feather=2.5)
+    for bad in [dict(threshold=1.5), dict(threshold=-0.1), dict(feather=-1), dict(erode=1.5), dict(erode=500),
+                dict(threshold="x"), dict(refine_radius=0)]:
+        with pytest.raises(InvalidParameterError) as info:
+            EdgeSettings(**bad)
+        assert next(iter(bad)) in str(info.value)
+
+
+def test_raw_settings_turn_everything_off():
+    raw = EdgeSettings.raw()
+    assert (raw.threshold, raw.erode, raw.feather, raw.refine, raw.use_input_alpha) == (0, 0, 0, False, False)
+
+
+@pytest.mark.parametrize("text,rgb", [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("0, 128,255", (0, 128, 255)),
+                                      ("rgb(1,2,3)", (1, 2, 3)), ("rgba(10, 20, 30, 1)", (10, 20, 30)),
+                                      ((1.4, 2, 3), (1, 2, 3))])
+def test_parse_color(text, rgb):
+    assert parse_color(text) == rgb
+
+
+@pytest.mark.parametrize("bad", ["", "#12", "#gggggg", "1,2", "300,0,0", None, (1, 2)])
+def test_parse_color_rejects(bad):
+    with pytest.raises(InvalidParameterError, match="not a colour"):
+        parse_color(bad)
+
+
+def test_working_resolution_policy():
+    assert fit_within(3000, 2000, 4096) == (3000, 2000)
+    assert fit_within(8000, 6000, 4096) == (4096, 3072)
+    assert fit_within(1, 20000, 4096) == (1, 4096)
+    plan = plan_resize(8000, 6000, 4096)
+    assert plan.changed and "8000 x 6000" in plan.notice() and "4096 x 3072" in plan.notice()
+    assert not plan_resize(100, 100, 4096).changed
+    with pytest.raises(InvalidParameterError):
+        resolve_max_side(10)
+
+
+def test_max_side_from_environment(monkeypatch):
+    monkeypatch.setenv("MATTING_MAX_SIDE", "2048")
+    assert resolve_max_side() == 2048
+    assert resolve_max_side(1000) == 1000
