@@ -121,6 +121,9 @@ class Pipeline:
         timer = StageTimer(self.device, timings)
         with timer("decode"):
             decoded: DecodedImage = decode_image(source, max_pixels=self.max_pixels, name=name)
+        with timer("hash"):  # on the decoded host pixels: no download from the GPU needed
+            key = self._cache_key(decoded.rgb)
+        with timer("upload"):
             plan = plan_resize(decoded.size[0], decoded.size[1], self.max_side)
             image = as_tensor_image(decoded.rgb, self.device)
             alpha = None if decoded.alpha is None else as_tensor_image(decoded.alpha[..., None], self.device)
@@ -128,8 +131,6 @@ class Pipeline:
                 w, h = plan.working
                 image = shrink_u8(image, (h, w))
                 alpha = None if alpha is None else shrink_u8(alpha, (h, w))
-        with timer("hash"):
-            key = self._cache_key(image)
         notices = list(decoded.notices) + ([plan.notice()] if plan.changed else [])
         matte = self.cache.get(key)
         result = MatteResult(key=key, name=decoded.name or name, image=image, matte=matte, guide=None,
@@ -140,10 +141,10 @@ class Pipeline:
                 result.guide, _ = network_input([image], self.spec, self.dtype)
         return result
 
-    def _cache_key(self, image: torch.Tensor) -> str:
-        pixels = image.cpu().numpy() if image.device.type != "cpu" else image.numpy()
+    def _cache_key(self, pixels: np.ndarray) -> str:
+        """Content hash of the decoded pixels plus everything else that shapes the network's output."""
         digest = xxhash.xxh3_128(np.ascontiguousarray(pixels).data)
-        digest.update(repr((pixels.shape, self._weights_id, str(self.dtype))).encode())
+        digest.update(repr((pixels.shape, self.max_side, self._weights_id, str(self.dtype))).encode())
         return digest.hexdigest()
 
     def _infer(self, results: list[MatteResult]) -> None:
