@@ -24,7 +24,7 @@ import xxhash
 from . import ops
 from .cache import ByteLRU
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from .device import default_dtype, describe, resolve_device
+from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
@@ -60,12 +60,12 @@ class StageTimer:
 
 class Pipeline:
     def __init__(self, model: str = "u2netp", weights: str | Path | None = None, device: str | None = None,
-                 dtype: torch.dtype | None = None, max_side: int | None = None,
+                 precision: str | None = None, max_side: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  warm_up: bool = True, use_cuda_graphs: bool | None = None):
         start = time.perf_counter()
         self.device = resolve_device(device)
-        self.dtype = dtype or default_dtype(self.device)
+        self.dtype = resolve_dtype(self.device, precision)
         self.spec = get_spec(model)
         self.weights = Path(weights) if weights else self.spec.default_weights
         self.max_side = resolve_max_side(max_side)
@@ -81,7 +81,7 @@ class Pipeline:
     # ---------------------------------------------------------------- reporting
     @property
     def precision(self) -> str:
-        return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[self.dtype]
+        return precision_name(self.dtype)
 
     def info(self) -> dict[str, str]:
         return {"model": self.spec.name, "description": self.spec.description, "device": describe(self.device),

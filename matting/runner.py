@@ -28,6 +28,9 @@ class ModelRunner:
         self.dtype = dtype
         self.model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
+        if device.type == "cuda" and dtype == torch.float32:
+            # fp32 asked for means fp32: TF32 convolutions would change the matte as much as fp16 does.
+            torch.backends.cudnn.allow_tf32 = False
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()  # a captured graph owns static buffers: one replay at a time
         self.calls = 0                 # how many batches went through the network (tests count re-runs)

@@ -1,0 +1,193 @@
+"""The shared pipeline: network once per image, cached mattes, renders, notices, fallbacks, golden output."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from matting import pipeline as pipeline_module
+from matting.errors import CorruptImageError, MattingError
+from matting.pipeline import Pipeline, get_pipeline, reset_pipeline
+from matting.settings import EdgeSettings
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+GOLDEN = Path(__file__).parent / "data" / "golden_astronaut_raw_alpha.png"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline(device="cpu")
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_reports_what_it_runs(pipe):
+    info = pipe.info()
+    assert info["model"] == "u2netp" and info["precision"] == "fp32" and info["device"].startswith("cpu")
+    assert "u2netp on cpu" in pipe.summary()
+
+
+def test_full_render_has_input_size_and_consistent_outputs(pipe):
+    result = pipe.matte(EXAMPLES / "coffee.png")
+    rendered = pipe.render(result, EdgeSettings(), background=(0, 255, 0))
+    assert result.size == (600, 400) and rendered.size == (600, 400)
+    assert rendered.alpha.shape == (400, 600) and rendered.alpha.dtype == np.uint8
+    assert rendered.rgba.shape == (400, 600, 4) and np.array_equal(rendered.rgba[..., 3], rendered.alpha)
+    photo = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGB"))
+    assert np.array_equal(rendered.rgba[..., :3], photo)  # straight colour: the photo itself
+    assert rendered.composite.shape == (400, 600, 3)
+    opaque, clear = rendered.alpha == 255, rendered.alpha == 0
+    assert opaque.any() and clear.any()
+    assert np.array_equal(rendered.composite[opaque], photo[opaque])
+    assert (rendered.composite[clear] == [0, 255, 0]).all()
+
+
+def test_preview_fits_the_screen(pipe):
+    big = np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((2048, 1536)))
+    result = pipe.matte(big)
+    preview = pipe.render(result, preview=True)
+    assert preview.is_preview and preview.size == (1024, 768)
+    assert pipe.render(result, preview=300).size == (300, 225)
+
+
+def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
+    path = EXAMPLES / "chelsea.png"
+    first = pipe.matte(path)
+    calls = pipe.runner.calls
+    renders = [pipe.render(first, EdgeSettings(feather=f, erode=e, threshold=t), preview=True).alpha
+               for f, e, t in [(0, 0, 0), (3, 0, 0), (0, -4, 0), (0, 3, 0), (0, 0, 0.5)]]
+    again = pipe.matte(path.read_bytes())  # same pixels through another input kind
+    assert pipe.runner.calls == calls
+    assert again.cached and not first.cached and again.key == first.key
+    assert torch.equal(again.matte, first.matte)
+    assert len({r.tobytes() for r in renders}) == len(renders)  # every setting changed the output
+
+
+def test_cache_key_depends_on_pixels(pipe):
+    a = pipe.matte(EXAMPLES / "coffee.png")
+    pixels = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGB")).copy()
+    pixels[0, 0, 0] ^= 1
+    assert pipe.matte(pixels).key != a.key
+
+
+def test_batch_equals_single_runs(pipe):
+    names = ["coffee.png", "rocket.jpg", "astronaut.png"]
+    pipe.cache.clear()
+    batched = pipe.matte_many([EXAMPLES / n for n in names])
+    pipe.cache.clear()
+    for name, together in zip(names, batched):
+        alone = pipe.matte(EXAMPLES / name)
+        torch.testing.assert_close(together.matte, alone.matte, atol=1e-4, rtol=0)
+
+
+def test_a_bad_input_in_a_batch_leaves_the_others(pipe):
+    out = pipe.matte_many([EXAMPLES / "coffee.png", b"garbage bytes", EXAMPLES / "rocket.jpg"],
+                          names=["coffee.png", "broken.jpg", "rocket.jpg"], return_errors=True)
+    assert isinstance(out[1], MattingError) and "broken.jpg" in str(out[1])
+    assert out[0].matte is not None and out[2].matte is not None
+    with pytest.raises(MattingError):
+        pipe.matte(b"\xff\xd8\xff\xe0 truncated jpeg")
+
+
+def test_large_input_is_reduced_with_a_notice():
+    small_cap = Pipeline(device="cpu", max_side=256, warm_up=False)
+    result = small_cap.matte(EXAMPLES / "astronaut.png")
+    assert result.size == (256, 256) and result.original_size == (512, 512) and result.was_reduced
+    assert any("512 x 512" in n and "256 x 256" in n for n in result.notices)
+    assert small_cap.render(result).size == (256, 256)
+
+
+def test_input_alpha_is_respected(pipe):
+    rgba = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGBA")).copy()
+    rgba[:, :300, 3] = 0  # the left half was already cut away
+    result = pipe.matte(png_bytes(rgba))
+    assert result.input_alpha is not None
+    assert (pipe.render(result).alpha[:, :300] == 0).all()
+    assert pipe.render(result, EdgeSettings(use_input_alpha=False)).alpha[:, :300].any()
+
+
+def test_background_image_is_fitted(pipe):
+    result = pipe.matte(EXAMPLES / "coffee.png")
+    background = np.zeros((50, 80, 3), np.uint8)
+    background[..., 2] = 255
+    rendered = pipe.render(result, background=background)
+    clear = rendered.alpha == 0
+    assert clear.any() and (rendered.composite[clear] == [0, 0, 255]).all()
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu(monkeypatch):
+    pipe = Pipeline(device="cpu", warm_up=False)
+
+    def out_of_memory(x):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(pipe, "runner", out_of_memory)
+    result = pipe.matte(EXAMPLES / "rocket.jpg")
+    assert result.matte is not None and any("CPU" in n for n in result.notices)
+    assert pipe.render(result).alpha.any()
+
+
+def test_render_out_of_memory_falls_back_to_the_cpu(pipe, monkeypatch):
+    result = pipe.matte(EXAMPLES / "rocket.jpg")
+    real = pipeline_module.render_tensors
+    calls = []
+
+    def flaky(result, *args):
+        calls.append(result.device)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real(result, *args)
+
+    monkeypatch.setattr(pipeline_module, "render_tensors", flaky)
+    assert pipe.render(result).alpha.shape == (427, 640) and len(calls) == 2
+
+
+def test_golden_alpha_on_a_real_photo(pipe):
+    """The raw network matte of the shipped astronaut photo, as stored when the weights were embedded."""
+    alpha = pipe.render(pipe.matte(EXAMPLES / "astronaut.png"), EdgeSettings.raw()).alpha
+    golden = np.asarray(Image.open(GOLDEN))
+    diff = np.abs(alpha.astype(int) - golden.astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 3
+    assert (golden > 250).mean() > 0.1 and (golden < 5).mean() > 0.3  # a real cutout, not a blank
+
+
+def test_shared_pipeline_is_created_once_across_threads(monkeypatch):
+    reset_pipeline()
+    created = []
+    real_init = Pipeline.__init__
+
+    def counting_init(self, **kwargs):
+        created.append(1)
+        real_init(self, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "__init__", counting_init)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(get_pipeline(device="cpu", warm_up=False)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(created) == 1 and all(p is got[0] for p in got)
+        assert get_pipeline() is got[0]
+        with pytest.raises(MattingError, match="other settings"):
+            get_pipeline(device="cpu", max_side=100)
+    finally:
+        reset_pipeline()
+
+
+def test_corrupt_input_error_is_specific(pipe):
+    with pytest.raises(CorruptImageError) as info:
+        pipe.matte(png_bytes(np.zeros((8, 8, 3), np.uint8))[:-20], name="cut.png")
+    assert "cut.png" in str(info.value) and "\n" not in str(info.value)
