@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidParameterError, ModelLoadError
+from .isnet import ISNetDIS
 from .u2net import U2NET, U2NETP
 from .weights import load_weights
 
@@ -33,6 +34,7 @@ class ModelSpec:
         return {
             "u2net": "the authors' u2net.pth or rembg's u2net.onnx",
             "u2net_human_seg": "the authors' u2net_human_seg.pth or rembg's u2net_human_seg.onnx",
+            "isnet-general-use": "the DIS authors' isnet-general-use.pth or rembg's isnet-general-use.onnx",
         }.get(self.name, "a matching .safetensors, .pth or .onnx file")
 
 
@@ -88,3 +90,7 @@ register(ModelSpec(
     name="u2net_human_seg", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD,
     scale_by_max=True, default_weights=None,
     description="U^2-Net trained for human segmentation (bring your own weights)"))
+register(ModelSpec(
+    name="isnet-general-use", builder=ISNetDIS, input_size=(1024, 1024), mean=(0.5, 0.5, 0.5), std=(1.0, 1.0, 1.0),
+    scale_by_max=False, default_weights=None,
+    description="ISNet (DIS), 44 M parameters, 1024 x 1024 input (bring your own weights)"))

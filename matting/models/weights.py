@@ -42,12 +42,17 @@ def conv_execution_order(model: nn.Module, in_ch: int = 3, size: int = 64) -> li
     order: list[str] = []
     hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(names[mod]))
              for m in model.modules() if isinstance(m, nn.Conv2d)]
+    logits_only = getattr(model, "logits_only", None)
     try:
+        if logits_only is not None:
+            model.logits_only = False  # exports run every side output; so must this
         with torch.inference_mode():
             model(torch.zeros(1, in_ch, size, size))
     finally:
         for hook in hooks:
             hook.remove()
+        if logits_only is not None:
+            model.logits_only = logits_only
     return order
 
 
