@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import ops
+from . import foreground, ops
 from .result import MatteResult
 from .settings import Color, EdgeSettings
 
@@ -80,12 +80,26 @@ def render_tensors(result: MatteResult, settings: EdgeSettings, background: Back
     photo = photo_at(result, size_hw)
     alpha = compute_alpha(result, settings, photo)
     alpha_u8 = ops.to_uint8_hwc(alpha)[0, ..., 0]
+    bg = background_tensor(background, size_hw, result.device)
+    colour = photo
+    if settings.decontaminate and (want_rgba or bg is not None):
+        colour = foreground.decontaminate(photo, alpha)  # the soft edge's own colour, not the old background's
     rgba = None
     if want_rgba:
-        photo_u8 = result.image if tuple(result.image.shape[:2]) == tuple(size_hw) else ops.to_uint8_hwc(photo)[0]
-        rgba = torch.cat((photo_u8, alpha_u8[..., None]), dim=-1)
+        if colour is photo and tuple(result.image.shape[:2]) == tuple(size_hw):
+            colour_u8 = result.image
+        else:
+            colour_u8 = ops.to_uint8_hwc(colour)[0]
+        rgba = torch.cat((colour_u8, alpha_u8[..., None]), dim=-1)
     composite = None
-    bg = background_tensor(background, size_hw, result.device)
     if bg is not None:
-        composite = ops.to_uint8_hwc(ops.composite(photo, alpha, bg))[0]
+        composite = ops.to_uint8_hwc(ops.composite(colour, alpha, bg))[0]
     return alpha_u8, rgba, composite
+
+
+def photo_u8(result: MatteResult, max_side: int | None = None) -> torch.Tensor:
+    """The photo itself as (H, W, 3) uint8 at a render's size: the "before" of a before/after view."""
+    size_hw = output_size(result, max_side)
+    if tuple(result.image.shape[:2]) == tuple(size_hw):
+        return result.image
+    return ops.to_uint8_hwc(photo_at(result, size_hw))[0]

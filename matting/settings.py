@@ -16,17 +16,21 @@ class EdgeSettings:
     threshold: 0 keeps the soft matte; t in (0, 1] cuts it to binary at t (applied before erode and feather).
     erode: signed radius, > 0 grows the foreground, < 0 shrinks it.
     feather: Gaussian sigma softening the final edge.
-    refine: guided-filter refinement of the upsampled matte by the full-resolution photo.
+    refine: guided-filter refinement of the upsampled matte by the full-resolution photo. refine_radius is in
+        network-resolution pixels; radius 8 and eps 1e-4 were tuned on alphamatting-public (docs/QUALITY.md).
     use_input_alpha: multiply by the upload's own alpha channel, so transparent areas stay transparent.
+    decontaminate: replace the photo's colour by the estimated foreground colour where 0 < alpha < 1, so a
+        cutout carries no fringe of the old background (matting.foreground). Alpha is unchanged.
     """
 
     threshold: float = 0.0
     erode: int = 0
     feather: float = 0.0
     refine: bool = True
-    refine_radius: int = 4
-    refine_eps: float = 1e-3
+    refine_radius: int = 8
+    refine_eps: float = 1e-4
     use_input_alpha: bool = True
+    decontaminate: bool = True
 
     def __post_init__(self):
         _check_range("threshold", self.threshold, 0.0, 1.0)
@@ -39,8 +43,8 @@ class EdgeSettings:
 
     @classmethod
     def raw(cls) -> "EdgeSettings":
-        """Every edge option off: the network's matte resized to full size."""
-        return cls(threshold=0.0, erode=0, feather=0.0, refine=False, use_input_alpha=False)
+        """Every edge option off: the network's matte resized to full size, the photo's own colours."""
+        return cls(threshold=0.0, erode=0, feather=0.0, refine=False, use_input_alpha=False, decontaminate=False)
 
     def with_(self, **changes) -> "EdgeSettings":
         return replace(self, **changes)

@@ -44,7 +44,10 @@ def test_full_render_has_input_size_and_consistent_outputs(pipe):
     assert rendered.alpha.shape == (400, 600) and rendered.alpha.dtype == np.uint8
     assert rendered.rgba.shape == (400, 600, 4) and np.array_equal(rendered.rgba[..., 3], rendered.alpha)
     photo = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGB"))
-    assert np.array_equal(rendered.rgba[..., :3], photo)  # straight colour: the photo itself
+    hard = (rendered.alpha == 0) | (rendered.alpha == 255)  # soft edges carry the decontaminated colour
+    assert np.array_equal(rendered.rgba[..., :3][hard], photo[hard])
+    plain = pipe.render(result, EdgeSettings(decontaminate=False))
+    assert np.array_equal(plain.rgba[..., :3], photo)  # straight colour: the photo itself
     assert rendered.composite.shape == (400, 600, 3)
     opaque, clear = rendered.alpha == 255, rendered.alpha == 0
     assert opaque.any() and clear.any()
