@@ -179,6 +179,11 @@ def print_table(results: dict, out=sys.stdout) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--batch" in argv:  # batch throughput: a benchmark of its own (matting/bench_batch.py)
+        from . import bench_batch
+
+        return bench_batch.main(argv)
     parser = argparse.ArgumentParser(prog="python -m matting.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)

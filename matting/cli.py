@@ -1,76 +1,191 @@
-"""Command line: ``python -m matting INPUT... -o OUTDIR``.
+"""Command line: ``python -m matting INPUT... -o OUTPUT``.
 
-Writes OUTDIR/<stem>.png (RGBA cutout at the input's full, upright resolution); ``--alpha`` adds
-OUTDIR/<stem>_alpha.png. Exit status 1 when any input failed, each failure one line on stderr.
+INPUT: image files, folders (``-r`` for sub-folders), glob patterns (quoted, for shells that do not expand them)
+or zip archives. OUTPUT: a folder, or a path ending in .zip.
+
+Writes OUTPUT/<stem>.png (RGBA cutout at the input's full, upright resolution); ``--alpha`` adds <stem>_alpha.png
+(the matte), ``--composite`` adds <stem>_composite.jpg on ``--background``. Folder and zip inputs keep their
+sub-folders in the output; same-named inputs get _2, _3 ... (see matting/batch_outputs.py). Outputs that already
+exist are skipped, so an interrupted run resumes where it stopped; ``--overwrite`` redoes them.
+
+Exit status: 0 when every input was done or skipped, 1 when any failed (each failure one line on stderr, in the
+summary at the end), 2 for a usage or setup error (bad option, model or output location), 130 when stopped with
+Ctrl-C (what was written stays valid).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import time
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import MattingError
-from .settings import EdgeSettings
+from .settings import EdgeSettings, parse_color
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m matting", description="Cut the subject out of photos.")
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--alpha", action="store_true", help="also write <stem>_alpha.png, the matte")
-    parser.add_argument("--raw", action="store_true", help="turn every edge option off: the model's matte resized")
+    parser = argparse.ArgumentParser(prog="python -m matting", description="Cut the subject out of photos.",
+                                     epilog="Exit status: 0 all done or skipped, 1 some inputs failed, "
+                                            "2 usage or setup error, 130 interrupted.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders, glob patterns or .zip archives")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output folder (created if needed), or a path ending in .zip")
+    parser.add_argument("-r", "--recursive", action="store_true", help="also take images in sub-folders")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo inputs whose outputs already exist (default: skip them, so a rerun resumes)")
+
+    kinds = parser.add_argument_group("outputs")
+    kinds.add_argument("--no-cutout", dest="cutout", action="store_false",
+                       help="do not write <stem>.png, the RGBA cutout (written by default)")
+    kinds.add_argument("--alpha", action="store_true", help="also write <stem>_alpha.png, the matte")
+    kinds.add_argument("--composite", action="store_true",
+                       help="also write <stem>_composite.jpg, the subject on --background")
+    kinds.add_argument("--background", default=None, metavar="COLOR",
+                       help="composite colour, #RRGGBB or r,g,b (default white; implies --composite)")
+    kinds.add_argument("--composite-format", choices=("jpg", "png"), default="jpg",
+                       help="file type of the composite (default jpg)")
+
     edges = EdgeSettings()
-    parser.add_argument("--threshold", type=float, default=edges.threshold,
-                        help="cut the matte to binary at this level, 0..1 (default 0: keep soft edges)")
-    parser.add_argument("--feather", type=float, default=edges.feather, help="soften edges, Gaussian sigma in px")
-    parser.add_argument("--erode", type=int, default=edges.erode,
-                        help="shrink (<0) or grow (>0) the foreground by this many px")
-    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=edges.refine,
-                        help="guided-filter refinement with the full-resolution photo (default on)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
-    parser.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
-    parser.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
-    parser.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
+    edge = parser.add_argument_group("edges")
+    edge.add_argument("--raw", action="store_true", help="turn every edge option off: the model's matte resized")
+    edge.add_argument("--threshold", type=float, default=edges.threshold,
+                      help="cut the matte to binary at this level, 0..1 (default 0: keep soft edges)")
+    edge.add_argument("--feather", type=float, default=edges.feather, help="soften edges, Gaussian sigma in px")
+    edge.add_argument("--erode", type=int, default=edges.erode,
+                      help="shrink (<0) or grow (>0) the foreground by this many px")
+    edge.add_argument("--refine", action=argparse.BooleanOptionalAction, default=edges.refine,
+                      help="guided-filter refinement with the full-resolution photo (default on)")
+    edge.add_argument("--decontaminate", action=argparse.BooleanOptionalAction, default=edges.decontaminate,
+                      help="replace the old background's colour in soft edges by the subject's "
+                           f"(default {'on' if edges.decontaminate else 'off'})")
+
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
+    engine.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
+    engine.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
+    engine.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
+    engine.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="images per network call (default 16 on a GPU, 1 on the CPU)")
+    engine.add_argument("--workers", type=_positive_int, default=None,
+                        help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
+                             "or 16 without fpng)")
+    engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     return parser
 
 
 def edge_settings(args: argparse.Namespace) -> EdgeSettings:
     if args.raw:
         return EdgeSettings.raw()
-    return EdgeSettings(threshold=args.threshold, feather=args.feather, erode=args.erode, refine=args.refine)
+    return EdgeSettings(threshold=args.threshold, feather=args.feather, erode=args.erode, refine=args.refine,
+                        decontaminate=args.decontaminate)
+
+
+def output_kinds(args: argparse.Namespace) -> tuple[str, ...]:
+    composite = args.composite or args.background is not None
+    kinds = tuple(kind for kind, wanted in (("cutout", args.cutout), ("alpha", args.alpha),
+                                            ("composite", composite)) if wanted)
+    if not kinds:
+        raise MattingError("nothing to write: --no-cutout needs --alpha or --composite")
+    return kinds
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = edge_settings(args)
+        kinds = output_kinds(args)
+        background = parse_color(args.background) if args.background is not None else None
         from .pipeline import Pipeline
 
         pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, max_side=args.max_side)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.output.mkdir(parents=True, exist_ok=True)
-    from .encode import write_image
+        return EXIT_USAGE
+    return run(args, pipeline, settings, kinds, background)
 
-    failed = 0
-    start = time.perf_counter()
-    for path in args.inputs:
-        try:
-            result = pipeline.matte(path, name=path.name)
-            rendered = pipeline.render(result, settings)
-            write_image(args.output / f"{path.stem}.png", rendered.rgba)
-            if args.alpha:
-                write_image(args.output / f"{path.stem}_alpha.png", rendered.alpha)
-            for notice in result.notices:
-                print(f"{path.name}: {notice}", file=sys.stderr)
-        except (MattingError, OSError) as exc:
-            failed += 1
-            message = str(exc) if isinstance(exc, MattingError) else f"{path}: {exc.strerror or exc}"
-            print(f"failed: {message}", file=sys.stderr)
-    done = len(args.inputs) - failed
-    print(f"{done} done, {failed} failed in {time.perf_counter() - start:.1f} s ({pipeline.summary()})",
-          file=sys.stderr)
-    return 1 if failed else 0
+
+def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background) -> int:
+    from .batch import run_batch
+    from .batch_outputs import OutputError
+    from .batch_progress import Progress
+
+    progress = Progress(enabled=args.progress)
+    counts = {"processed": 0, "failed": 0}
+    cancel = threading.Event()
+
+    def on_result(result, finished: int, total: int) -> None:
+        if result.status != "skipped":
+            counts["processed"] += 1
+        counts["failed"] += result.status == "failed"
+        for notice in result.notices:
+            progress.write(f"{result.name}: {notice}")
+        progress.update(finished, total, counts["processed"], counts["failed"])
+
+    try:
+        with _stop_on_ctrl_c(cancel, progress):
+            summary = run_batch(args.inputs, args.output, pipeline=pipeline, settings=settings, kinds=kinds,
+                                background=background, composite_format=args.composite_format,
+                                overwrite=args.overwrite, recursive=args.recursive, batch_size=args.batch_size,
+                                workers=args.workers, cancel=cancel, on_result=on_result)
+    except (OutputError, MattingError) as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted: files already written are complete; run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    progress.close()
+    _print_summary(summary, pipeline)
+    if summary.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _print_summary(summary, pipeline) -> None:
+    for result in summary.results:
+        if result.status == "failed":
+            print(f"failed: {result.name}: {result.error}", file=sys.stderr)
+    line = (f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s "
+            f"({summary.images_per_second:.1f} images/s; {pipeline.summary()})")
+    if summary.cancelled:
+        line += f"; stopped early, {summary.total - len(summary.results)} not started: run again to resume"
+    elif summary.skipped and not summary.done and not summary.failed:
+        line += "; everything was already done (--overwrite redoes it)"
+    print(line, file=sys.stderr)
+
+
+@contextmanager
+def _stop_on_ctrl_c(cancel: threading.Event, progress):
+    """First Ctrl-C: finish cleanly (stop starting images, keep what is written). Second: the usual interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        progress.write("stopping after the images in progress (Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -11,6 +11,7 @@ everything the user tweaks afterwards starts from that output.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -19,7 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import xxhash
+
+try:  # fast content hash; hashlib's blake2b stands in where the wheel is missing
+    import xxhash
+except ImportError:  # pragma: no cover - depends on the environment
+    xxhash = None
 
 from . import ops
 from .cache import ByteLRU
@@ -29,7 +34,7 @@ from .errors import InferenceError, MattingError
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
 from .preprocess import as_tensor_image, network_input, shrink_u8
-from .render import Background, render_tensors
+from .render import Background, photo_u8, render_tensors
 from .resolution import plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
 from .runner import ModelRunner
@@ -53,8 +58,8 @@ class StageTimer:
         try:
             yield
         finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+            if self.device.type == "cuda":  # this thread's stream only: other threads' work is not ours to wait for
+                torch.cuda.current_stream(self.device).synchronize()
             self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
@@ -116,13 +121,31 @@ class Pipeline:
             self._infer(pending)
         return prepared
 
+    def prepare(self, decoded: DecodedImage, name: str | None = None, *, use_cache: bool = True) -> MatteResult:
+        """What matte() does after decoding, for images decoded elsewhere (the batch engine decodes in worker
+        threads): reduce, upload, look up the cache. The matte stays None until infer(). ``use_cache=False``
+        skips hashing and the cache: a batch of distinct photos would only evict interactive users' mattes."""
+        return self._prepare(decoded, name, {}, use_cache)
+
+    def infer(self, results: list[MatteResult]) -> None:
+        """Run the network, as one batch, for the prepared results that have no matte yet."""
+        pending = [r for r in results if r.matte is None]
+        if pending:
+            self._infer(pending)
+
     def _decode(self, source, name: str | None) -> MatteResult:
         timings: dict[str, float] = {}
-        timer = StageTimer(self.device, timings)
-        with timer("decode"):
+        with StageTimer(self.device, timings)("decode"):
             decoded: DecodedImage = decode_image(source, max_pixels=self.max_pixels, name=name)
-        with timer("hash"):  # on the decoded host pixels: no download from the GPU needed
-            key = self._cache_key(decoded.rgb)
+        return self._prepare(decoded, name, timings, True)
+
+    def _prepare(self, decoded: DecodedImage, name: str | None, timings: dict[str, float],
+                 use_cache: bool) -> MatteResult:
+        timer = StageTimer(self.device, timings)
+        key = ""
+        if use_cache:
+            with timer("hash"):  # on the decoded host pixels: no download from the GPU needed
+                key = self._cache_key(decoded.rgb)
         with timer("upload"):
             plan = plan_resize(decoded.size[0], decoded.size[1], self.max_side)
             image = as_tensor_image(decoded.rgb, self.device)
@@ -132,7 +155,7 @@ class Pipeline:
                 image = shrink_u8(image, (h, w))
                 alpha = None if alpha is None else shrink_u8(alpha, (h, w))
         notices = list(decoded.notices) + ([plan.notice()] if plan.changed else [])
-        matte = self.cache.get(key)
+        matte = self.cache.get(key) if key else None
         result = MatteResult(key=key, name=decoded.name or name, image=image, matte=matte, guide=None,
                              input_alpha=None if alpha is None else alpha[..., 0], original_size=plan.original,
                              notices=notices, timings=timings, cached=matte is not None)
@@ -143,7 +166,7 @@ class Pipeline:
 
     def _cache_key(self, pixels: np.ndarray) -> str:
         """Content hash of the decoded pixels plus everything else that shapes the network's output."""
-        digest = xxhash.xxh3_128(np.ascontiguousarray(pixels).data)
+        digest = (xxhash.xxh3_128 if xxhash else hashlib.blake2b)(np.ascontiguousarray(pixels).data)
         digest.update(repr((pixels.shape, self.max_side, self._weights_id, str(self.dtype))).encode())
         return digest.hexdigest()
 
@@ -164,7 +187,8 @@ class Pipeline:
             result.guide = result.guide.to(result.device)
             for stage, ms in timings.items():
                 result.timings[stage] = ms / len(results)
-            self.cache.put(result.key, result.matte)
+            if result.key:  # "" when prepared with use_cache=False
+                self.cache.put(result.key, result.matte)
 
     def _infer_after_oom(self, results: list[MatteResult], timings: dict[str, float]):
         """GPU out of memory: free the cache and retry one image at a time, then fall back to the CPU."""
@@ -219,6 +243,12 @@ class Pipeline:
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
                         timings=timings, notices=list(result.notices))
+
+    def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
+        """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a
+        before/after view. Never runs the network."""
+        max_side = None if preview is False else (PREVIEW_SIDE if preview is True else int(preview))
+        return photo_u8(result, max_side).cpu().numpy()
 
     def process(self, source, settings: EdgeSettings | None = None, *, background: Background = None,
                 name: str | None = None) -> tuple[MatteResult, Rendered]:

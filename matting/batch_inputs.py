@@ -1,0 +1,262 @@
+"""Finding the images of a batch: files, folders (optionally recursive), globs and zip archives.
+
+Discovery lists names and how to read each one; no pixel is read here, so a folder of a million photos costs a
+list of small objects, never the images themselves.
+
+Rules:
+- A file named explicitly is always tried: if it is not an image, decoding fails with a clear reason.
+- In a folder, a glob match or a zip, only files with an image extension (IMAGE_EXTENSIONS) are taken; anything
+  else, hidden files (".name") and macOS resource forks ("__MACOSX/", "._name") are ignored silently.
+- Folders are walked one level deep unless ``recursive``; zips are always taken whole (an archive is one upload).
+- Each item carries ``rel``: where its outputs go, relative to the output root, without suffix. For a folder, a
+  zip or a glob it keeps the sub-folders ("a/x"); for an explicit file it is the stem ("x").
+- Zip entry names are never used as disk paths as they are: "..", ".", empty parts, leading slashes and drive
+  letters are dropped ("../x.jpg" -> "x", "C:\\a\\x.jpg" -> "a/x"). Entries that declare a huge size, compress
+  suspiciously well (zip bombs) or are encrypted fail on their own; the rest of the archive goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+# Zip bomb guards: an image entry larger than this is refused before decompressing it (400 MB holds a
+# 100-megapixel RGBA TIFF, the engine's pixel limit), ...
+MAX_ENTRY_BYTES = 400 << 20
+# ... as is one whose compression ratio is beyond what image data reaches (checked above MIN_RATIO_BYTES only:
+# a small entry cannot hurt, whatever its ratio), ...
+MAX_RATIO = 200
+MIN_RATIO_BYTES = 1 << 20
+# ... and entries past this many uncompressed bytes in one archive.
+MAX_ARCHIVE_BYTES = 32 << 30
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class InputError(Exception):
+    """An input that cannot be read; the message is one line, for the user."""
+
+
+@dataclass(frozen=True)
+class InputItem:
+    name: str                       # display name: relative path in a folder or zip, else the file name
+    rel: PurePosixPath              # output location relative to the output root, without suffix
+    path: Path | None = None        # a file on disk
+    archive: "ZipInput | None" = None
+    member: zipfile.ZipInfo | None = None
+    error: str | None = None        # known before reading: the item fails with this message
+
+    def read_bytes(self) -> bytes:
+        if self.error:
+            raise InputError(self.error)
+        if self.archive is not None:
+            return self.archive.read(self.member)
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise InputError("file not found (deleted while the batch ran?)") from None
+        except IsADirectoryError:
+            raise InputError("not a file but a folder") from None
+        except OSError as exc:
+            raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+class ZipInput:
+    """One input archive, opened once; ZipFile serialises its own reads, so worker threads can share it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zip = zipfile.ZipFile(path)
+
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        try:
+            with self.zip.open(info) as handle:
+                data = handle.read(info.file_size + 1)  # never more than declared, whatever the stream says
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+            raise InputError(f"cannot read this entry of {self.path.name}: {exc}") from None
+        if len(data) > info.file_size:
+            raise InputError(f"this entry of {self.path.name} holds more data than it declares (zip bomb?)")
+        return data
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+@dataclass
+class Discovery:
+    items: list[InputItem]
+    archives: list[ZipInput]
+
+    def close(self) -> None:
+        for archive in self.archives:
+            archive.close()
+
+
+def discover(inputs, *, recursive: bool = False, exclude: Path | None = None) -> Discovery:
+    """List the images of ``inputs`` (paths, folders, globs, zips) in a stable order.
+
+    ``exclude``: a folder never to look into (the output folder, so a rerun does not take its own outputs).
+    Inputs that match nothing become items with ``error`` set, so they are reported like any failure.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found = Discovery([], [])
+    skip = exclude.resolve() if exclude is not None else None
+    for raw in inputs:
+        _discover_one(os.fspath(raw), recursive, skip, found)
+    return found
+
+
+def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
+    path = Path(text)
+    if path.is_dir():
+        items = _walk(path, PurePosixPath(), recursive, skip)
+        found.items.extend(items)
+        if not items:
+            hint = "" if recursive else "; add -r to look in sub-folders"
+            found.items.append(_failed(text, f"no images in this folder (looked for "
+                                       f"{', '.join(sorted(IMAGE_EXTENSIONS))}{hint})"))
+    elif path.is_file():
+        if _is_zip_name(path):
+            _add_zip(path, found)
+        else:
+            found.items.append(InputItem(path.name, PurePosixPath(_safe_stem(path.stem)), path=path))
+    elif _GLOB_MAGIC.search(text):
+        _add_glob(text, recursive, skip, found)
+    else:
+        found.items.append(_failed(text, "file or folder not found"))
+
+
+def _add_glob(pattern: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
+    base = _glob_base(pattern)
+    matches = sorted(glob.glob(pattern, recursive=True))
+    before = len(found.items)
+    for match in map(Path, matches):
+        rel = _relative(match, base)
+        if match.is_dir():
+            if not _excluded(match, skip):
+                found.items.extend(_walk(match, rel, recursive, skip))
+        elif _is_zip_name(match):
+            _add_zip(match, found)
+        elif _is_image_name(match.name) and not match.name.startswith("."):
+            found.items.append(InputItem(str(rel), rel.with_suffix(""), path=match))
+    if len(found.items) == before:
+        found.items.append(_failed(pattern, "no images match this pattern"))
+
+
+def _walk(folder: Path, prefix: PurePosixPath, recursive: bool, skip: Path | None) -> list[InputItem]:
+    """Image files under ``folder``, sorted, hidden ones and the excluded folder left out."""
+    items = []
+    for root, dirs, files in os.walk(folder):  # followlinks=False: a link loop cannot trap us
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(root_path / d, skip)) \
+            if recursive else []
+        for file in sorted(files):
+            if file.startswith(".") or not _is_image_name(file):
+                continue
+            rel = prefix / PurePosixPath(*(root_path / file).relative_to(folder).parts)
+            items.append(InputItem(str(rel), rel.with_suffix(""), path=root_path / file))
+    return items
+
+
+def _add_zip(path: Path, found: Discovery) -> None:
+    try:
+        archive = ZipInput(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a valid zip file"
+        found.items.append(_failed(path.name, f"cannot open the archive: {reason}"))
+        return
+    found.archives.append(archive)
+    items, total = [], 0
+    for info in archive.zip.infolist():
+        if info.is_dir():
+            continue
+        rel = safe_member_path(info.filename)
+        if rel is None or not _is_image_name(rel.name) or _is_junk(rel):
+            continue
+        total += info.file_size
+        error = _entry_problem(info, total)
+        items.append(InputItem(str(rel), rel.with_suffix(""), archive=archive, member=info, error=error))
+    items.sort(key=lambda item: (item.name, item.member.filename))
+    found.items.extend(items)
+    if not items:
+        found.items.append(_failed(path.name, "no images in this archive"))
+
+
+def _entry_problem(info: zipfile.ZipInfo, total: int) -> str | None:
+    if info.flag_bits & 0x1:
+        return "encrypted zip entries are not supported"
+    if info.file_size > MAX_ENTRY_BYTES:
+        return (f"this zip entry declares {info.file_size / 2**20:,.0f} MB uncompressed, over the limit of "
+                f"{MAX_ENTRY_BYTES >> 20} MB (zip bomb?)")
+    if info.file_size > MIN_RATIO_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        return (f"this zip entry expands {info.file_size / max(info.compress_size, 1):,.0f} times, "
+                f"more than image data can (limit {MAX_RATIO}:1; zip bomb?)")
+    if total > MAX_ARCHIVE_BYTES:
+        return f"the archive expands to more than {MAX_ARCHIVE_BYTES >> 30} GB; entries past that are refused"
+    return None
+
+
+def safe_member_path(name: str) -> PurePosixPath | None:
+    """A zip entry name as a harmless relative path, or None when nothing usable is left.
+
+    Backslashes count as separators; drive letters, leading slashes, "." and ".." parts are dropped, so the
+    result can never leave the folder it is joined to.
+    """
+    parts = []
+    for part in name.replace("\\", "/").split("/"):
+        part = _DRIVE.sub("", part) if not parts else part
+        if part in ("", ".", "..") or "\x00" in part:
+            continue
+        parts.append(part)
+    return PurePosixPath(*parts) if parts else None
+
+
+def _is_junk(rel: PurePosixPath) -> bool:
+    return rel.parts[0] == "__MACOSX" or any(part.startswith(".") for part in rel.parts)
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _is_zip_name(path: Path) -> bool:
+    return path.suffix.lower() == ".zip"
+
+
+def _safe_stem(stem: str) -> str:
+    return stem if stem not in ("", ".", "..") else "image"
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a pattern before its first wildcard: match names are kept relative to it."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if _GLOB_MAGIC.search(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _relative(path: Path, base: Path) -> PurePosixPath:
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        rel = Path(path.name)
+    return safe_member_path(rel.as_posix()) or PurePosixPath(_safe_stem(path.stem))
+
+
+def _excluded(path: Path, skip: Path | None) -> bool:
+    return skip is not None and path.resolve() == skip
+
+
+def _failed(name: str, message: str) -> InputItem:
+    return InputItem(name, PurePosixPath("_"), error=message)

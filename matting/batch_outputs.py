@@ -1,0 +1,173 @@
+"""Where a batch's outputs go: file names, collisions, and the two sinks (a folder or a zip archive).
+
+Names, per item ``rel`` ("a/x" for a/x.jpg in a folder, "x" for an explicit x.jpg):
+    cutout     rel + ".png"                  RGBA
+    alpha      rel + "_alpha.png"            8-bit grey
+    composite  rel + "_composite.jpg|png"    RGB on the chosen background
+
+Collisions (x.jpg and x.png, two folders both holding x.jpg, or x.jpg's x_alpha.png against an input named
+x_alpha.jpg) are settled in input order: the first keeps its name, the next becomes x_2, then x_3, and so on,
+compared case-insensitively so the outputs survive on case-insensitive file systems. The same inputs always give
+the same names, so a rerun finds the outputs of an interrupted run and skips them.
+
+Folder output: every file is written to a hidden temporary name and renamed into place, so a file that exists is
+complete; "all of an item's outputs exist" is what resume checks.
+Zip output: written to a temporary archive beside the target and renamed over it when the run ends (also when it
+is cancelled), so the archive on disk is always whole. Resume: members already in an existing archive are copied
+over and their items skipped; ``overwrite`` starts a fresh archive. A run that is killed leaves the previous
+archive untouched and its own work is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+
+KINDS = ("cutout", "alpha", "composite")
+COMPOSITE_FORMATS = ("jpg", "png")
+
+
+class OutputError(Exception):
+    """The output location cannot be used at all (a setup error, not a per-image one)."""
+
+
+def output_names(rel: PurePosixPath, kinds, composite_format: str) -> dict[str, PurePosixPath]:
+    stem = rel.name
+    names = {"cutout": f"{stem}.png", "alpha": f"{stem}_alpha.png",
+             "composite": f"{stem}_composite.{composite_format}"}
+    return {kind: rel.with_name(names[kind]) for kind in kinds}
+
+
+def allocate_names(rels: list[PurePosixPath], kinds, composite_format: str) -> list[dict[str, PurePosixPath]]:
+    """Output names for each item, unique across the batch (see the module docstring)."""
+    taken: set[str] = set()
+    allocated = []
+    for rel in rels:
+        candidate, n = rel, 1
+        while True:
+            names = output_names(candidate, kinds, composite_format)
+            keys = {str(name).casefold() for name in names.values()}
+            if not keys & taken:
+                break
+            n += 1
+            candidate = rel.with_name(f"{rel.name}_{n}")
+        taken |= keys
+        allocated.append(names)
+    return allocated
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """A hidden temporary file renamed into place: readers (and resume) never see half a file. Thread-safe."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def open_sink(output: str | os.PathLike, overwrite: bool = False) -> "FolderSink | ZipSink":
+    path = Path(output)
+    if path.suffix.lower() == ".zip" and not path.is_dir():
+        return ZipSink(path, overwrite)
+    return FolderSink(path)
+
+
+class FolderSink:
+    def __init__(self, root: Path):
+        if root.exists() and not root.is_dir():
+            raise OutputError(f"the output {root} exists and is not a folder (name a folder, or a .zip file)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {root}: {exc.strerror or exc}") from None
+        self.root = root
+        self.folder = root
+
+    def has(self, name: PurePosixPath) -> bool:
+        return self._path(name).is_file()
+
+    def shown(self, name: PurePosixPath) -> Path:
+        """How an output is reported: its path on disk."""
+        return self._path(name)
+
+    def write(self, name: PurePosixPath, data: bytes) -> Path:
+        return write_atomic(self.prepared(name), data)
+
+    def prepared(self, name: PurePosixPath) -> Path:
+        """The file an output goes to, its folder created: encoder processes write there themselves."""
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def close(self) -> None:
+        pass
+
+    def _path(self, name: PurePosixPath) -> Path:
+        if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive
+            raise ValueError(f"unsafe output name {name}")
+        return self.root.joinpath(*name.parts)
+
+
+class ZipSink:
+    def __init__(self, path: Path, overwrite: bool):
+        self.path = path
+        self.folder = path.parent
+        self._old: zipfile.ZipFile | None = None
+        self._old_names: set[str] = set()
+        if path.exists() and not overwrite:
+            try:
+                self._old = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError):
+                raise OutputError(f"the output {path} exists and is not a readable zip file "
+                                  "(use --overwrite to replace it)") from None
+            self._old_names = {info.filename for info in self._old.infolist()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+            self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED)  # PNG/JPEG do not deflate further
+        except OSError as exc:
+            raise OutputError(f"cannot write the archive {path}: {exc.strerror or exc}") from None
+        self._new_names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def has(self, name: PurePosixPath) -> bool:
+        return str(name) in self._old_names
+
+    def shown(self, name: PurePosixPath) -> Path:
+        """How an output is reported: its member name."""
+        return Path(str(name))
+
+    def write(self, name: PurePosixPath, data: bytes) -> PurePosixPath:
+        info = zipfile.ZipInfo(str(name), date_time=time.localtime()[:6])
+        info.external_attr = 0o644 << 16
+        with self._lock:
+            self._zip.writestr(info, data)
+            self._new_names.add(str(name))
+        return name
+
+    def close(self) -> None:
+        """Copy the old archive's members not written again, then put the new archive in place."""
+        with self._lock:
+            try:
+                if self._old is not None:
+                    for info in self._old.infolist():
+                        if info.filename not in self._new_names:
+                            copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                            copy.external_attr, copy.compress_type = info.external_attr, info.compress_type
+                            with self._old.open(info) as src, self._zip.open(copy, "w") as dst:
+                                while chunk := src.read(1 << 20):
+                                    dst.write(chunk)
+                    self._old.close()
+                self._zip.close()
+                os.replace(self._tmp, self.path)
+            except BaseException:
+                self._tmp.unlink(missing_ok=True)
+                raise

@@ -1,0 +1,182 @@
+"""How a batch uses the machine: defaults per device, and the process-wide settings a run adjusts while it lasts.
+
+Measured choices (2-core dev CPU; H100 host with 16 cores, 1 MP JPEG in, RGBA PNG out):
+- CPU: one single-threaded forward per core beats one forward over both cores (164 vs 202 ms per image), and
+  render threads must not start full OpenMP teams on top (oversubscribed teams spin: half the throughput). So a
+  CPU batch sets torch to one intra-op thread and runs one inference thread per core, batch size 1 (larger
+  batches gain nothing on the CPU: 203, 205, 207 ms per image at 1, 2, 4).
+- GPU: one inference thread (graph replays, batch size 16), two render threads, four decode threads and four
+  encoder processes when fpng is there; every extra thread only competes for the GIL that the render threads
+  need. Each engine thread has its own CUDA stream, so a stage's sync waits for its own work only.
+Process-wide settings (torch threads, the GIL switch interval) are ref-counted: overlapping batches in a server
+restore them once, when the last one ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+from .batch_encode import uses_processes
+from .settings import EdgeSettings
+
+
+def is_gpu(device) -> bool:
+    return getattr(device, "type", str(device)) == "cuda"
+
+
+def default_batch_size(device) -> int:
+    return 16 if is_gpu(device) else 1
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
+
+
+def default_workers(device=None) -> int:
+    """Threads per pool. CPU: one per core. GPU with fpng: 4, which decode (5 ms per 1 MP JPEG) and encode (in
+    processes, 13 ms) far more than 100 images/s; more threads only fight for the GIL that the render thread
+    needs (H100 host, 1 MP: 102 images/s with 4 workers, 86 with 8, 86 with 16)."""
+    if is_gpu(device):  # without fpng, OpenCV encodes in these threads (GIL released, 10x slower): many
+        return max(2, min(cpu_cores(), 4 if uses_processes(device) else 16))
+    return max(2, min(cpu_cores(), 32))
+
+
+def inference_threads(device) -> int:
+    if is_gpu(device):
+        return 1  # one stream of graph replays; more threads would only contend for the same GPU
+    return min(CPU_INFER_THREADS or cpu_cores(), cpu_cores())
+
+
+# On the CPU, one single-threaded forward per core beats one forward spread over all cores (measured on 2 cores:
+# 164 vs 202 ms per image), and torch ops in the render threads must not each start a full OpenMP team on top:
+# oversubscribed OpenMP teams spin and halve the throughput. So during a CPU batch torch runs one intra-op thread
+# per calling thread, and parallelism comes from our threads.
+CPU_TORCH_THREADS = 1
+CPU_INFER_THREADS = None  # None: one per core
+GPU_RENDER_THREADS = 2    # H100 host, 4 workers: 2 threads 97 and 86 images/s vs 1 thread 86 and 83; 3 are worse
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 0
+
+
+# On a GPU the render thread dispatches hundreds of small kernels per image, taking the GIL back after each; when
+# a decode thread is running Python meanwhile, the default 5 ms switch interval is what it may wait each time.
+GPU_SWITCH_INTERVAL = float(os.environ.get("MATTING_GIL_SWITCH_S", "0.0005"))
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextmanager
+def gil_switch(device):
+    """A shorter GIL switch interval for the length of a GPU batch (ref-counted, restored afterwards)."""
+    global _switch_users, _switch_saved
+    if not is_gpu(device) or GPU_SWITCH_INTERVAL <= 0:
+        yield
+        return
+    with _threads_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(GPU_SWITCH_INTERVAL)
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
+@contextmanager
+def torch_threads(device):
+    """Set torch's intra-op threads for a CPU batch; ref-counted, so overlapping batches restore it once."""
+    global _threads_users, _threads_saved
+    if is_gpu(device) or not CPU_TORCH_THREADS:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(CPU_TORCH_THREADS)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
+
+
+
+
+@contextmanager
+def own_stream(device):
+    """Run this thread's CUDA work on a stream of its own, so its syncs (the pipeline's stage timers, downloads)
+    wait for its own work only, not for the other threads' batches."""
+    if device.type != "cuda":  # the real device, also where tests force the GPU layout on the CPU
+        yield
+        return
+    import torch
+
+    with torch.cuda.stream(torch.cuda.Stream(device)):
+        yield
+
+
+def enter_own_stream(device) -> None:
+    """ThreadPoolExecutor initializer: the pool thread keeps a stream of its own for its whole life."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_stream(torch.cuda.Stream(device))
+
+
+def sync_own_stream(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.current_stream(device).synchronize()
+
+
+def warm_up(pipe, batch_size: int | None = None, settings: EdgeSettings | None = None) -> None:
+    """Get ``pipe`` ready for batches of ``batch_size`` (the device's default when None): on a GPU, capture the
+    CUDA graphs of every batch size up to it and render one image, so the render's kernels are loaded (CUDA
+    loads each kernel on its first launch). run_batch captures the graphs itself; call this ahead to keep all of
+    it out of the first images' time (benchmarks, a server at start-up)."""
+    warm_graphs(pipe, batch_size or default_batch_size(pipe.device))
+    if is_gpu(pipe.device):
+        from .decode import DecodedImage
+
+        rng = np.random.default_rng(0)
+        image = DecodedImage(rgb=rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8), alpha=None, format="array")
+        result = pipe.prepare(image, use_cache=False)
+        pipe.infer([result])
+        pipe.render(result, settings or EdgeSettings())
+
+
+def warm_graphs(pipe, batch_size: int) -> None:
+    """Capture the CUDA graphs this run will use before any worker thread touches the GPU: a capture must not
+    overlap other threads' CUDA calls. Graphs already captured are reused, so this is cheap after the first run."""
+    runner = getattr(pipe, "runner", None)
+    if runner is None or not getattr(runner, "use_cuda_graphs", False):
+        return
+    import torch
+
+    from .runner import GRAPH_BATCH_SIZES
+
+    h, w = runner.input_size
+    for size in GRAPH_BATCH_SIZES:
+        if size > 1 and size // 2 >= batch_size:
+            break
+        runner(torch.zeros(size, 3, h, w, device=runner.device, dtype=runner.dtype))
+    torch.cuda.synchronize(runner.device)

