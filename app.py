@@ -1,0 +1,129 @@
+"""The matting web app: ``python app.py`` serves it on http://127.0.0.1:7860 with the embedded model.
+
+    python app.py                              # local only, language from the browser
+    python app.py --lang zh --port 8080
+    python app.py --host 0.0.0.0 --auth alice:secret
+    MATTING_AUTH=alice:secret python app.py --share
+
+The model is loaded once, before the server starts; every visitor shares it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_START = time.perf_counter()
+
+# Before gradio is imported: no usage analytics, no telemetry, no request leaves the machine.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+AUTH_ENV = "MATTING_AUTH"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="Image matting web app (Gradio). Everything runs on this machine.")
+    parser.add_argument("--host", default=os.environ.get("MATTING_HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface; "
+                             "env MATTING_HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MATTING_PORT", 7860)),
+                        help="port (default 7860; env MATTING_PORT)")
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public *.gradio.live link through Gradio's tunnel (needs internet); "
+                             "use with --auth")
+    parser.add_argument("--auth", default=None, metavar="USER:PASS",
+                        help=f"require this login (env {AUTH_ENV}=USER:PASS; the flag wins)")
+    parser.add_argument("--device", default=None,
+                        help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
+    parser.add_argument("--max-side", type=int, default=None,
+                        help="largest working side in px; larger photos are reduced, with a notice "
+                             "(default 4096; env MATTING_MAX_SIDE)")
+    parser.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="weights file for --model: .safetensors, .pth or .onnx (default: embedded)")
+    parser.add_argument("--lang", default=os.environ.get("MATTING_LANG", "auto"), choices=("auto", "en", "zh"),
+                        help="UI language: auto follows the browser (default; env MATTING_LANG)")
+    parser.add_argument("--max-file-size", default=None, metavar="SIZE",
+                        help="largest accepted upload, e.g. 100mb (default 100mb)")
+    parser.add_argument("--queue-size", type=int, default=None,
+                        help="most events waiting in the queue before new ones are refused (default 64)")
+    return parser
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """'user:pass' -> ('user', 'pass'); the password may itself contain ':'."""
+    if value is None or not value.strip():
+        return None
+    user, sep, password = value.strip().partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth / MATTING_AUTH must look like USER:PASS, both non-empty")
+    return user, password
+
+
+def share_warning(share: bool, auth) -> str | None:
+    if share and auth is None:
+        return ("WARNING: --share without --auth: the public *.gradio.live link lets ANYONE on the internet "
+                "upload images to this machine and use its CPU/GPU. Add --auth USER:PASS (or set "
+                f"{AUTH_ENV}=USER:PASS) to require a login.")
+    return None
+
+
+def host_warning(host: str, auth) -> str | None:
+    if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        return (f"note: listening on {host} without --auth: anyone who can reach this machine on the network "
+                "can use the app.")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        auth = parse_auth(args.auth if args.auth is not None else os.environ.get(AUTH_ENV))
+        if args.lang not in ("auto", "en", "zh"):   # from MATTING_LANG, which argparse does not check
+            raise ValueError(f"unknown language {args.lang!r}: use auto, en or zh")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in (share_warning(args.share, auth), host_warning(args.host, auth)):
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+
+    from matting.errors import MattingError
+    from matting.pipeline import get_pipeline
+
+    print("Loading the model…", file=sys.stderr, flush=True)
+    try:
+        pipe = get_pipeline(model=args.model, weights=args.weights, device=args.device, max_side=args.max_side)
+    except MattingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = pipe.info()
+    print(f"Model {info['model']} on {info['device']}, {info['precision']}, weights {info['weights']}, "
+          f"loaded in {info['load_ms']} ms", file=sys.stderr, flush=True)
+
+    import demo as webapp
+
+    app = webapp.build_demo(pipe, lang=args.lang, queue_size=args.queue_size)
+    options = webapp.launch_options(app, server_name=args.host, server_port=args.port, share=args.share,
+                                    auth=auth, prevent_thread_lock=True)
+    if args.max_file_size:
+        options["max_file_size"] = args.max_file_size
+    app.launch(**options)
+    print(f"Ready in {time.perf_counter() - _START:.1f} s since start.", file=sys.stderr, flush=True)
+    if args.share and auth is None:
+        print(share_warning(True, None), file=sys.stderr, flush=True)   # again, next to the printed link
+    try:
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

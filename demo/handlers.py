@@ -1,0 +1,528 @@
+"""Event functions of the web app. They call the engine and write its arrays to files; no image logic here.
+
+The network runs once per image (``pipe.matte``); the result, which holds the cached matte, stays in the
+session's ``gr.State``. Every control change re-renders from it (``pipe.render(..., preview=True)``, screen
+sized), and the previews are handed to Gradio as files encoded with the engine's fast encoders, so Gradio never
+re-encodes a full-resolution array. Full-resolution files are encoded only when a download is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from matting.decode import decode_image
+from matting.errors import MattingError
+from matting.pipeline import Pipeline
+from matting.resolution import plan_resize
+from matting.result import MatteResult
+from matting.settings import EdgeSettings, parse_color
+
+from .files import OutputStore, safe_stem
+from .i18n import Texts, texts_for
+
+log = logging.getLogger(__name__)
+
+BG_TRANSPARENT, BG_COLOR, BG_IMAGE = "transparent", "color", "image"
+KINDS = ("cutout", "alpha", "composite")
+MAX_BATCH_FILES = 500
+GALLERY_LIMIT = 60          # cutouts shown in the batch gallery (all of them go into the zip)
+BATCH_UI_INTERVAL_S = 0.3   # at most this often the batch table is re-sent while images complete
+DEFAULTS = EdgeSettings()
+DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
+
+
+@dataclass(eq=False)
+class Current:
+    """One session's image: the engine's result (with the cached matte) and the files made from it."""
+
+    result: MatteResult
+    stem: str
+    session: str
+    source: str                                  # the uploaded file it came from
+    photo: str                                   # the "before" preview file
+    downloads: dict = field(default_factory=dict)  # (kind, settings, background key) -> path
+    shown: tuple | None = None                   # (settings, background key) of the previews on screen
+
+
+@dataclass(frozen=True)
+class Previews:
+    slider: tuple[str, str]
+    cutout: str
+    alpha: str
+    composite: str
+    render_ms: float
+    encode_ms: float
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _upload_name(path: str | None) -> str | None:
+    """The name the user's file had: Gradio keeps it as the last part of the uploaded path."""
+    return Path(path).name if path else None
+
+
+class Handlers:
+    """Everything the UI and the API call, bound to one pipeline and one output store."""
+
+    def __init__(self, pipe: Pipeline, store: OutputStore, *, lang: str = "auto",
+                 max_batch_files: int = MAX_BATCH_FILES):
+        self.pipe = pipe
+        self.store = store
+        self.lang = lang
+        self.max_batch_files = max_batch_files
+        self._cancels: dict[str, threading.Event] = {}
+        self._cancels_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ helpers
+    def texts(self, request: gr.Request | None) -> Texts:
+        return texts_for(self.lang, request)
+
+    @staticmethod
+    def edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
+                      decontaminate=DEFAULTS_DECONTAMINATE) -> EdgeSettings:
+        """The engine's settings from the controls' values (raises InvalidParameterError when out of range)."""
+        radius = DEFAULTS.refine_radius if refine_radius is None else int(round(float(refine_radius)))
+        return EdgeSettings(threshold=float(threshold or 0.0), feather=float(feather or 0.0),
+                            erode=int(round(float(erode or 0))), refine=bool(refine), refine_radius=radius,
+                            use_input_alpha=bool(use_input_alpha), decontaminate=bool(decontaminate))
+
+    @staticmethod
+    def background(mode: str | None, color: str | None, image: np.ndarray | None):
+        """None (transparent), an (r, g, b) colour, or the decoded background image."""
+        if mode == BG_COLOR and color:
+            return parse_color(color)
+        if mode == BG_IMAGE and image is not None:
+            return image
+        return None
+
+    @staticmethod
+    def _background_key(background) -> Any:
+        if background is None or isinstance(background, tuple):
+            return background
+        return ("image", id(background))
+
+    def _settings_or_warn(self, t: Texts, edges) -> EdgeSettings | None:
+        try:
+            return self.edge_settings(*edges)
+        except (MattingError, TypeError, ValueError) as exc:
+            gr.Warning(t("bad_setting", error=exc))
+            return None
+
+    def _previews(self, current: Current, settings: EdgeSettings, background) -> Previews:
+        """Render at screen size from the cached matte and write the preview files."""
+        rendered = self.pipe.render(current.result, settings, background=background, preview=True)
+        render_ms = sum(rendered.timings.values())
+        start = time.perf_counter()
+        name, session = current.stem, current.session
+        cutout = self.store.write_image(session, "cutout", rendered.rgba, "png", f"{name}_cutout")
+        alpha = self.store.write_image(session, "alpha", rendered.alpha, "png", f"{name}_alpha")
+        if rendered.composite is not None:
+            composite = self.store.write_image(session, "composite", rendered.composite, "jpg", f"{name}_composite")
+        else:
+            composite = cutout   # on a transparent background the composite is the cutout itself
+        encode_ms = (time.perf_counter() - start) * 1000
+        return Previews((current.photo, composite), cutout, alpha, composite, render_ms, encode_ms)
+
+    def _size_text(self, t: Texts, result: MatteResult) -> str:
+        (w0, h0), (w, h) = result.original_size, result.size
+        return t("size_reduced", w0=w0, h0=h0, w=w, h=h) if result.was_reduced else t("size", w=w, h=h)
+
+    def _notify(self, t: Texts, result: MatteResult) -> None:
+        """Toasts for what the engine noticed; the downscale one in the user's language, with from, to and why."""
+        reduce_notice = None
+        if result.was_reduced:
+            (w0, h0), (w1, h1) = result.original_size, result.size
+            reduce_notice = plan_resize(w0, h0, self.pipe.max_side).notice()
+            gr.Info(t("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.pipe.max_side), duration=15)
+        for text in result.notices:
+            if text != reduce_notice:
+                gr.Info(t("notice", text=text), duration=10)
+
+    def _current_for(self, result: MatteResult, path: str, request: gr.Request | None) -> Current:
+        session = _session(request)
+        stem = safe_stem(result.name or _upload_name(path))
+        photo = self.store.write_image(session, "photo", self.pipe.photo(result, preview=True), "jpg",
+                                       f"{stem}_photo")
+        return Current(result=result, stem=stem, session=session, source=str(path), photo=photo)
+
+    def _restore(self, current: Current | None, path: str | None, t: Texts, request) -> Current | None:
+        """The session's image, rebuilt from the displayed upload when the state is gone (expired, or evicted
+        past the session limit). The engine's cache usually still holds the matte: the network rarely runs."""
+        if current is not None or not path:
+            return current
+        try:
+            result = self.pipe.matte(path, name=_upload_name(path))
+        except (MattingError, OSError) as exc:
+            gr.Warning(t("failed", error=exc))
+            return None
+        return self._current_for(result, path, request)
+
+    # ------------------------------------------------------------------ single image
+    def on_image(self, path, threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate,
+                 bg_mode, bg_color, bg_image, request: gr.Request, progress=gr.Progress()):
+        """A new photo (upload, paste, example): run the network once, render, show. Returns
+        (state, before/after, cutout, alpha, composite, timing line)."""
+        empty = (None, None, None, None, None, "")
+        if not path:
+            return empty
+        t = self.texts(request)
+        start = time.perf_counter()
+        progress(0.05, desc=t("stage_decode"))
+        try:
+            settings = self.edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
+                                          decontaminate)
+            background = self.background(bg_mode, bg_color, bg_image)
+            result = self.pipe.matte(path, name=_upload_name(path))
+        except MattingError as exc:
+            gr.Warning(t("failed", error=exc), duration=15)
+            return empty
+        progress(0.75, desc=t("stage_render"))
+        current = self._current_for(result, path, request)
+        progress(0.85, desc=t("stage_encode"))
+        previews = self._previews(current, settings, background)
+        current.shown = (settings, self._background_key(background))
+        self._notify(t, result)
+        timings = result.timings
+        key = "timing_cached" if result.cached else "timing_first"
+        line = t(key, size=self._size_text(t, result),
+                 decode=_ms(timings.get("decode", 0) + timings.get("hash", 0) + timings.get("upload", 0)),
+                 network=_ms(timings.get("preprocess", 0) + timings.get("inference", 0)),
+                 render=_ms(previews.render_ms), encode=_ms(previews.encode_ms),
+                 total=_ms((time.perf_counter() - start) * 1000))
+        return current, previews.slider, previews.cutout, previews.alpha, previews.composite, line
+
+    def on_settings(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
+                    use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request):
+        """Any edge or background control moved: re-render from the cached matte (the network does not run).
+        Returns (state, before/after, cutout, alpha, composite, timing line)."""
+        skip = (gr.skip(),) * 6
+        t = self.texts(request)
+        current = self._restore(current, path, t, request)
+        if current is None:
+            return skip
+        start = time.perf_counter()
+        settings = self._settings_or_warn(t, (threshold, feather, erode, refine, refine_radius, use_input_alpha,
+                                              decontaminate))
+        if settings is None:
+            return skip
+        try:
+            background = self.background(bg_mode, bg_color, bg_image)
+        except MattingError as exc:
+            gr.Warning(t("bad_setting", error=exc))
+            return skip
+        shown = (settings, self._background_key(background))
+        if shown == current.shown:
+            return skip   # e.g. a slider's release after its last input: the screen already shows this
+        previews = self._previews(current, settings, background)
+        current.shown = shown
+        line = t("timing_render", size=self._size_text(t, current.result), render=_ms(previews.render_ms),
+                 encode=_ms(previews.encode_ms), total=_ms((time.perf_counter() - start) * 1000))
+        return current, previews.slider, previews.cutout, previews.alpha, previews.composite, line
+
+    def on_background_image(self, path, request: gr.Request):
+        """A background image was uploaded: decode it once and keep it in the session."""
+        if not path:
+            return None
+        try:
+            return decode_image(path, name=_upload_name(path)).rgb
+        except MattingError as exc:
+            gr.Warning(self.texts(request)("bad_background", error=exc))
+            return None
+
+    def download_rgba(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
+                      use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
+                      progress=gr.Progress()):
+        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
+        return self._download("rgba", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+
+    def download_alpha(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
+                       use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
+                       progress=gr.Progress()):
+        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
+        return self._download("alpha", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+
+    def download_composite(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
+                           use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
+                           progress=gr.Progress()):
+        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
+        return self._download("composite", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+
+    def _download(self, kind: str, current: Current | None, path, edges, bg, request: gr.Request, progress):
+        """Encode one full-resolution file, only now that it is asked for (and once per setting)."""
+        bg_mode, bg_color, bg_image = bg
+        t = self.texts(request)
+        current = self._restore(current, path, t, request)
+        if current is None:
+            raise gr.Error(t("no_image"))
+        try:
+            settings = self.edge_settings(*edges)
+            background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
+        except (MattingError, TypeError, ValueError) as exc:
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
+        key = (kind, settings, self._background_key(background))
+        cached = current.downloads.get(key)
+        if cached and Path(cached).exists():
+            return gr.update(value=cached, visible=True)
+        progress(0.1, desc=t("stage_download"))
+        want_rgba = kind == "rgba" or (kind == "composite" and background is None)
+        full = self.pipe.render(current.result, settings, background=background, preview=False, want_rgba=want_rgba)
+        stem, session = current.stem, current.session
+        if kind == "rgba":
+            path = self.store.write_image(session, "download-rgba", full.rgba, "png", f"{stem}_cutout")
+        elif kind == "alpha":
+            path = self.store.write_image(session, "download-alpha", full.alpha, "png", f"{stem}_alpha")
+        elif full.composite is not None:
+            path = self.store.write_image(session, "download-composite", full.composite, "jpg", f"{stem}_composite")
+        else:   # transparent background: the composite is the cutout, and JPEG cannot hold transparency
+            path = self.store.write_image(session, "download-composite", full.rgba, "png", f"{stem}_composite")
+        current.downloads[key] = path
+        return gr.update(value=path, visible=True)
+
+    # ------------------------------------------------------------------ batch
+    def _batch_inputs(self, t: Texts, files) -> list[str]:
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+        if not paths:
+            raise gr.Error(t("no_files"))
+        if len(paths) > self.max_batch_files:
+            raise gr.Error(t("too_many_files", n=len(paths), limit=self.max_batch_files))
+        return paths
+
+    def _row(self, t: Texts, result) -> list:
+        size = f"{result.size[0]} × {result.size[1]}" if result.size else ""
+        if result.status == "done":
+            status = t("status_done")
+        elif result.status == "skipped":
+            status = t("status_skipped") + (f": {result.error}" if result.error else "")
+        else:
+            status = t("status_failed", error=result.error or "?")
+        return [result.name, size, round(float(result.ms or 0)), status]
+
+    def _table(self, t: Texts, rows: list[list]) -> dict:
+        return {"headers": [t("col_name"), t("col_size"),
+                            t("col_time"), t("col_status")],
+                "data": rows}
+
+    def empty_table(self, request: gr.Request | None = None) -> dict:
+        return self._table(self.texts(request), [])
+
+    def _start_batch(self, session: str, paths: list[str], out_dir: Path, settings: EdgeSettings, kinds,
+                     background) -> tuple[threading.Event, queue.Queue]:
+        """run_batch in a worker thread; its per-image results come back through a queue."""
+        from matting.batch import run_batch
+
+        cancel = threading.Event()
+        events: queue.Queue = queue.Queue()
+        with self._cancels_lock:
+            old = self._cancels.get(session)
+            if old is not None:
+                old.set()
+            self._cancels[session] = cancel
+
+        def work():
+            try:
+                summary = run_batch(paths, out_dir, pipeline=self.pipe, settings=settings, kinds=tuple(kinds),
+                                    background=background, cancel=cancel,
+                                    on_result=lambda r, i, n: events.put(("result", r, i, n)))
+                events.put(("done", summary))
+            except BaseException as exc:   # reported to the user; the server keeps serving
+                log.exception("batch failed")
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name=f"batch-{session[:8]}", daemon=True).start()
+        return cancel, events
+
+    def _finish_batch(self, session: str, cancel: threading.Event) -> None:
+        with self._cancels_lock:
+            if self._cancels.get(session) is cancel:
+                del self._cancels[session]
+
+    def _zip_outputs(self, session: str, out_dir: Path, results) -> str | None:
+        files = []
+        for result in results:
+            if result.status != "done":
+                continue
+            for output in result.outputs:
+                output = Path(output)
+                try:
+                    arcname = output.relative_to(out_dir).as_posix()
+                except ValueError:
+                    arcname = output.name
+                files.append((output, arcname))
+        if not files:
+            return None
+        return self.store.zip_files(session, "batch-zip", files, "matting-results.zip")
+
+    def _adopt_outputs(self, session: str, results) -> None:
+        """Count the batch's files against the store's budget (after zipping: pruning may remove some)."""
+        for result in results:
+            for output in result.outputs:
+                if Path(output).exists():
+                    self.store.adopt(session, None, output)
+
+    def on_batch(self, files, kinds, threshold, feather, erode, refine, refine_radius, use_input_alpha,
+                 decontaminate, bg_mode, bg_color, bg_image, request: gr.Request, progress=gr.Progress()):
+        """Run a batch; yields (table, gallery, zip, status) as images complete; cancel stops it promptly."""
+        t = self.texts(request)
+        paths = self._batch_inputs(t, files)
+        try:
+            settings = self.edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
+                                          decontaminate)
+            background = self.background(bg_mode, bg_color, bg_image)
+        except MattingError as exc:
+            raise gr.Error(t("bad_setting", error=exc)) from None
+        kinds = [k for k in KINDS if k == "cutout" or k in (kinds or [])]
+        if "composite" in kinds and background is None:
+            kinds.remove("composite")   # nothing to composite onto: the cutouts already are that
+        session = _session(request)
+        out_dir = self.store.new_dir(session, "batch")
+        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background)
+        rows: list[list] = []
+        gallery: list[tuple[str, str]] = []
+        summary = None
+        last_sent = 0.0
+        progress(0, desc=t("stage_batch", i=0, n=len(paths)))
+        try:
+            while True:
+                event = events.get()
+                if event[0] == "result":
+                    _, result, index, total = event
+                    rows.append(self._row(t, result))
+                    if result.status == "done" and result.outputs and len(gallery) < GALLERY_LIMIT:
+                        gallery.append((str(result.outputs[0]), result.name))
+                    progress((index, max(total, index)), desc=t("stage_batch", i=index, n=max(total, index)))
+                    now = time.perf_counter()
+                    if now - last_sent >= BATCH_UI_INTERVAL_S:
+                        last_sent = now
+                        yield self._table(t, rows), list(gallery), None, ""
+                elif event[0] == "done":
+                    summary = event[1]
+                    break
+                else:
+                    raise gr.Error(t("failed", error=event[1]))
+        finally:
+            cancel.set()    # the generator was closed (page left, error): stop the worker too
+            self._finish_batch(session, cancel)
+        rows = [self._row(t, r) for r in summary.results]
+        archive = self._zip_outputs(session, out_dir, summary.results)
+        self._adopt_outputs(session, summary.results)
+        finished = sum(1 for r in summary.results if r.status == "done")
+        if summary.cancelled:
+            status = t("batch_cancelled", finished=finished)
+        elif finished == 0:
+            status = t("batch_none_done")
+        else:
+            status = t("batch_summary", done=summary.done, failed=summary.failed, skipped=summary.skipped,
+                       seconds=summary.seconds, rate=summary.images_per_second)
+        yield self._table(t, rows), gallery, archive, status
+
+    def on_cancel(self, request: gr.Request):
+        with self._cancels_lock:
+            cancel = self._cancels.get(_session(request))
+        if cancel is None:
+            return gr.skip()
+        cancel.set()
+        return self.texts(request)("batch_cancelling")
+
+    # ------------------------------------------------------------------ API-only endpoints
+    def api_matte(self, image, threshold=0.0, feather=0.0, erode=0, refine=True,
+                  decontaminate=DEFAULTS_DECONTAMINATE, request: gr.Request = None):
+        """/matte: image file in; full-resolution RGBA PNG, alpha PNG and a JSON report out."""
+        t = self.texts(request)
+        if not image:
+            raise gr.Error(t("no_image"))
+        settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
+        try:
+            result = self.pipe.matte(image, name=_upload_name(image))
+        except MattingError as exc:
+            raise gr.Error(t("failed", error=exc), print_exception=False) from None
+        full = self.pipe.render(result, settings, preview=False)
+        session, stem = _session(request), safe_stem(result.name or _upload_name(image))
+        cutout = self.store.write_image(session, "api-cutout", full.rgba, "png", f"{stem}_cutout")
+        alpha = self.store.write_image(session, "api-alpha", full.alpha, "png", f"{stem}_alpha")
+        report = {"name": result.name, "size": list(result.size), "original_size": list(result.original_size),
+                  "was_reduced": result.was_reduced, "notices": list(result.notices),
+                  "network_ran": not result.cached, "timings_ms": {k: round(v, 1) for k, v in result.timings.items()},
+                  "render_ms": {k: round(v, 1) for k, v in full.timings.items()},
+                  "model": self.pipe.info()}
+        return cutout, alpha, report
+
+    def _settings_or_error(self, t: Texts, threshold, feather, erode, refine,
+                           decontaminate=DEFAULTS_DECONTAMINATE) -> EdgeSettings:
+        try:
+            return self.edge_settings(threshold, feather, erode, refine, DEFAULTS.refine_radius, True, decontaminate)
+        except (MattingError, TypeError, ValueError) as exc:
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
+
+    def api_batch(self, files, include_alpha=False, threshold=0.0, feather=0.0, erode=0, refine=True,
+                  decontaminate=DEFAULTS_DECONTAMINATE, request: gr.Request = None):
+        """/batch: files (images, zips) in; one zip of cutouts (and mattes) plus a per-file report out."""
+        t = self.texts(request)
+        paths = self._batch_inputs(t, files)
+        settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
+        kinds = ("cutout", "alpha") if include_alpha else ("cutout",)
+        session = _session(request)
+        out_dir = self.store.new_dir(session, "batch")
+        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, None)
+        try:
+            while True:
+                event = events.get()
+                if event[0] == "done":
+                    summary = event[1]
+                    break
+                if event[0] == "error":
+                    raise gr.Error(t("failed", error=event[1]), print_exception=False)
+        finally:
+            cancel.set()
+            self._finish_batch(session, cancel)
+        archive = self._zip_outputs(session, out_dir, summary.results)
+        self._adopt_outputs(session, summary.results)
+        if archive is None:   # nothing came out: an empty zip still lets the client read the report
+            archive = self.store.zip_files(session, "batch-zip", [], "matting-results.zip")
+        report = {"done": summary.done, "failed": summary.failed, "skipped": summary.skipped,
+                  "cancelled": summary.cancelled, "seconds": round(summary.seconds, 3),
+                  "results": [{"name": r.name, "status": r.status, "error": r.error,
+                               "size": list(r.size) if r.size else None, "ms": round(float(r.ms or 0), 1),
+                               "outputs": [Path(o).relative_to(out_dir).as_posix() if _under(o, out_dir)
+                                           else Path(o).name for o in r.outputs]}
+                              for r in summary.results]}
+        return archive, report
+
+    # ------------------------------------------------------------------ page life cycle
+    def on_load(self, request: gr.Request):
+        """Per page load: the model line and the empty results table, in the visitor's language."""
+        t = self.texts(request)
+        info = self.pipe.info()
+        line = t("info", model=info["model"], device=info["device"], precision=info["precision"],
+                 max_side=info["max_side"], load_ms=info["load_ms"])
+        return line, self._table(t, [])
+
+    def on_unload(self, request: gr.Request):
+        session = _session(request)
+        with self._cancels_lock:
+            cancel = self._cancels.pop(session, None)
+        if cancel is not None:
+            cancel.set()
+        self.store.drop_session(session)
+
+
+def _under(path, folder: Path) -> bool:
+    try:
+        Path(path).relative_to(folder)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,290 @@
+"""The Gradio Blocks layout: which components exist and which handler each event calls. No image logic.
+
+    demo = build_demo(pipe, lang="auto")
+    demo.launch(**launch_options(lang="auto"), server_port=7860)
+
+Layout: a header with the model line; on the left two tabs (single image, batch), on the right the edge and
+background controls that both tabs use. Hidden components carry the API-only endpoints /matte and /batch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported: nothing leaves the machine
+
+import gradio as gr  # noqa: E402
+
+from matting.pipeline import Pipeline  # noqa: E402
+from matting.settings import EdgeSettings  # noqa: E402
+
+from .components import UploadImage  # noqa: E402
+from .files import OutputStore  # noqa: E402
+from .handlers import BG_COLOR, BG_IMAGE, BG_TRANSPARENT, Handlers  # noqa: E402
+from .i18n import EN, ZH, check_lang, translations  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+QUEUE_MAX_SIZE = 64           # waiting events across all users; past it the client gets "queue full"
+NETWORK_CONCURRENCY = 1       # network runs at once (one GPU; on the CPU torch already uses every core)
+RENDER_CONCURRENCY = 4        # re-renders at once: cheap, screen-sized
+ENCODE_CONCURRENCY = 2        # full-resolution download encodes at once
+BATCH_CONCURRENCY = 1         # batches at once (each batch keeps the device busy on its own)
+MAX_FILE_SIZE = "100mb"       # per uploaded file
+DELETE_CACHE = (1800, 3600)   # every 30 min, delete Gradio's cached uploads older than 1 h
+STATE_TTL_S = 3600            # a session's cached matte lives this long after its last change
+STATE_SESSIONS = 200          # sessions whose state stays in memory (an 8 MP photo holds about 35 MB); an
+                              # evicted session's next edit rebuilds it from its upload and the engine's cache
+
+# The checkerboard behind transparent images is drawn by the browser (CSS), never computed in Python.
+CSS = """
+.checker img, .checker canvas {
+  background-color: #ffffff;
+  background-image:
+    linear-gradient(45deg, #d4d4d4 25%, transparent 25%),
+    linear-gradient(-45deg, #d4d4d4 25%, transparent 25%),
+    linear-gradient(45deg, transparent 75%, #d4d4d4 75%),
+    linear-gradient(-45deg, transparent 75%, #d4d4d4 75%);
+  background-size: 16px 16px;
+  background-position: 0 0, 0 8px, 8px -8px, -8px 0;
+}
+#title p { font-size: 1.6em; font-weight: 650; margin: 0; }
+#timings, #model-info { font-size: 0.85em; opacity: 0.85; }
+#timings p, #model-info p { margin: 0; }
+"""
+
+# After a download button's handler has written the file, save it in the browser: one click, one file.
+DOWNLOAD_JS = """
+(file) => {
+  if (!file || !file.url) { return; }
+  const link = document.createElement("a");
+  link.href = file.url;
+  link.download = file.orig_name || "";
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+"""
+
+
+def theme() -> gr.themes.Base:
+    """The default look with system fonts: no web font is requested from anywhere."""
+    return gr.themes.Default(font=["system-ui", "-apple-system", "Segoe UI", "Noto Sans", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+
+
+def example_files() -> list[str]:
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+
+
+def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None = None,
+               network_concurrency: int | None = None, queue_size: int | None = None) -> gr.Blocks:
+    """The app around one loaded pipeline. ``lang``: "auto" (browser), "en" or "zh"."""
+    lang = check_lang(lang)
+    i18n = gr.I18n(**translations(lang))
+    handlers = Handlers(pipe, store or OutputStore(), lang=lang)
+    if network_concurrency is None:
+        network_concurrency = 2 if pipe.device.type == "cuda" else NETWORK_CONCURRENCY
+    defaults = EdgeSettings()
+
+    # The page title is plain text (an I18n key is not translated there): both languages unless one is forced.
+    page_title = {"en": EN["title"], "zh": ZH["title"]}.get(lang, f"{EN['title']} · {ZH['title']}")
+    with gr.Blocks(title=page_title, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+        demo.handlers = handlers   # tests and scripts reach the pipeline and the store through it
+        gr.Markdown(i18n("title"), elem_id="title")
+        gr.Markdown(i18n("subtitle"))
+        info = gr.Markdown(elem_id="model-info")
+        current = gr.State(None, time_to_live=STATE_TTL_S)
+        bg_image_state = gr.State(None, time_to_live=STATE_TTL_S)
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=2, min_width=280):
+                                image = UploadImage(type="filepath", image_mode=None, label=i18n("input"),
+                                                    sources=["upload", "clipboard"], height=340,
+                                                    elem_id="input-image")
+                                examples = example_files()
+                                if examples:
+                                    gr.Examples(examples=[[p] for p in examples], inputs=[image],
+                                                label=i18n("examples"), examples_per_page=8,
+                                                elem_id="examples")
+                            with gr.Column(scale=3, min_width=320):
+                                slider = gr.ImageSlider(type="filepath", label=i18n("before_after"),
+                                                        interactive=False, elem_id="before-after",
+                                                        max_height=340,
+                                                        buttons=["fullscreen"])
+                        with gr.Row(equal_height=True):
+                            cutout = gr.Image(type="filepath", label=i18n("cutout"), interactive=False,
+                                              elem_id="cutout", elem_classes="checker", height=260,
+                                              buttons=["fullscreen"])
+                            alpha = gr.Image(type="filepath", label=i18n("alpha"), interactive=False,
+                                             elem_id="alpha", height=260, buttons=["fullscreen"])
+                            composite = gr.Image(type="filepath", label=i18n("composite"), interactive=False,
+                                                 elem_id="composite", elem_classes="checker", height=260,
+                                                 buttons=["fullscreen"])
+                        timings = gr.Markdown(elem_id="timings")
+                        with gr.Group():
+                            gr.Markdown(i18n("downloads"), padding=True)
+                            with gr.Row():
+                                dl_rgba = gr.Button(i18n("dl_rgba"), elem_id="download-rgba", size="sm")
+                                dl_alpha = gr.Button(i18n("dl_alpha"), elem_id="download-alpha", size="sm")
+                                dl_composite = gr.Button(i18n("dl_composite"), elem_id="download-composite",
+                                                         size="sm")
+                            dl_file = gr.File(label=i18n("dl_files"), interactive=False, elem_id="download-file",
+                                              visible=False)
+
+                    with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
+                        gr.Markdown(i18n("batch_intro"))
+                        with gr.Row(equal_height=False):
+                            batch_files = gr.File(file_count="multiple", label=i18n("batch_files"),
+                                                  elem_id="batch-files", height=160, scale=3)
+                            with gr.Column(scale=2, min_width=240):
+                                batch_kinds = gr.CheckboxGroup(
+                                    [(i18n("kind_cutout"), "cutout"), (i18n("kind_alpha"), "alpha"),
+                                     (i18n("kind_composite"), "composite")],
+                                    value=["cutout"], label=i18n("batch_include"), elem_id="batch-kinds")
+                                with gr.Row():
+                                    batch_run = gr.Button(i18n("batch_run"), variant="primary", elem_id="batch-run")
+                                    batch_cancel = gr.Button(i18n("batch_cancel"), variant="stop",
+                                                             elem_id="batch-cancel")
+                        batch_status = gr.Markdown(elem_id="batch-status")
+                        batch_table = gr.Dataframe(label=i18n("batch_table"), interactive=False, wrap=True,
+                                                   elem_id="batch-table", max_height=320,
+                                                   column_widths=["34%", "16%", "12%", "38%"])
+                        batch_gallery = gr.Gallery(label=i18n("batch_gallery"), columns=6, height=220,
+                                                   object_fit="contain", fit_columns=False, elem_id="batch-gallery",
+                                                   elem_classes="checker", buttons=["fullscreen"])
+                        batch_zip = gr.File(label=i18n("batch_zip"), interactive=False, elem_id="batch-zip",
+                                            height=80)
+
+            with gr.Column(scale=1, min_width=250):
+                with gr.Group():
+                    gr.Markdown(i18n("edges"), padding=True)
+                    threshold = gr.Slider(0, 1, value=defaults.threshold, step=0.01, label=i18n("threshold"),
+                                          info=i18n("threshold_info"), elem_id="threshold")
+                    feather = gr.Slider(0, 50, value=defaults.feather, step=0.5, label=i18n("feather"),
+                                        info=i18n("feather_info"), elem_id="feather")
+                    erode = gr.Slider(-50, 50, value=defaults.erode, step=1, label=i18n("erode"),
+                                      info=i18n("erode_info"), elem_id="erode")
+                    refine = gr.Checkbox(value=defaults.refine, label=i18n("refine"), elem_id="refine")
+                    refine_radius = gr.Slider(1, 32, value=defaults.refine_radius, step=1,
+                                              label=i18n("refine_radius"), elem_id="refine-radius")
+                    use_input_alpha = gr.Checkbox(value=defaults.use_input_alpha, label=i18n("use_input_alpha"),
+                                                  elem_id="use-input-alpha")
+                    decontaminate = gr.Checkbox(value=defaults.decontaminate, label=i18n("decontaminate"),
+                                                elem_id="decontaminate")
+                    reset = gr.Button(i18n("reset"), size="sm", elem_id="reset")
+                with gr.Group():
+                    gr.Markdown(i18n("background"), padding=True)
+                    bg_mode = gr.Radio([(i18n("bg_transparent"), BG_TRANSPARENT), (i18n("bg_color"), BG_COLOR),
+                                        (i18n("bg_image"), BG_IMAGE)], value=BG_TRANSPARENT,
+                                       label=i18n("bg_mode"), elem_id="bg-mode")
+                    bg_color = gr.ColorPicker("#ffffff", label=i18n("bg_color_pick"), elem_id="bg-color",
+                                              visible=False)
+                    bg_image = UploadImage(type="filepath", image_mode=None, label=i18n("bg_image_upload"),
+                                           sources=["upload", "clipboard"], height=140, elem_id="bg-image",
+                                           visible=False)
+
+        # API-only endpoints: hidden inputs and outputs, named for gradio_client.
+        with gr.Column(visible=False):
+            api_image = gr.File(label="image")
+            api_files = gr.File(label="files", file_count="multiple")
+            api_threshold = gr.Number(0.0, label="threshold")
+            api_feather = gr.Number(0.0, label="feather")
+            api_erode = gr.Number(0, label="erode", precision=0)
+            api_refine = gr.Checkbox(True, label="refine")
+            api_decontaminate = gr.Checkbox(defaults.decontaminate, label="decontaminate")
+            api_include_alpha = gr.Checkbox(False, label="include_alpha")
+            api_cutout = gr.File(label="cutout")
+            api_alpha = gr.File(label="alpha")
+            api_report = gr.JSON(label="report")
+            api_zip = gr.File(label="zip")
+            api_matte_button = gr.Button("matte")
+            api_batch_button = gr.Button("batch")
+
+        edges = [threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate]
+        background = [bg_mode, bg_color, bg_image_state]
+        previews = [slider, cutout, alpha, composite, timings]
+
+        # A new photo: the network runs once; the result (the cached matte) goes into the session state.
+        image.change(handlers.on_image, inputs=[image, *edges, *background], outputs=[current, *previews],
+                     api_name="upload", api_visibility="undocumented", concurrency_id="network",
+                     concurrency_limit=network_concurrency, trigger_mode="always_last")
+
+        # Any control: re-render from the cached matte. A drag fires many events; "always_last" keeps only the
+        # newest while one renders, so a drag becomes a few renders.
+        control_events = [s.input for s in (threshold, feather, erode, refine_radius)]
+        control_events += [s.release for s in (threshold, feather, erode, refine_radius)]
+        control_events += [refine.input, use_input_alpha.input, decontaminate.input, bg_mode.input, bg_color.input]
+        render_kwargs = dict(inputs=[current, image, *edges, *background], outputs=[current, *previews],
+                             show_progress="hidden",
+                             trigger_mode="always_last", concurrency_id="render",
+                             concurrency_limit=RENDER_CONCURRENCY)
+        gr.on(control_events, handlers.on_settings, api_name="render", api_visibility="undocumented",
+              **render_kwargs)
+        bg_mode.change(lambda mode: (gr.update(visible=mode == BG_COLOR), gr.update(visible=mode == BG_IMAGE)),
+                       inputs=[bg_mode], outputs=[bg_color, bg_image], queue=False, api_visibility="private",
+                       show_progress="hidden")
+        bg_image.change(handlers.on_background_image, inputs=[bg_image], outputs=[bg_image_state],
+                        api_visibility="private", concurrency_id="render").then(
+            handlers.on_settings, api_visibility="private", **render_kwargs)
+
+        reset.click(lambda: [defaults.threshold, defaults.feather, defaults.erode, defaults.refine,
+                             defaults.refine_radius, defaults.use_input_alpha, defaults.decontaminate],
+                    outputs=edges, api_visibility="private", queue=False).then(
+            handlers.on_settings, api_visibility="private", **render_kwargs)
+
+        for button, fn in ((dl_rgba, handlers.download_rgba), (dl_alpha, handlers.download_alpha),
+                           (dl_composite, handlers.download_composite)):
+            button.click(fn, inputs=[current, image, *edges, *background], outputs=[dl_file],
+                         api_visibility="private",
+                         concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
+                None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
+
+        batch_run.click(handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background],
+                        outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
+                        concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY)
+        batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")
+
+        api_matte_button.click(handlers.api_matte, inputs=[api_image, api_threshold, api_feather, api_erode,
+                                                           api_refine, api_decontaminate],
+                               outputs=[api_cutout, api_alpha, api_report], api_name="matte",
+                               concurrency_id="network", concurrency_limit=network_concurrency)
+        api_batch_button.click(handlers.api_batch, inputs=[api_files, api_include_alpha, api_threshold,
+                                                           api_feather, api_erode, api_refine, api_decontaminate],
+                               outputs=[api_zip, api_report], api_name="batch", concurrency_id="batch",
+                               concurrency_limit=BATCH_CONCURRENCY)
+
+        demo.load(handlers.on_load, outputs=[info, batch_table], api_visibility="private", queue=False)
+        demo.unload(handlers.on_unload)
+
+    demo.queue(max_size=queue_size or QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    demo.i18n_for_launch = i18n
+    return demo
+
+
+def launch_options(demo: gr.Blocks, **overrides) -> dict:
+    """Keyword arguments for ``demo.launch``: the app's limits, theme and privacy settings, then ``overrides``."""
+    options = dict(
+        i18n=getattr(demo, "i18n_for_launch", None),
+        theme=theme(),
+        css=CSS,
+        max_file_size=MAX_FILE_SIZE,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        ssr_mode=False,
+        footer_links=["api", "settings"],
+        run_history=False,
+        state_session_capacity=STATE_SESSIONS,
+        show_error=True,
+        favicon_path=None,
+    )
+    options.update(overrides)
+    return options

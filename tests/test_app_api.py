@@ -1,0 +1,340 @@
+"""The web app through gradio_client, against the app launched in this process on a free port.
+
+Covers the named endpoints (/matte, /batch), the UI's own events (/upload, /render: a slider change re-renders
+without running the network), errors that must come back as our one-line message while the server keeps serving,
+the run-time language, and the command line's helpers.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matting.settings import EdgeSettings
+from tests.app_server import EXAMPLES, client, read_image, running_app, write_jpeg
+from tests.bad_inputs import bomb_png, image_cases
+
+pytestmark = pytest.mark.slow
+
+UI_DEFAULTS = dict(threshold=0.0, feather=0.0, erode=0, refine=True,
+                   refine_radius=EdgeSettings().refine_radius, use_input_alpha=True,
+                   decontaminate=EdgeSettings().decontaminate, bg_mode="transparent", bg_color="#ffffff")
+
+
+def ui_args(**changes):
+    values = {**UI_DEFAULTS, **changes}
+    return [values[k] for k in UI_DEFAULTS]
+
+
+@pytest.fixture(scope="module")
+def app():
+    return running_app()
+
+
+@pytest.fixture(scope="module")
+def api(app):
+    return client(app)
+
+
+def test_api_lists_only_the_named_endpoints(api):
+    info = api.view_api(return_format="dict", print_info=False)
+    assert set(info["named_endpoints"]) == {"/matte", "/batch"}
+    params = [p["parameter_name"] for p in info["named_endpoints"]["/matte"]["parameters"]]
+    assert params[0] == "image"
+
+
+def test_matte_returns_full_resolution_upright_rgba(app, api, tmp_path):
+    from gradio_client import handle_file
+
+    # 900 x 600 stored, EXIF orientation 6: upright it is 600 x 900.
+    source = write_jpeg(tmp_path / "rotated photo.jpg", 900, 600, exif_orientation=6)
+    cutout, alpha, report = api.predict(handle_file(str(source)), api_name="/matte")
+    image = read_image(cutout)
+    assert image.mode == "RGBA" and image.size == (600, 900)
+    assert read_image(alpha).size == (600, 900)
+    assert report["size"] == [600, 900] and report["original_size"] == [600, 900]
+    assert not report["was_reduced"] and report["network_ran"]
+    matte = np.asarray(image)[..., 3]
+    assert matte.min() < 30 and matte.max() > 225, "the disc should be foreground, the corners background"
+    assert Path(cutout).name == "rotated_photo_cutout.png"
+
+
+def test_matte_settings_change_the_alpha(api):
+    from gradio_client import handle_file
+
+    example = str(EXAMPLES / "chelsea.png")
+    soft = np.asarray(read_image(api.predict(handle_file(example), api_name="/matte")[1]))
+    hard = np.asarray(read_image(api.predict(handle_file(example), 0.5, 0, 0, True, api_name="/matte")[1]))
+    assert soft.shape == hard.shape == (300, 451)
+    assert set(np.unique(hard)) <= {0, 255} and len(np.unique(soft)) > 2
+
+
+def test_slider_change_rerenders_without_the_network(app, tmp_path):
+    from gradio_client import handle_file
+
+    session = client(app)   # one client = one browser session: its state holds the cached matte
+    source = write_jpeg(tmp_path / "slider.jpg", 1600, 1200, seed=3)
+    before = app.network_calls
+    outputs = session.predict(handle_file(str(source)), *ui_args(), api_name="/upload")
+    assert app.network_calls == before + 1
+    (photo, after), cutout, alpha, composite, line = outputs
+    assert read_image(cutout).size == (1024, 768), "previews are screen-sized"
+    assert "1600 × 1200" in line and "network" in line
+
+    after_upload = app.network_calls
+    alphas = [np.asarray(read_image(alpha))]
+    for feather in (4.0, 12.0):
+        _, cutout2, alpha2, _, line2 = session.predict(None, *ui_args(feather=feather), api_name="/render")
+        alphas.append(np.asarray(read_image(alpha2)))
+        assert "network not run" in line2
+    _, _, _, composite3, _ = session.predict(None, *ui_args(feather=12.0, bg_mode="color", bg_color="#00ff00"),
+                                             api_name="/render")
+    assert app.network_calls == after_upload, "a re-render must not run the network"
+    assert not np.array_equal(alphas[0], alphas[1]) and not np.array_equal(alphas[1], alphas[2])
+    green = np.asarray(read_image(composite3).convert("RGB"))
+    assert green[0, 0, 1] > 200 and green[0, 0, 0] < 60, "the corner is background: composited on green"
+
+
+def _zip_names(path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        return sorted(archive.namelist())
+
+
+def test_batch_with_a_corrupt_file(app, api, tmp_path):
+    from gradio_client import handle_file
+
+    good = [write_jpeg(tmp_path / f"good{i}.jpg", 320 + 40 * i, 240, seed=i) for i in range(3)]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(good[0].read_bytes()[:700])   # a JPEG cut short
+    files = [handle_file(str(p)) for p in (good[0], bad, good[1], good[2])]
+    archive, report = api.predict(files, True, api_name="/batch")
+    names = _zip_names(archive)
+    for i in range(3):
+        assert f"good{i}.png" in names and f"good{i}_alpha.png" in names
+    assert not any(n.startswith("broken") for n in names)
+    by_name = {r["name"]: r for r in report["results"]}
+    assert by_name["broken.jpg"]["status"] == "failed" and by_name["broken.jpg"]["error"]
+    assert [by_name[f"good{i}.jpg"]["status"] for i in range(3)] == ["done"] * 3
+    assert report["done"] == 3 and report["failed"] == 1
+    with zipfile.ZipFile(archive) as zipped:
+        cutout = read_image(io.BytesIO(zipped.read("good1.png")))
+    assert cutout.mode == "RGBA" and cutout.size == (360, 240)
+
+
+def test_batch_takes_a_zip(api, tmp_path):
+    from gradio_client import handle_file
+
+    bundle = tmp_path / "photos.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.write(EXAMPLES / "coffee.png", "cups/coffee.png")
+        archive.writestr("cups/notes.txt", "not an image")
+    archive_out, report = api.predict([handle_file(str(bundle))], api_name="/batch")
+    assert "cups/coffee.png" in _zip_names(archive_out)
+    assert report["done"] == 1
+
+
+@pytest.mark.parametrize("case", image_cases(), ids=lambda c: c.filename)
+def test_matte_hostile_inputs(app, api, tmp_path, case):
+    """Each bad file gives our one-line message (not a Gradio crash); each odd-but-valid one its upright size."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / case.filename
+    path.write_bytes(case.data)
+    if case.error:
+        with pytest.raises(AppError) as caught:
+            api.predict(handle_file(str(path)), api_name="/matte")
+        message = str(caught.value)
+        assert message.startswith("Could not process this image:")
+        assert case.message_word.lower() in message.lower()
+        assert "\n" not in message.strip()
+    else:
+        cutout, _, report = api.predict(handle_file(str(path)), api_name="/matte")
+        assert read_image(cutout).size == case.size
+        assert tuple(report["size"]) == case.size
+
+
+def test_bomb_header_is_refused_and_the_server_keeps_serving(app, api, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(50000, 50000))
+    calls = app.network_calls
+    with pytest.raises(AppError, match="50000"):
+        api.predict(handle_file(str(bomb)), api_name="/matte")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 50)
+    with pytest.raises(AppError, match="text"):
+        api.predict(handle_file(str(text)), api_name="/matte")
+    assert app.network_calls == calls
+    cutout, _, _ = api.predict(handle_file(str(EXAMPLES / "rocket.jpg")), api_name="/matte")
+    assert read_image(cutout).size == (640, 427)
+
+
+def test_errors_follow_the_visitors_language(app, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 50)
+    chinese = client(app, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    with pytest.raises(AppError, match="无法处理这张图片"):
+        chinese.predict(handle_file(str(text)), api_name="/matte")
+
+
+def test_upload_of_a_large_image_reports_the_reduction(app, tmp_path):
+    """The UI toast: from what size to what size, and why (seen by a client as a log message)."""
+    from gradio_client import handle_file
+
+    session = client(app)
+    source = write_jpeg(tmp_path / "wide.jpg", 5000, 400, seed=5)
+    job = session.submit(handle_file(str(source)), *ui_args(), api_name="/upload")
+    outputs = job.result(timeout=120)
+    assert "5000 × 400 → 4096 × 328" in outputs[-1]
+    updates = job.communicator.updates   # every status update of the job, log messages (toasts) included
+    logs = []
+    while not updates.empty():
+        update = updates.get_nowait()
+        if getattr(update, "log", None):
+            logs.append(update.log)
+    toast = [text for text, level in logs if "5000 × 400" in text]
+    assert toast and "4096 × 328" in toast[0] and "--max-side" in toast[0]
+
+
+def test_limits_and_privacy_settings(app):
+    from demo.ui import MAX_FILE_SIZE, QUEUE_MAX_SIZE
+
+    demo = app.demo
+    assert demo._queue.max_size == QUEUE_MAX_SIZE
+    assert demo.max_file_size is not None and demo.max_file_size > 0
+    assert MAX_FILE_SIZE
+    assert demo.delete_cache is not None
+    assert demo.analytics_enabled is False
+    theme_css = demo.theme._get_theme_css()
+    assert "googleapis" not in theme_css and not demo.theme._stylesheets
+    limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.api_name}
+    assert limits["matte"] >= 1 and limits["batch"] == 1 and limits["render"] >= 1
+
+
+def test_i18n_tables_are_complete():
+    from demo.i18n import check_complete, language_from_header, translations
+
+    check_complete()
+    assert language_from_header("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert language_from_header("en-US,en;q=0.9,zh;q=0.8") == "en"
+    assert language_from_header("fr-FR,fr;q=0.9") == "en"
+    assert language_from_header(None) == "en"
+    forced = translations("zh")
+    assert forced["en"]["title"] == "图像抠图" and forced["fr"]["title"] == "图像抠图"
+
+
+def test_command_line_helpers(monkeypatch):
+    import app as app_module
+
+    assert app_module.parse_auth("alice:se:cret") == ("alice", "se:cret")
+    assert app_module.parse_auth(None) is None
+    with pytest.raises(ValueError):
+        app_module.parse_auth("alice")
+    assert "ANYONE" in app_module.share_warning(True, None)
+    assert app_module.share_warning(True, ("a", "b")) is None
+    assert app_module.share_warning(False, None) is None
+    monkeypatch.setenv("MATTING_LANG", "zh")
+    args = app_module.build_parser().parse_args(["--port", "8000", "--max-side", "2048"])
+    assert (args.host, args.port, args.lang, args.max_side) == ("127.0.0.1", 8000, "zh", 2048)
+
+
+def test_batch_cancel_stops_promptly(app, tmp_path):
+    """Cancel from the UI: the batch stops after the images in flight and the zip holds what finished."""
+    from types import SimpleNamespace
+
+    handlers = app.demo.handlers
+    files = [str(write_jpeg(tmp_path / f"c{i:02d}.jpg", 240, 180, seed=i)) for i in range(40)]
+    request = SimpleNamespace(session_hash="cancel-test", headers={"accept-language": "en"})
+    run = handlers.on_batch(files, ["cutout"], *ui_args()[:7], "transparent", "#ffffff", None, request,
+                            progress=lambda *args, **kwargs: None)
+    next(run)                      # the first image has finished
+    assert handlers.on_cancel(request).startswith("Stopping")
+    *_, (table, _, archive, status) = list(run)
+    assert status.startswith("Cancelled")
+    finished = [row for row in table["data"] if row[3] == "done"]
+    assert 1 <= len(finished) < len(files)
+    assert len(_zip_names(archive)) == len(finished)
+
+
+def test_lost_session_state_is_rebuilt_from_the_upload(app, tmp_path):
+    """A session whose state expired (or a client that never uploaded in it) still re-renders: the displayed
+    upload is matted again, from the engine's cache, so the network does not run."""
+    from gradio_client import handle_file
+
+    source = write_jpeg(tmp_path / "again.jpg", 700, 500, seed=9)
+    client(app).predict(handle_file(str(source)), *ui_args(), api_name="/upload")
+    calls = app.network_calls
+    fresh = client(app)
+    _, cutout, _, _, line = fresh.predict(handle_file(str(source)), *ui_args(feather=3.0), api_name="/render")
+    assert read_image(cutout).size == (700, 500) and "network not run" in line
+    assert app.network_calls == calls
+
+
+def test_auth_is_required_when_set(app):
+    """--auth USER:PASS: the same app behind a login (launched here on its own port)."""
+    from gradio_client import Client, handle_file
+
+    from demo import build_demo, launch_options
+    from tests.app_server import free_port
+
+    guarded = build_demo(app.pipe, store=app.store)
+    port = free_port()
+    guarded.launch(**launch_options(guarded, server_name="127.0.0.1", server_port=port, auth=("alice", "s3cret"),
+                                    prevent_thread_lock=True, quiet=True))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with pytest.raises(Exception):
+            Client(url, analytics_enabled=False, verbose=False)
+        with pytest.raises(Exception):
+            Client(url, auth=("alice", "wrong"), analytics_enabled=False, verbose=False)
+        logged_in = Client(url, auth=("alice", "s3cret"), analytics_enabled=False, verbose=False)
+        cutout, _, _ = logged_in.predict(handle_file(str(EXAMPLES / "coffee.png")), api_name="/matte")
+        assert read_image(cutout).size == (600, 400)
+    finally:
+        guarded.close()
+
+
+def test_the_documented_client_snippet_works(app, tmp_path, monkeypatch):
+    """The gradio_client snippet of docs/APP.md (and the README) runs as written against a live app."""
+    from tests.app_server import ROOT
+
+    text = (ROOT / "docs" / "APP.md").read_text(encoding="utf-8")
+    snippet = text.split("<!-- client-snippet -->")[1].split("```python")[1].split("```")[0]
+    snippet = snippet.replace("http://127.0.0.1:7860/", app.url)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.jpg").write_bytes((EXAMPLES / "rocket.jpg").read_bytes())
+    (tmp_path / "more").mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        (tmp_path / "more" / name).write_bytes((EXAMPLES / name).read_bytes())
+    exec(compile(snippet, "docs/APP.md", "exec"), {"__name__": "snippet"})
+    assert read_image(tmp_path / "photo_cutout.png").size == (640, 427)
+    assert sorted(_zip_names(tmp_path / "cutouts.zip")) == ["chelsea.png", "coffee.png"]
+
+
+def test_output_store_stays_bounded(tmp_path):
+    from demo.files import OutputStore, safe_stem
+
+    store = OutputStore(tmp_path / "store", max_bytes=10_000, keep_per_slot=2)
+    pixels = np.zeros((20, 20, 4), np.uint8)
+    paths = [store.write_image("s1", "cutout", pixels, "png", "My photo (1).JPG") for _ in range(4)]
+    assert [Path(p).exists() for p in paths] == [False, False, True, True]   # newest two of the slot
+    assert Path(paths[-1]).name == "My_photo_1.png" and len(set(paths)) == 4
+    big = [store.write_bytes(f"other{i}", "cutout", b"x" * 4000, f"f{i}.bin") for i in range(4)]
+    assert store.bytes_used <= 10_000 and Path(big[-1]).exists()
+    assert not Path(big[0]).exists(), "past the byte budget the oldest files go"
+    store.drop_session("s1")
+    assert not any(Path(p).exists() for p in paths)
+    store.close()
+    assert not (tmp_path / "store").exists()
+    assert safe_stem("../../etc/passwd") == "passwd" and safe_stem("") == "image"
