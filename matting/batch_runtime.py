@@ -62,62 +62,67 @@ def inference_threads(device) -> int:
 CPU_TORCH_THREADS = 1
 CPU_INFER_THREADS = None  # None: one per core
 GPU_RENDER_THREADS = 2    # H100 host, 4 workers: 2 threads 97 and 86 images/s vs 1 thread 86 and 83; 3 are worse
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_saved = 0
+
+
+class SharedSetting:
+    """A process-wide setting changed while at least one batch needs it and restored when the last one ends,
+    so overlapping batches (two web users, say) neither fight over it nor leave it changed."""
+
+    def __init__(self, read, write):
+        self._read, self._write = read, write
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = None
+
+    @contextmanager
+    def held(self, value):
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._read()
+                self._write(value)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._write(self._saved)
+
+
+def _torch_threads_setting() -> SharedSetting:
+    import torch
+
+    return SharedSetting(torch.get_num_threads, torch.set_num_threads)
+
+
+_TORCH_THREADS = _torch_threads_setting()
 
 
 # On a GPU the render thread dispatches hundreds of small kernels per image, taking the GIL back after each; when
 # a decode thread is running Python meanwhile, the default 5 ms switch interval is what it may wait each time.
 GPU_SWITCH_INTERVAL = float(os.environ.get("MATTING_GIL_SWITCH_S", "0.0005"))
-_switch_users = 0
-_switch_saved = 0.005
+_SWITCH_INTERVAL = SharedSetting(sys.getswitchinterval, sys.setswitchinterval)
 
 
 @contextmanager
 def gil_switch(device):
     """A shorter GIL switch interval for the length of a GPU batch (ref-counted, restored afterwards)."""
-    global _switch_users, _switch_saved
     if not is_gpu(device) or GPU_SWITCH_INTERVAL <= 0:
         yield
         return
-    with _threads_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(GPU_SWITCH_INTERVAL)
-        _switch_users += 1
-    try:
+    with _SWITCH_INTERVAL.held(GPU_SWITCH_INTERVAL):
         yield
-    finally:
-        with _threads_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
 
 
 @contextmanager
 def torch_threads(device):
     """Set torch's intra-op threads for a CPU batch; ref-counted, so overlapping batches restore it once."""
-    global _threads_users, _threads_saved
     if is_gpu(device) or not CPU_TORCH_THREADS:
         yield
         return
-    import torch
-
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_saved = torch.get_num_threads()
-            torch.set_num_threads(CPU_TORCH_THREADS)
-        _threads_users += 1
-    try:
+    with _TORCH_THREADS.held(CPU_TORCH_THREADS):
         yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_saved)
-
-
 
 
 @contextmanager

@@ -204,6 +204,18 @@ class _Workspace:
         raise AssertionError("workspace has no free buffer")
 
 
+def _doubling_passes(x: Tensor, k: int, step: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """Cover a window of length k in ceil(log2 k) passes: double the covered length each pass, then one
+    overlapping pass for the remainder (exact for max/min, which involve no rounding)."""
+    p = 1
+    while 2 * p <= k:
+        x = step(x, p)
+        p *= 2
+    if p < k:
+        x = step(x, k - p)
+    return x
+
+
 def _sliding_extreme(x: Tensor, k: int, dim: int, op: Callable[..., Tensor], ws: _Workspace) -> Tensor:
     """Valid-mode max/min over windows of length k along dim (output shrinks by k - 1).
 
@@ -216,13 +228,7 @@ def _sliding_extreme(x: Tensor, k: int, dim: int, op: Callable[..., Tensor], ws:
         a, b = t.narrow(dim, 0, n), t.narrow(dim, s, n)
         return op(a, b, out=ws.out(a.shape, t))
 
-    p = 1
-    while 2 * p <= k:
-        x = step(x, p)
-        p *= 2
-    if p < k:
-        x = step(x, k - p)
-    return x
+    return _doubling_passes(x, k, step)
 
 
 def _sliding_diagonal(x: Tensor, k: int, op: Callable[..., Tensor], anti: bool, ws: _Workspace) -> Tensor:
@@ -236,13 +242,7 @@ def _sliding_diagonal(x: Tensor, k: int, op: Callable[..., Tensor], anti: bool, 
             a, b = t[..., :h, :w], t[..., s:, s:]
         return op(a, b, out=ws.out(a.shape, t))
 
-    p = 1
-    while 2 * p <= k:
-        x = step(x, p)
-        p *= 2
-    if p < k:
-        x = step(x, k - p)
-    return x
+    return _doubling_passes(x, k, step)
 
 
 def _cross(x: Tensor, op: Callable[..., Tensor], ws: _Workspace) -> Tensor:
