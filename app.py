@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"require this login (env {AUTH_ENV}=USER:PASS; the flag wins)")
     parser.add_argument("--device", default=None,
                         help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
+    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "fp16", "bf16"),
+                        help="network precision on CUDA (default auto: fp16; fp32 is exact; env MATTING_PRECISION)")
     parser.add_argument("--max-side", type=int, default=None,
                         help="largest working side in px; larger photos are reduced, with a notice "
                              "(default 4096; env MATTING_MAX_SIDE)")
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Loading the model…", file=sys.stderr, flush=True)
     try:
-        pipe = get_pipeline(model=args.model, weights=args.weights, device=args.device, max_side=args.max_side)
+        pipe = get_pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
+                            max_side=args.max_side)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

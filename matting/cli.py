@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
+    engine.add_argument("--precision", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                        help="network precision on CUDA (default auto: fp16; fp32 is exact); env MATTING_PRECISION")
     engine.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
     engine.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
     engine.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         background = parse_color(args.background) if args.background is not None else None
         from .pipeline import Pipeline
 
-        pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, max_side=args.max_side)
+        pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
+                            max_side=args.max_side)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

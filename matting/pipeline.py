@@ -182,9 +182,8 @@ class Pipeline:
         except torch.OutOfMemoryError:
             guide, mattes = self._infer_after_oom(results, timings)
         for i, result in enumerate(results):
-            result.guide = guide[i:i + 1].float()
+            result.guide = guide[i:i + 1].float().to(result.device)
             result.matte = mattes[i:i + 1].to(result.device)
-            result.guide = result.guide.to(result.device)
             for stage, ms in timings.items():
                 result.timings[stage] = ms / len(results)
             if result.key:  # "" when prepared with use_cache=False

@@ -91,3 +91,19 @@ def test_max_side_from_environment(monkeypatch):
     monkeypatch.setenv("MATTING_MAX_SIDE", "2048")
     assert resolve_max_side() == 2048
     assert resolve_max_side(1000) == 1000
+
+
+def test_precision_choice(monkeypatch):
+    import torch
+
+    from matting.device import resolve_dtype
+    from matting.cli import main
+
+    cpu = torch.device("cpu")
+    assert resolve_dtype(cpu) == torch.float32 and resolve_dtype(cpu, "fp32") == torch.float32
+    monkeypatch.setenv("MATTING_PRECISION", "fp16")
+    with pytest.raises(InvalidParameterError, match="CUDA"):
+        resolve_dtype(cpu)
+    with pytest.raises(InvalidParameterError, match="unknown precision"):
+        resolve_dtype(cpu, "int8")
+    assert main(["--precision", "fp16", "--device", "cpu", "-o", "unused", "x.jpg"]) == 2
