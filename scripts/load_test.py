@@ -1,0 +1,443 @@
+"""A bounded load test of the web app, on loopback only (127.0.0.1).
+
+    python scripts/load_test.py --users 8 --duration 120            # starts python app.py itself
+    python scripts/load_test.py --users 32 --duration 120 --json load32.json
+    python scripts/load_test.py --url http://127.0.0.1:7860 --users 4 --duration 30
+
+What it does:
+1. unless ``--url`` is given, starts ``python app.py --port <free port> --device cpu`` as a subprocess, with
+   GRADIO_ANALYTICS_ENABLED=False and GRADIO_TEMP_DIR set to a fresh temp folder (so the folder can be measured
+   and is removed afterwards); it waits for the page to answer;
+2. runs ``--users`` simulated visitors, one thread and one gradio_client session each. Each visitor loops until
+   the deadline: uploads a small photo from assets/examples through the UI's /upload event (every
+   ``--matte-every``-th time through the /matte API instead), then does ``--renders`` re-renders through /render
+   (slider changes: feather, threshold, erode, background colour), with a short think time between actions.
+   By default every upload is a fresh variant of the example (a few pixels changed) so the engine's cache does
+   not hide the network; ``--no-vary`` sends the files as they are;
+3. samples the server process's RSS (psutil) and the sizes of Gradio's temp folder and of the app's own output
+   folder (``matting-app-*`` inside it, see demo/files.py) every ``--sample-every`` seconds;
+4. prints a markdown report (throughput, p50/p95 latency per request kind, rejected requests because the queue
+   was full, timeouts, other errors, the RSS and folder series and whether RSS trends upward after warm-up) and
+   writes the same as JSON with ``--json``.
+
+Bounded: every loop checks the deadline, every request has a client-side timeout (``--timeout``), and threads
+are joined with a limit. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import psutil  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "assets" / "examples"
+LOOPBACK = "127.0.0.1"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+KINDS = ("upload", "render", "matte")
+
+# The UI's /upload and /render inputs after the image(s): threshold, feather, erode, refine, refine_radius,
+# use_input_alpha, decontaminate, bg_mode, bg_color (the same order as demo/ui.py's `edges` and `background`).
+DEFAULT_UI = dict(threshold=0.0, feather=0.0, erode=0, refine=True, refine_radius=None, use_input_alpha=True,
+                  decontaminate=True, bg_mode="transparent", bg_color="#ffffff")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def check_loopback(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme != "http" or parsed.hostname != LOOPBACK:
+        raise SystemExit(f"error: --url must be http://{LOOPBACK}:PORT (loopback only), not {url!r}")
+    return url.rstrip("/") + "/"
+
+
+def wait_for_page(url: str, deadline: float, process: subprocess.Popen | None) -> None:
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"error: the app exited with code {process.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"error: {url} did not answer in time")
+
+
+def folder_bytes(folder: Path, only_prefix: str | None = None, skip_prefix: str | None = None) -> int:
+    """Total size of the files under ``folder``; top-level entries filtered by name prefix."""
+    total = 0
+    if not folder.is_dir():
+        return 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if only_prefix and not entry.name.startswith(only_prefix):
+            continue
+        if skip_prefix and entry.name.startswith(skip_prefix):
+            continue
+        try:
+            if entry.is_file():
+                total += entry.stat().st_size
+            elif entry.is_dir():
+                for base, _, files in os.walk(entry):
+                    for name in files:
+                        try:
+                            total += os.stat(os.path.join(base, name)).st_size
+                        except OSError:
+                            pass   # removed while walking
+        except OSError:
+            pass
+    return total
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def is_queue_full(exc: BaseException) -> bool:
+    """gradio_client raises QueueError("Queue is full! Please try again.") when the server refuses the event."""
+    from gradio_client.utils import QueueError
+
+    text = str(exc).lower()
+    return "queue is full" in text or (isinstance(exc, QueueError) and "full" in text)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.rejected: dict[str, int] = defaultdict(int)
+        self.timeouts: dict[str, int] = defaultdict(int)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.error_samples: list[str] = []
+
+    def ok(self, kind: str, seconds: float) -> None:
+        with self.lock:
+            self.latency[kind].append(seconds)
+
+    def failed(self, kind: str, exc: BaseException) -> None:
+        with self.lock:
+            if is_queue_full(exc):
+                self.rejected[kind] += 1
+            elif isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
+                self.timeouts[kind] += 1
+            else:
+                self.errors[kind] += 1
+                if len(self.error_samples) < 10:
+                    self.error_samples.append(f"{kind}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+class Sampler(threading.Thread):
+    """RSS of the server process and folder sizes, every ``every`` seconds until stopped."""
+
+    def __init__(self, pid: int | None, temp_dir: Path | None, every: float) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid) if pid else None
+        self.temp_dir = temp_dir
+        self.every = every
+        self.stop = threading.Event()
+        self.samples: list[dict] = []
+        self.start_time = time.monotonic()
+
+    def sample(self) -> None:
+        rss = None
+        if self.process is not None:
+            try:
+                rss = self.process.memory_info().rss
+            except psutil.Error:
+                rss = None
+        app_out = gradio_rest = None
+        if self.temp_dir is not None:
+            app_out = folder_bytes(self.temp_dir, only_prefix="matting-app-")
+            gradio_rest = folder_bytes(self.temp_dir, skip_prefix="matting-app-")
+        self.samples.append(dict(t=round(time.monotonic() - self.start_time, 1), rss=rss,
+                                 gradio_temp=gradio_rest, app_outputs=app_out))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(self.every)
+
+
+def make_upload(examples: list[Path], images: dict[Path, Image.Image], folder: Path, user: int, n: int,
+                vary: bool, rng: random.Random) -> Path:
+    source = examples[(user + n) % len(examples)]
+    if not vary:
+        return source
+    image = images[source].copy()
+    pixels = image.load()
+    for _ in range(8):   # a few changed pixels: a new file, new content hash, so the network runs
+        x, y = rng.randrange(image.width), rng.randrange(image.height)
+        pixels[x, y] = tuple(rng.randrange(256) for _ in range(len(image.getbands())))
+    path = folder / f"u{user:02d}_{n:04d}.png"
+    image.save(path, compress_level=1)
+    return path
+
+
+def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir: Path,
+              examples: list[Path], images: dict[Path, Image.Image]) -> None:
+    from gradio_client import Client, handle_file
+
+    rng = random.Random(user)
+    folder = work_dir / f"user{user:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    downloads = folder / "downloads"
+    try:
+        client = Client(url, analytics_enabled=False, verbose=False, download_files=str(downloads),
+                        httpx_kwargs={"timeout": args.timeout})
+    except Exception as exc:   # noqa: BLE001 - counted and reported
+        stats.failed("connect", exc)
+        return
+
+    def call(kind: str, *inputs, api_name: str) -> bool:
+        remaining = deadline + args.grace - time.monotonic()
+        if remaining <= 0:
+            return False
+        start = time.perf_counter()
+        try:
+            job = client.submit(*inputs, api_name=api_name)
+            job.result(timeout=min(args.timeout, remaining))
+        except Exception as exc:   # noqa: BLE001 - every failure is counted by kind
+            try:
+                job.cancel()
+            except Exception:   # noqa: BLE001
+                pass
+            stats.failed(kind, exc)
+            return False
+        stats.ok(kind, time.perf_counter() - start)
+        return True
+
+    def think() -> None:
+        pause = rng.uniform(*args.think)
+        time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    n = 0
+    while time.monotonic() < deadline:
+        path = make_upload(examples, images, folder, user, n, args.vary, rng)
+        ui = dict(DEFAULT_UI)
+        use_matte = args.matte_every > 0 and n % args.matte_every == args.matte_every - 1
+        n += 1
+        if use_matte:
+            call("matte", handle_file(str(path)), 0.0, 0.0, 0, True, True, api_name="/matte")
+        else:
+            ok = call("upload", handle_file(str(path)), *ui.values(), api_name="/upload")
+            for i in range(args.renders):
+                if not ok or time.monotonic() >= deadline:
+                    break
+                think()
+                change = i % 4
+                if change == 0:
+                    ui["feather"] = rng.choice([2.0, 4.0, 8.0, 12.0])
+                elif change == 1:
+                    ui["threshold"] = rng.choice([0.0, 0.2, 0.5])
+                elif change == 2:
+                    ui["erode"] = rng.choice([-2, 0, 2])
+                else:
+                    ui["bg_mode"], ui["bg_color"] = "color", rng.choice(["#00ff00", "#3366ff", "#ffffff"])
+                call("render", None, *ui.values(), api_name="/render")
+        if path.parent == folder:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(downloads, ignore_errors=True)   # the client's copies of the previews
+        think()
+
+
+def trend(values: list[float]) -> dict:
+    """Mean of the middle third vs the last third of the series (the first third is warm-up)."""
+    if len(values) < 3:
+        return dict(middle_mean=None, last_mean=None, change_pct=None, upward=None)
+    third = len(values) // 3
+    middle = values[third:2 * third]
+    last = values[2 * third:]
+    mid_mean, last_mean = statistics.fmean(middle), statistics.fmean(last)
+    change = 100.0 * (last_mean - mid_mean) / mid_mean if mid_mean else 0.0
+    return dict(middle_mean=mid_mean, last_mean=last_mean, change_pct=round(change, 1), upward=change > 5.0)
+
+
+def mib(value) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machine: str) -> dict:
+    kinds = {}
+    total_ok = 0
+    for kind in (*KINDS, "connect"):
+        lat = stats.latency.get(kind, [])
+        count = len(lat) + stats.rejected.get(kind, 0) + stats.timeouts.get(kind, 0) + stats.errors.get(kind, 0)
+        if not count:
+            continue
+        total_ok += len(lat)
+        kinds[kind] = dict(requests=count, ok=len(lat),
+                           p50_ms=None if not lat else round(1000 * percentile(lat, 50)),
+                           p95_ms=None if not lat else round(1000 * percentile(lat, 95)),
+                           rejected_queue_full=stats.rejected.get(kind, 0), timeouts=stats.timeouts.get(kind, 0),
+                           errors=stats.errors.get(kind, 0))
+    rss = [s["rss"] for s in samples if s["rss"] is not None]
+    return dict(users=args.users, duration_s=args.duration, elapsed_s=round(elapsed, 1), machine=machine,
+                vary=args.vary, renders_per_upload=args.renders, throughput_rps=round(total_ok / elapsed, 2),
+                ok_requests=total_ok, kinds=kinds, error_samples=stats.error_samples, samples=samples,
+                rss_trend=trend(rss))
+
+
+def print_report(report: dict) -> None:
+    print(f"\n## Load test: {report['users']} users, {report['elapsed_s']} s "
+          f"({report['machine']})\n")
+    print(f"Throughput: **{report['throughput_rps']} requests/s** ({report['ok_requests']} completed)\n")
+    print("| kind | requests | ok | p50 ms | p95 ms | rejected (queue full) | timeouts | other errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind, row in report["kinds"].items():
+        print(f"| {kind} | {row['requests']} | {row['ok']} | {row['p50_ms'] if row['p50_ms'] is not None else '-'}"
+              f" | {row['p95_ms'] if row['p95_ms'] is not None else '-'} | {row['rejected_queue_full']}"
+              f" | {row['timeouts']} | {row['errors']} |")
+    if report["error_samples"]:
+        print("\nError samples:")
+        for line in report["error_samples"]:
+            print(f"- {line}")
+    print("\n| t (s) | server RSS MiB | Gradio temp MiB (uploads) | app outputs MiB |")
+    print("| ---: | ---: | ---: | ---: |")
+    for s in report["samples"]:
+        print(f"| {s['t']} | {mib(s['rss'])} | {mib(s['gradio_temp'])} | {mib(s['app_outputs'])} |")
+    t = report["rss_trend"]
+    if t["upward"] is None:
+        print("\nRSS trend: too few samples.")
+    else:
+        verdict = "trends UPWARD" if t["upward"] else "does not trend upward"
+        print(f"\nRSS after warm-up {verdict}: middle third mean {mib(t['middle_mean'])} MiB, last third mean "
+              f"{mib(t['last_mean'])} MiB ({t['change_pct']:+.1f} %; upward means > +5 %).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bounded load test of the matting web app (loopback only).")
+    parser.add_argument("--users", type=int, default=8, help="concurrent simulated visitors (default 8)")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of load (default 120)")
+    parser.add_argument("--url", default=None, help=f"an app already running at http://{LOOPBACK}:PORT")
+    parser.add_argument("--temp-dir", type=Path, default=None,
+                        help="with --url: the server's GRADIO_TEMP_DIR, to measure it (default: "
+                             "$GRADIO_TEMP_DIR or <tmp>/gradio)")
+    parser.add_argument("--pid", type=int, default=None, help="with --url: the server's process id (for RSS)")
+    parser.add_argument("--renders", type=int, default=4, help="re-renders after each upload (default 4)")
+    parser.add_argument("--matte-every", type=int, default=4,
+                        help="every Nth photo goes through /matte instead of /upload (default 4; 0: never)")
+    parser.add_argument("--think", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"),
+                        help="seconds between a visitor's actions (default 0.2 0.8)")
+    parser.add_argument("--no-vary", dest="vary", action="store_false",
+                        help="upload the example files unchanged (the engine's cache then skips the network)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="client-side timeout per request (s)")
+    parser.add_argument("--grace", type=float, default=30.0,
+                        help="seconds after the deadline that requests in flight may still finish")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="RSS/folder sampling period (s)")
+    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--json", type=Path, default=None, help="write the report here as JSON")
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.users > 256 or args.duration <= 0 or args.duration > 3600:
+        parser.error("--users must be 1..256 and --duration 0..3600 s")
+
+    from matting.settings import EdgeSettings
+
+    DEFAULT_UI["refine_radius"] = EdgeSettings().refine_radius
+    DEFAULT_UI["decontaminate"] = EdgeSettings().decontaminate
+    examples = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = {}
+    for path in examples:
+        with Image.open(path) as image:
+            images[path] = image.convert("RGB")
+    work_dir = Path(tempfile.mkdtemp(prefix="matting-load-"))
+    process = None
+    owned_temp = None
+    pid = args.pid
+    try:
+        if args.url:
+            url = check_loopback(args.url)
+            temp_dir = args.temp_dir or Path(os.environ.get("GRADIO_TEMP_DIR")
+                                             or Path(tempfile.gettempdir()) / "gradio")
+            wait_for_page(url, time.monotonic() + args.startup_timeout, None)
+        else:
+            port = free_port()
+            owned_temp = Path(tempfile.mkdtemp(prefix="matting-load-gradio-"))
+            temp_dir = owned_temp
+            env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(owned_temp),
+                       HF_HUB_DISABLE_TELEMETRY="1")
+            log = open(work_dir / "server.log", "wb")
+            process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", LOOPBACK, "--port",
+                                        str(port), "--device", "cpu"], cwd=ROOT, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+            pid = process.pid
+            url = f"http://{LOOPBACK}:{port}/"
+            wait_for_page(url, time.monotonic() + args.startup_timeout, process)
+        print(f"App at {url}; {args.users} users for {args.duration:.0f} s ...", file=sys.stderr, flush=True)
+
+        stats = Stats()
+        sampler = Sampler(pid, temp_dir, args.sample_every)
+        sampler.start()
+        start = time.monotonic()
+        deadline = start + args.duration
+        threads = [threading.Thread(target=user_loop, daemon=True,
+                                    args=(i, url, args, deadline, stats, work_dir, examples, images))
+                   for i in range(args.users)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(1.0, deadline + args.grace + args.timeout - time.monotonic()))
+        elapsed = time.monotonic() - start
+        stragglers = sum(t.is_alive() for t in threads)
+        sampler.stop.set()
+        sampler.join(timeout=10)
+        sampler.sample()   # one final sample after the load
+        machine = (f"{platform.system()} {platform.machine()}, {psutil.cpu_count(logical=True)} CPU threads, "
+                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
+        report = build_report(args, stats, sampler.samples, elapsed, machine)
+        report["stragglers"] = stragglers
+        print_report(report)
+        if stragglers:
+            print(f"\n{stragglers} visitor thread(s) were still waiting past the limit.")
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        return 0
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if owned_temp is not None:
+            shutil.rmtree(owned_temp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
