@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("MATTING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--no-first-run", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage"]
-SCREENSHOTS = Path(os.environ.get("MATTING_SCREENSHOTS") or ROOT / "docs" / "screenshots")   # env: elsewhere
+# Screenshots land in test-results/ (ignored by git) so a test run leaves the checkout clean; refresh the README's
+# with MATTING_SCREENSHOTS=docs/screenshots python -m pytest tests/test_app_browser.py
+SCREENSHOTS = Path(os.environ.get("MATTING_SCREENSHOTS") or ROOT / "test-results" / "screenshots")
 TIMEOUT_MS = 60_000
 
 try:
