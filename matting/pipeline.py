@@ -116,9 +116,7 @@ class Pipeline:
                 if not return_errors:
                     raise
                 prepared.append(exc)
-        pending = [r for r in prepared if isinstance(r, MatteResult) and not r.cached]
-        if pending:
-            self._infer(pending)
+        self.infer([r for r in prepared if isinstance(r, MatteResult)])
         return prepared
 
     def prepare(self, decoded: DecodedImage, name: str | None = None, *, use_cache: bool = True) -> MatteResult:
@@ -225,7 +223,7 @@ class Pipeline:
         ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
         """
         settings = settings or EdgeSettings()
-        max_side = None if preview is False else (PREVIEW_SIDE if preview is True else int(preview))
+        max_side = preview_side(preview)
         timings: dict[str, float] = {}
         timer = StageTimer(result.device, timings)
         with timer("postprocess"):
@@ -246,7 +244,7 @@ class Pipeline:
     def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
         """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a
         before/after view. Never runs the network."""
-        max_side = None if preview is False else (PREVIEW_SIDE if preview is True else int(preview))
+        max_side = preview_side(preview)
         return photo_u8(result, max_side).cpu().numpy()
 
     def process(self, source, settings: EdgeSettings | None = None, *, background: Background = None,
@@ -261,6 +259,11 @@ def _to_cpu(result: MatteResult) -> MatteResult:
                        guide=result.guide.to(cpu),
                        input_alpha=None if result.input_alpha is None else result.input_alpha.to(cpu),
                        original_size=result.original_size, notices=result.notices)
+
+
+def preview_side(preview: bool | int) -> int | None:
+    """``preview`` as render sizes mean it: False the working resolution (None), True PREVIEW_SIDE, an int itself."""
+    return None if preview is False else (PREVIEW_SIDE if preview is True else int(preview))
 
 
 _PIPELINE: Pipeline | None = None

@@ -86,10 +86,7 @@ def render_tensors(result: MatteResult, settings: EdgeSettings, background: Back
         colour = foreground.decontaminate(photo, alpha)  # the soft edge's own colour, not the old background's
     rgba = None
     if want_rgba:
-        if colour is photo and tuple(result.image.shape[:2]) == tuple(size_hw):
-            colour_u8 = result.image
-        else:
-            colour_u8 = ops.to_uint8_hwc(colour)[0]
+        colour_u8 = photo_u8(result, max_side) if colour is photo else ops.to_uint8_hwc(colour)[0]
         rgba = torch.cat((colour_u8, alpha_u8[..., None]), dim=-1)
     composite = None
     if bg is not None:
