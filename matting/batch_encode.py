@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 PROCESSES_ENV = "MATTING_ENCODE_PROCESSES"  # 0 forces threads; N forces N helper processes
 
 
-def encode_outputs(formats: list[tuple[str, str]], alpha, rgba, rgb, composite) -> list[bytes]:
-    """Bytes for each (kind, format). The cutout is ``rgba``, or ``rgb`` and ``alpha`` stacked here."""
+def encode_outputs(formats: list[tuple[str, str]], alpha, rgba, composite) -> list[bytes]:
+    """Bytes for each (kind, format): the cutout from ``rgba``, the matte from ``alpha``, the composite."""
     out = []
     for kind, fmt in formats:
         if kind == "cutout":
-            out.append(encode_png(rgba if rgba is not None else np.dstack((rgb, alpha))))
+            out.append(encode_png(rgba))
         elif kind == "alpha":
             out.append(encode_png(alpha))
         else:
@@ -48,9 +48,9 @@ def encode_outputs(formats: list[tuple[str, str]], alpha, rgba, rgb, composite) 
 class ThreadEncoder:
     processes = 0
 
-    def __call__(self, formats, alpha, rgba, rgb, composite, paths=None) -> list[bytes]:
+    def __call__(self, formats, alpha, rgba, composite, paths=None) -> list[bytes]:
         """Encoded bytes per output; with ``paths`` (files of a folder output) they are also written there."""
-        encoded = encode_outputs(formats, alpha, rgba, rgb, composite)
+        encoded = encode_outputs(formats, alpha, rgba, composite)
         for path, data in zip(paths or (), encoded):
             write_atomic(path, data)
         return encoded
@@ -128,11 +128,11 @@ class ProcessEncoder:
             self._all.append(helper)
             self._idle.put(helper)
 
-    def __call__(self, formats, alpha, rgba, rgb, composite, paths=None) -> list[bytes]:
+    def __call__(self, formats, alpha, rgba, composite, paths=None) -> list[bytes]:
         """As ThreadEncoder; with ``paths`` the helper writes the files and no bytes come back (b"" each)."""
         helper = self._idle.get()
         try:
-            result = helper.call(formats, [alpha, rgba, rgb, composite], paths)
+            result = helper.call(formats, [alpha, rgba, composite], paths)
         except (EOFError, OSError, BrokenPipeError) as exc:  # the helper died: replace it, fail this image only
             with self._lock:
                 self._all.remove(helper)

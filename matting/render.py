@@ -36,12 +36,21 @@ def photo_at(result: MatteResult, size_hw: tuple[int, int]) -> torch.Tensor:
 
 def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor) -> torch.Tensor:
     """(1, 1, H, W) float alpha at the photo's size."""
+    alpha = alpha_from(result.guide, result.matte, photo, settings, photo.shape[-2] / result.image.shape[0])
+    if settings.use_input_alpha and result.input_alpha is not None:
+        alpha = alpha * input_alpha_at(result, tuple(photo.shape[-2:]))
+    return alpha
+
+
+def alpha_from(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings,
+               scale: float) -> torch.Tensor:
+    """(B, 1, H, W) float alpha from network mattes (B, 1, h, w), their guides and the photos (B, 3, H, W);
+    ``scale`` is the render's size over the working size (radii in settings are in working pixels)."""
     size_hw = tuple(photo.shape[-2:])
-    scale = size_hw[0] / result.image.shape[0]
     if settings.refine:
-        alpha = ops.fast_guided_filter(result.guide, result.matte, photo, settings.refine_radius, settings.refine_eps)
+        alpha = ops.fast_guided_filter(guide, matte, photo, settings.refine_radius, settings.refine_eps)
     else:
-        alpha = ops.resize(result.matte, size_hw, antialias=False)
+        alpha = ops.resize(matte, size_hw, antialias=False)
     alpha = alpha.clamp(0, 1)
     if settings.threshold > 0:
         alpha = ops.threshold(alpha, settings.threshold)
@@ -50,8 +59,6 @@ def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tens
         alpha = ops.erode_dilate(alpha, radius)
     if settings.feather > 0:
         alpha = ops.feather(alpha, settings.feather * scale)
-    if settings.use_input_alpha and result.input_alpha is not None:
-        alpha = alpha * input_alpha_at(result, size_hw)
     return alpha
 
 
@@ -79,18 +86,43 @@ def render_tensors(result: MatteResult, settings: EdgeSettings, background: Back
     size_hw = output_size(result, max_side)
     photo = photo_at(result, size_hw)
     alpha = compute_alpha(result, settings, photo)
-    alpha_u8 = ops.to_uint8_hwc(alpha)[0, ..., 0]
-    bg = background_tensor(background, size_hw, result.device)
+    alpha_u8, rgba, composite = _outputs(photo, alpha, lambda: photo_u8(result, max_side)[None], settings,
+                                         background, want_rgba)
+    return alpha_u8[0], None if rgba is None else rgba[0], None if composite is None else composite[0]
+
+
+def render_stack_tensors(results: list[MatteResult], settings: EdgeSettings, background: Background = None,
+                         want_rgba: bool = True):
+    """Full-size renders of results that share one working size and have no alpha of their own, in one pass over
+    the stacked batch: on a GPU one kernel launch per operation for all of them instead of one per image.
+    Returns (alpha (B, H, W), rgba (B, H, W, 4) or None, composite (B, H, W, 3) or None), uint8, on device."""
+    sizes = {tuple(r.image.shape) for r in results}
+    if len(sizes) != 1 or any(r.input_alpha is not None for r in results):
+        raise ValueError("render_stack_tensors needs results of one working size without an alpha of their own")
+    images = torch.stack([r.image for r in results])
+    photo = ops.to_float_image(images)
+    guide = torch.cat([r.guide for r in results])
+    matte = torch.cat([r.matte for r in results])
+    alpha = alpha_from(guide, matte, photo, settings, 1.0)
+    return _outputs(photo, alpha, lambda: images, settings, background, want_rgba)
+
+
+def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: EdgeSettings,
+             background: Background, want_rgba: bool):
+    """(alpha (B, H, W), rgba (B, H, W, 4) or None, composite (B, H, W, 3) or None), uint8, from float photos
+    and alphas; ``photo_u8_of()`` gives the photos as (B, H, W, 3) uint8 when the cutout keeps their colours."""
+    alpha_u8 = ops.to_uint8_hwc(alpha)[..., 0]
+    bg = background_tensor(background, tuple(photo.shape[-2:]), photo.device)
     colour = photo
     if settings.decontaminate and (want_rgba or bg is not None):
         colour = foreground.decontaminate(photo, alpha)  # the soft edge's own colour, not the old background's
     rgba = None
     if want_rgba:
-        colour_u8 = photo_u8(result, max_side) if colour is photo else ops.to_uint8_hwc(colour)[0]
+        colour_u8 = photo_u8_of() if colour is photo else ops.to_uint8_hwc(colour)
         rgba = torch.cat((colour_u8, alpha_u8[..., None]), dim=-1)
     composite = None
     if bg is not None:
-        composite = ops.to_uint8_hwc(ops.composite(colour, alpha, bg))[0]
+        composite = ops.to_uint8_hwc(ops.composite(colour, alpha, bg))
     return alpha_u8, rgba, composite
 
 

@@ -291,12 +291,13 @@ def test_exif_rotated_input_gives_upright_output(pipe, tmp_path):
 
 @pytest.mark.parametrize("decontaminate", [False, True])
 def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decontaminate):
-    """The GPU path (one render thread, cutout stacked on the CPU from the decoded pixels, encoder processes)
-    must write exactly what the plain path writes; forced here on the CPU."""
+    """The GPU path (render threads taking whole batches, same-size images rendered as one stack, encoder
+    processes) must write what the plain path writes; forced here on the CPU."""
     import matting.batch_runtime as rt
 
     src = tmp_path / "in"
     write(src / "a.jpg", image_bytes(seed=1))
+    write(src / "c.jpg", image_bytes(seed=2))  # same size as a.jpg: may share a render stack with it
     rgba = Image.new("RGBA", (W, H), (200, 30, 30, 255))
     rgba.putalpha(Image.linear_gradient("L").resize((W, H)))
     buffer = io.BytesIO()
@@ -308,26 +309,12 @@ def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decont
     monkeypatch.setattr(rt, "is_gpu", lambda device: True)
     monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "2")
     gpu_style = run_batch([src], tmp_path / "gpu", pipeline=pipe, kinds=kinds, settings=settings)
-    assert plain.done == gpu_style.done == 2 and gpu_style.stage_threads["render"] == rt.GPU_RENDER_THREADS
-    for name in ("a.png", "a_alpha.png", "b.png", "b_alpha.png"):
+    assert plain.done == gpu_style.done == 3 and gpu_style.stage_threads["render"] == rt.GPU_RENDER_THREADS
+    for name in ("a.png", "a_alpha.png", "b.png", "b_alpha.png", "c.png", "c_alpha.png"):
         assert (tmp_path / "plain" / name).read_bytes() != b""
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "plain" / name)),
-                              np.asarray(Image.open(tmp_path / "gpu" / name))), name
+        a = np.asarray(Image.open(tmp_path / "plain" / name)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "gpu" / name)).astype(int)
+        # GPU style batches the network (batch 2 rounds ~1e-5 away from batch 1 on the CPU): a level at most
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3, name
 
 
-def test_cutout_shortcut_only_when_the_colours_are_the_photos(pipe):
-    from matting.batch import _cutout_is_photo_and_alpha
-    from matting.decode import decode_image
-
-    decoded = decode_image(image_bytes())
-    result = pipe.prepare(decoded, use_cache=False)
-    pipe.infer([result])
-    plain = EdgeSettings(decontaminate=False)
-    rendered = pipe.render(result, plain)
-    assert _cutout_is_photo_and_alpha(result, plain)
-    assert np.array_equal(rendered.rgba, np.dstack((decoded.rgb, rendered.alpha)))
-    small = Pipeline.__new__(Pipeline)  # a pipeline whose working size is smaller than the photo
-    small.__dict__.update(pipe.__dict__, max_side=64)
-    big = small.prepare(decode_image(image_bytes(size=(100, 80))), use_cache=False)
-    assert big.size != big.original_size and not _cutout_is_photo_and_alpha(big, plain)
-    assert not _cutout_is_photo_and_alpha(result, EdgeSettings(decontaminate=True))

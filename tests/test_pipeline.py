@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from matting import pipeline as pipeline_module
+from matting.decode import decode_image
 from matting.errors import CorruptImageError, MattingError
 from matting.pipeline import Pipeline, get_pipeline, reset_pipeline
 from matting.settings import EdgeSettings
@@ -61,6 +62,55 @@ def test_preview_fits_the_screen(pipe):
     preview = pipe.render(result, preview=True)
     assert preview.is_preview and preview.size == (1024, 768)
     assert pipe.render(result, preview=300).size == (300, 225)
+
+
+def _mixed_results(pipe):
+    """Five prepared and inferred results: three of one size, one of another, one with an alpha of its own."""
+    photo = np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"))
+    crops = [photo[:200, :300], photo[100:300, 150:450], photo[300:500, 200:500], photo[:300, :200]]
+    rgba = np.dstack((photo[:200, :300], np.tile(np.linspace(0, 255, 300).astype(np.uint8), (200, 1))))
+    results = [pipe.prepare(decode_image(png_bytes(np.ascontiguousarray(c))), use_cache=False)
+               for c in crops + [rgba]]
+    pipe.infer(results)
+    return results
+
+
+@pytest.mark.parametrize("settings", [EdgeSettings(), EdgeSettings(decontaminate=False, feather=2, erode=1)])
+def test_render_many_stacks_same_size_images_like_single_renders(pipe, monkeypatch, settings):
+    results = _mixed_results(pipe)
+    stacks = []
+    real = pipeline_module.render_stack_tensors
+    monkeypatch.setattr(pipeline_module, "render_stack_tensors",
+                        lambda rs, *a, **k: stacks.append(len(rs)) or real(rs, *a, **k))
+    many = pipe.render_many(results, settings, background=(0, 0, 255))
+    assert stacks == [3, 1]  # the three 300 x 200 crops together, the other size alone, the own-alpha one by render()
+    for result, got in zip(results, many):
+        single = pipe.render(result, settings, background=(0, 0, 255))
+        assert got.size == single.size == result.size and not got.is_preview
+        for field in ("alpha", "rgba", "composite"):  # the same arithmetic per pixel: identical on the CPU
+            assert np.array_equal(getattr(got, field), getattr(single, field)), field
+
+
+def test_render_many_bounds_a_stack_by_pixels(pipe, monkeypatch):
+    results = _mixed_results(pipe)[:3]
+    stacks = []
+    real = pipeline_module.render_stack_tensors
+    monkeypatch.setattr(pipeline_module, "render_stack_tensors",
+                        lambda rs, *a, **k: stacks.append(len(rs)) or real(rs, *a, **k))
+    monkeypatch.setattr(pipeline_module, "STACK_PIXELS", 2 * 300 * 200)
+    assert len(pipe.render_many(results)) == 3 and stacks == [2, 1]
+
+
+def test_render_many_without_memory_for_a_stack_renders_one_by_one(pipe, monkeypatch):
+    results = _mixed_results(pipe)[:3]
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(pipeline_module, "render_stack_tensors", no_memory)
+    many = pipe.render_many(results, EdgeSettings(), want_rgba=False)
+    for result, got in zip(results, many):
+        assert got.rgba is None and np.array_equal(got.alpha, pipe.render(result, want_rgba=False).alpha)
 
 
 def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
@@ -194,3 +244,13 @@ def test_corrupt_input_error_is_specific(pipe):
     with pytest.raises(CorruptImageError) as info:
         pipe.matte(png_bytes(np.zeros((8, 8, 3), np.uint8))[:-20], name="cut.png")
     assert "cut.png" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_download_pinned_gives_the_tensors_values(device):
+    from matting.pipeline import download_pinned
+
+    a = torch.arange(24, dtype=torch.uint8, device=device).view(2, 3, 4)
+    b = torch.full((2, 3, 4, 4), 7, dtype=torch.uint8, device=device)
+    got_a, none, got_b = download_pinned(a, None, b)
+    assert none is None and isinstance(got_a, np.ndarray) and got_b.shape == (2, 3, 4, 4)
+    assert np.array_equal(got_a, a.cpu().numpy()) and (got_b == 7).all()
