@@ -15,12 +15,14 @@ from pathlib import Path
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported: nothing leaves the machine
 
 import gradio as gr  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
 
 from .components import UploadImage  # noqa: E402
 from .files import OutputStore  # noqa: E402
+from .upload_cap import UploadFolderCap  # noqa: E402
 from .handlers import BG_COLOR, BG_IMAGE, BG_TRANSPARENT, Handlers  # noqa: E402
 from .i18n import EN, ZH, check_lang, translations  # noqa: E402
 
@@ -35,6 +37,7 @@ ENCODE_CONCURRENCY = 2        # full-resolution download encodes at once
 BATCH_CONCURRENCY = 1         # batches at once (each batch keeps the device busy on its own)
 MAX_FILE_SIZE = "100mb"       # per uploaded file
 DELETE_CACHE = (1800, 3600)   # every 30 min, delete Gradio's cached uploads older than 1 h
+UPLOAD_FOLDER_MAX_BYTES = 2 << 30  # and keep them under 2 GiB, oldest first (demo/upload_cap.py)
 STATE_TTL_S = 3600            # a session's cached matte lives this long after its last change
 STATE_SESSIONS = 200          # sessions whose state stays in memory (an 8 MP photo holds about 35 MB); an
                               # evicted session's next edit rebuilds it from its upload and the engine's cache
@@ -82,12 +85,19 @@ def example_files() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
 
 
+def upload_folder_cap() -> int:
+    """Bytes Gradio's upload folder may hold before the oldest files go: $MATTING_UPLOAD_FOLDER_MB or 2 GiB."""
+    value = os.environ.get("MATTING_UPLOAD_FOLDER_MB", "").strip()
+    return int(value) << 20 if value.isdigit() and int(value) > 0 else UPLOAD_FOLDER_MAX_BYTES
+
+
 def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None = None,
                network_concurrency: int | None = None, queue_size: int | None = None) -> gr.Blocks:
     """The app around one loaded pipeline. ``lang``: "auto" (browser), "en" or "zh"."""
     lang = check_lang(lang)
     i18n = gr.I18n(**translations(lang))
-    handlers = Handlers(pipe, store or OutputStore(), lang=lang)
+    store = store or OutputStore()
+    handlers = Handlers(pipe, store, lang=lang)
     if network_concurrency is None:
         network_concurrency = 2 if pipe.device.type == "cuda" else NETWORK_CONCURRENCY
     defaults = EdgeSettings()
@@ -268,6 +278,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
 
     demo.queue(max_size=queue_size or QUEUE_MAX_SIZE, default_concurrency_limit=1)
     demo.i18n_for_launch = i18n
+    demo.upload_cap = UploadFolderCap(get_upload_folder(), max_bytes=upload_folder_cap(), keep=store.root).start()
     return demo
 
 

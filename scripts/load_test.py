@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=5.0, help="RSS/folder sampling period (s)")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path, default=None, help="write the report here as JSON")
+    parser.add_argument("--queue-size", type=int, default=None,
+                        help="the started app's --queue-size (a small one shows the queue-full path)")
     args = parser.parse_args(argv)
     if args.users < 1 or args.users > 256 or args.duration <= 0 or args.duration > 3600:
         parser.error("--users must be 1..256 and --duration 0..3600 s")
@@ -391,9 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(owned_temp),
                        HF_HUB_DISABLE_TELEMETRY="1")
             log = open(work_dir / "server.log", "wb")
-            process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", LOOPBACK, "--port",
-                                        str(port), "--device", "cpu"], cwd=ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT)
+            command = [sys.executable, str(ROOT / "app.py"), "--host", LOOPBACK, "--port", str(port),
+                       "--device", "cpu"]
+            if args.queue_size:
+                command += ["--queue-size", str(args.queue_size)]
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             pid = process.pid
             url = f"http://{LOOPBACK}:{port}/"
             wait_for_page(url, time.monotonic() + args.startup_timeout, process)

@@ -220,6 +220,11 @@ def test_limits_and_privacy_settings(app):
     assert "googleapis" not in theme_css and not demo.theme._stylesheets
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.api_name}
     assert limits["matte"] >= 1 and limits["batch"] == 1 and limits["render"] >= 1
+    from gradio.utils import get_upload_folder
+
+    cap = demo.upload_cap   # the upload folder's byte cap runs, sparing the app's own bounded folder
+    assert cap._thread is not None and cap._thread.is_alive() and cap.max_bytes > 0
+    assert cap.folder == Path(get_upload_folder()).resolve() and cap.keep == app.store.root.resolve()
 
 
 def test_i18n_tables_are_complete():
