@@ -197,6 +197,7 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool)
 
 _DROPPED = object()   # a job abandoned after a cancel: counted, not reported
 _STOP = object()      # tells an inference thread that no more images will come
+RENDER_JOBS = 16      # GPU: at most this many images per render call (Pipeline.render_many stacks them)
 
 
 class _Run:
@@ -218,6 +219,7 @@ class _Run:
         self.max_in_flight = max(4, batch_size * (self.streams + 2) + 2 * workers)
         self.slots = threading.Semaphore(self.max_in_flight)
         self.to_infer: queue.Queue = queue.Queue()
+        self.to_render: queue.SimpleQueue = queue.SimpleQueue()  # GPU: inferred batches for the render threads
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
         self._busy = dict.fromkeys(STAGES, 0.0)
         self._busy_lock = threading.Lock()
@@ -364,8 +366,9 @@ class _Run:
         share = (time.perf_counter() - start) / len(ready)
         for job in ready:
             job.seconds["infer"] = share
-        if self.render_pool is not None:  # GPU: the whole batch in one render task, same-size images stacked
-            self.render_pool.submit(self._render, ready)
+        if self.render_pool is not None:  # GPU: render tasks take whole batches, same-size images stacked
+            self.to_render.put(ready)
+            self.render_pool.submit(self._render_waiting)
         else:
             for job in ready:
                 self.post_pool.submit(self._post, job)
@@ -410,6 +413,19 @@ class _Run:
                 self.post_pool.submit(self._post, job)
             else:
                 self._write(job)
+
+    def _render_waiting(self) -> None:
+        """GPU render task: every inferred batch waiting, up to RENDER_JOBS images, in one render. When the render
+        threads fall behind, batches pile up and are stacked together, which is cheaper per image. One task is
+        submitted per batch, so a task that finds nothing left (an earlier one took it) has nothing to do."""
+        jobs: list[_Job] = []
+        while len(jobs) < RENDER_JOBS:
+            try:
+                jobs += self.to_render.get_nowait()
+            except queue.Empty:
+                break
+        if jobs:
+            self._render(jobs)
 
     def _render_one(self, job: _Job, background, want_rgba: bool):
         try:

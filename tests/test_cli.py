@@ -143,7 +143,8 @@ def test_progress_lines_when_not_a_terminal(capsys, tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_cleanly_exits_130_and_a_rerun_resumes(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
-    for i in range(10):
+    count = 30  # enough that a 16-core machine is still busy when the signal lands (10 were all done by then)
+    for i in range(count):
         jpeg(src / f"p{i:02d}.jpg", i)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MATTING_DEVICE": "cpu"}
     command = [sys.executable, "-m", "matting", str(src), "-o", str(out), "--no-progress"]
@@ -156,9 +157,9 @@ def test_ctrl_c_stops_cleanly_exits_130_and_a_rerun_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "stopped early" in err
     written = sorted(out.glob("*.png"))
-    assert 1 <= len(written) < 10
+    assert 1 <= len(written) < count
     for path in written:
         assert Image.open(path).size == (W, H)  # every file on disk is complete
     rerun = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, timeout=120)
     assert rerun.returncode == 0
-    assert f"{10 - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
+    assert f"{count - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
