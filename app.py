@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             print(warning, file=sys.stderr, flush=True)
 
     from matting.errors import MattingError
-    from matting.memory import release_large_buffers_to_the_os
+    from matting.memory import HeapTrimmer
     from matting.pipeline import get_pipeline
 
-    release_large_buffers_to_the_os()  # a server's worker threads would otherwise grow the heap without bound
+    HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
 
     print("Loading the model…", file=sys.stderr, flush=True)
     try:

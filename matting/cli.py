@@ -114,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = edge_settings(args)
         kinds = output_kinds(args)
         background = parse_color(args.background) if args.background is not None else None
-        from .memory import release_large_buffers_to_the_os
         from .pipeline import Pipeline
 
-        release_large_buffers_to_the_os()  # a long batch's threads would otherwise keep freed buffers
         pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
                             max_side=args.max_side)
     except MattingError as exc:
