@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
+
+from matting.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +24,16 @@ MIN_AGE_S = 300.0
 EVERY_S = 30.0
 
 
-class UploadFolderCap:
+class UploadFolderCap(Periodic):
+    thread_name = "matting-upload-cap"
+
     def __init__(self, folder: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, min_age_s: float = MIN_AGE_S,
                  every_s: float = EVERY_S, keep: str | Path | None = None):
+        super().__init__()
         self.folder = Path(folder).resolve()
         self.max_bytes, self.min_age_s, self.every_s = max_bytes, min_age_s, every_s
         self.keep = Path(keep).resolve() if keep is not None else None
         self.removed_bytes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sweep(self, now: float | None = None) -> int:
         """One pass: remove the oldest old-enough files while the folder is over the cap; bytes removed."""
@@ -71,18 +73,5 @@ class UploadFolderCap:
         self.removed_bytes += removed
         return removed
 
-    def start(self) -> UploadFolderCap:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="matting-upload-cap", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.sweep()
-            except Exception:  # noqa: BLE001 - a failed sweep must not end the sweeper
-                log.exception("upload folder sweep failed")
+    def tick(self) -> None:
+        self.sweep()

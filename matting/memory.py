@@ -15,7 +15,8 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-import threading
+
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,15 @@ def trim_heap() -> bool:
     return True
 
 
-class HeapTrimmer:
+class HeapTrimmer(Periodic):
     """A daemon thread calling malloc_trim every ``every_s`` seconds while the server runs."""
 
+    thread_name = "matting-heap-trim"
+
     def __init__(self, every_s: float = TRIM_EVERY_S):
+        super().__init__()
         self.every_s = every_s
         self._trim = _malloc_trim()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.trims = 0
 
     @property
@@ -60,15 +62,8 @@ class HeapTrimmer:
         return self._trim is not None
 
     def start(self) -> HeapTrimmer:
-        if self.available and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="matting-heap-trim", daemon=True)
-            self._thread.start()
-        return self
+        return super().start() if self.available else self
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self._trim(0)
-            self.trims += 1
+    def tick(self) -> None:
+        self._trim(0)
+        self.trims += 1
