@@ -33,9 +33,9 @@ from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
-from .preprocess import as_tensor_image, network_input, shrink_u8
+from .preprocess import network_input, place_image
 from .render import Background, photo_u8, render_stack_tensors, render_tensors
-from .resolution import plan_resize, resolve_max_side
+from .resolution import Resize, plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
 from .runner import ModelRunner
 from .settings import EdgeSettings
@@ -43,6 +43,7 @@ from .settings import EdgeSettings
 log = logging.getLogger(__name__)
 PREVIEW_SIDE = 1024
 DEFAULT_CACHE_BYTES = 256 << 20
+GPU_OUT_OF_MEMORY = "The GPU ran out of memory; this image was processed on the CPU."
 
 
 class StageTimer:
@@ -134,8 +135,11 @@ class Pipeline:
     def infer(self, results: list[MatteResult]) -> None:
         """Run the network, as one batch, for the prepared results that have no matte yet."""
         pending = [r for r in results if r.matte is None]
-        if pending:
-            self._infer(pending)
+        on_device = [r for r in pending if r.device.type == self.device.type]
+        if on_device:
+            self._infer(on_device)
+        if len(on_device) < len(pending):  # photos the GPU had no memory to take (see _upload)
+            self._infer([r for r in pending if r.device.type != self.device.type], on_cpu=True)
 
     def _decode(self, source, name: str | None) -> MatteResult:
         timings: dict[str, float] = {}
@@ -150,16 +154,12 @@ class Pipeline:
         if use_cache:
             with timer("hash"):  # on the decoded host pixels: no download from the GPU needed
                 key = self._cache_key(decoded.rgb)
-        with timer("upload"):
-            plan = plan_resize(decoded.size[0], decoded.size[1], self.max_side)
-            image = as_tensor_image(decoded.rgb, self.device)
-            alpha = None if decoded.alpha is None else as_tensor_image(decoded.alpha[..., None], self.device)
-            if plan.changed:
-                w, h = plan.working
-                image = shrink_u8(image, (h, w))
-                alpha = None if alpha is None else shrink_u8(alpha, (h, w))
+        plan = plan_resize(decoded.size[0], decoded.size[1], self.max_side)
         notices = list(decoded.notices) + ([plan.notice()] if plan.changed else [])
+        with timer("upload"):
+            image, alpha = self._upload(decoded, plan, notices)
         matte = self.cache.get(key) if key else None
+        matte = None if matte is None else matte.to(image.device)  # the photo may have stayed on the CPU
         result = MatteResult(key=key, name=decoded.name or name, image=image, matte=matte, guide=None,
                              input_alpha=None if alpha is None else alpha[..., 0], original_size=plan.original,
                              notices=notices, timings=timings, cached=matte is not None)
@@ -168,21 +168,43 @@ class Pipeline:
                 result.guide, _ = network_input([image], self.spec, self.dtype)
         return result
 
+    def _upload(self, decoded: DecodedImage, plan: Resize, notices: list[str]):
+        """The photo (and its own alpha) on the device at the working size. Out of GPU memory: reduce on the host
+        and upload only the working size; still out of memory: keep it on the CPU, where it is then matted and
+        rendered (the user is told)."""
+        def place(device: torch.device, reduce_on_host: bool):
+            return (place_image(decoded.rgb, plan.working, device, reduce_on_host),
+                    place_image(decoded.alpha, plan.working, device, reduce_on_host))
+
+        for reduce_on_host in (False, True):
+            try:
+                return place(self.device, reduce_on_host)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                log.warning("GPU out of memory uploading a %d x %d image; %s", *decoded.size,
+                            "keeping it on the CPU" if reduce_on_host else "reducing it on the host first")
+        notices.append(GPU_OUT_OF_MEMORY)
+        return place(torch.device("cpu"), True)
+
     def _cache_key(self, pixels: np.ndarray) -> str:
         """Content hash of the decoded pixels plus everything else that shapes the network's output."""
         digest = (xxhash.xxh3_128 if xxhash else hashlib.blake2b)(np.ascontiguousarray(pixels).data)
         digest.update(repr((pixels.shape, self.max_side, self._weights_id, str(self.dtype))).encode())
         return digest.hexdigest()
 
-    def _infer(self, results: list[MatteResult]) -> None:
+    def _infer(self, results: list[MatteResult], on_cpu: bool = False) -> None:
         """Run the network on ``results`` (batched), with the out-of-memory fallbacks."""
         timings: dict[str, float] = {}
         timer = StageTimer(self.device, timings)
         try:
-            with timer("preprocess"):
-                guide, x = network_input([r.image for r in results], self.spec, self.dtype)
-            with timer("inference"):
-                mattes = ops.min_max_normalize(self.runner(x))
+            if on_cpu:
+                with timer("inference"):
+                    guide, mattes = self._run_on_cpu(results)
+            else:
+                with timer("preprocess"):
+                    guide, x = network_input([r.image for r in results], self.spec, self.dtype)
+                with timer("inference"):
+                    mattes = ops.min_max_normalize(self.runner(x))
         except torch.OutOfMemoryError:
             guide, mattes = self._infer_after_oom(results, timings)
         for i, result in enumerate(results):
@@ -205,15 +227,17 @@ class Pipeline:
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
         log.warning("GPU still out of memory; running this batch on the CPU")
-        cpu = self._cpu()
+        guide, mattes = self._run_on_cpu(results)
+        for r in results:
+            r.notices.append(GPU_OUT_OF_MEMORY)
+        return guide, mattes
+
+    def _run_on_cpu(self, results: list[MatteResult]) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             guide, x = network_input([r.image.cpu() for r in results], self.spec, torch.float32)
-            mattes = ops.min_max_normalize(cpu(x))
+            return guide, ops.min_max_normalize(self._cpu()(x))
         except RuntimeError as exc:
             raise InferenceError(f"the model could not run, even on the CPU: {exc}") from exc
-        for r in results:
-            r.notices.append("The GPU ran out of memory; this image was processed on the CPU.")
-        return guide, mattes
 
     def _cpu(self) -> ModelRunner:
         if self._cpu_runner is None:

@@ -36,6 +36,20 @@ def network_input(images: list[torch.Tensor], spec: ModelSpec, dtype: torch.dtyp
     return guide, x.to(dtype)
 
 
+def place_image(array: np.ndarray | None, working: tuple[int, int], device: torch.device,
+                reduce_on_host: bool = False) -> torch.Tensor | None:
+    """A decoded (H, W) or (H, W, C) uint8 image as an (h, w, C) tensor on ``device`` at the working size (w, h):
+    reduced after the upload (on a GPU, the fast way) or, with ``reduce_on_host``, before it (less device memory)."""
+    if array is None:
+        return None
+    size_hw = (working[1], working[0])
+    if array.ndim == 2:
+        array = array[..., None]
+    if reduce_on_host:
+        array = shrink_u8(torch.from_numpy(np.ascontiguousarray(array)), size_hw).numpy()
+    return shrink_u8(as_tensor_image(array, device), size_hw)
+
+
 def as_tensor_image(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A decoded (H, W, C) uint8 numpy image on ``device`` (pinned, async upload on CUDA)."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))

@@ -254,3 +254,66 @@ def test_download_pinned_gives_the_tensors_values(device):
     got_a, none, got_b = download_pinned(a, None, b)
     assert none is None and isinstance(got_a, np.ndarray) and got_b.shape == (2, 3, 4, 4)
     assert np.array_equal(got_a, a.cpu().numpy()) and (got_b == 7).all()
+
+
+def test_upload_out_of_memory_reduces_on_the_host_then_stays_on_the_cpu(monkeypatch):
+    pipe = Pipeline(device="cpu", warm_up=False, max_side=256)
+    real = pipeline_module.place_image
+    calls = []
+
+    def flaky(array, working, device, reduce_on_host=False):
+        if array is None:  # the photo has no alpha of its own
+            return None
+        calls.append((array.shape, device.type, reduce_on_host))
+        if len(calls) <= 2:  # the full-size upload, then the host-reduced one: "out of GPU memory"
+            raise torch.OutOfMemoryError("simulated")
+        return real(array, working, device, reduce_on_host)
+
+    monkeypatch.setattr(pipeline_module, "place_image", flaky)
+    result = pipe.matte(EXAMPLES / "rocket.jpg")  # 640 x 427, working size 256 x 171
+    assert [c[2] for c in calls] == [False, True, True] and calls[2][1] == "cpu"
+    assert pipeline_module.GPU_OUT_OF_MEMORY in result.notices
+    assert result.device.type == "cpu" and tuple(result.image.shape) == (171, 256, 3)
+    assert pipe.render(result).alpha.shape == (171, 256)
+
+
+def test_images_left_on_the_cpu_are_matted_there(monkeypatch):
+    """A photo the GPU could not take stays on the CPU; infer() runs it through the CPU model, not the GPU's."""
+    pipe = Pipeline(device="cpu", warm_up=False)
+    expected = pipe.render(pipe.matte(EXAMPLES / "rocket.jpg"), EdgeSettings.raw()).alpha
+    result = pipe.prepare(decode_image(EXAMPLES / "rocket.jpg"), use_cache=False)
+
+    def not_this_runner(x):
+        raise AssertionError("the device's runner got an image that lives on the CPU")
+
+    monkeypatch.setattr(pipe, "device", torch.device("meta"))  # the pipeline's device is elsewhere now
+    monkeypatch.setattr(pipe, "runner", not_this_runner)
+    pipe.infer([result])
+    assert result.matte is not None and result.matte.device.type == "cpu"
+    alpha = pipe.render(result, EdgeSettings.raw()).alpha
+    assert np.abs(alpha.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_batch_where_one_photo_stayed_on_the_cpu(device, monkeypatch):
+    """matte_many with one photo the device had no memory for: both come out, each from its own device (on CUDA
+    this is a real GPU + CPU mix; on the CPU it checks the notices and shapes)."""
+    pipe = Pipeline(device=str(device), warm_up=False)
+    real = pipeline_module.place_image
+    refused = []
+
+    def no_memory_for_rocket(array, working, device, reduce_on_host=False):
+        if array is not None and array.shape[:2] == (427, 640) and len(refused) < 2:  # both tries on the device
+            refused.append(device.type)
+            raise torch.OutOfMemoryError("simulated")
+        return real(array, working, device, reduce_on_host)
+
+    monkeypatch.setattr(pipeline_module, "place_image", no_memory_for_rocket)
+    rocket, coffee = pipe.matte_many([EXAMPLES / "rocket.jpg", EXAMPLES / "coffee.png"])
+    assert refused == [device.type] * 2
+    assert rocket.device.type == "cpu" and pipeline_module.GPU_OUT_OF_MEMORY in rocket.notices
+    assert coffee.device.type == device.type and pipeline_module.GPU_OUT_OF_MEMORY not in coffee.notices
+    for result in (rocket, coffee):
+        assert result.matte.device == result.device and result.guide.device == result.device
+        rendered = pipe.render(result)
+        assert rendered.alpha.shape == tuple(result.image.shape[:2]) and (rendered.alpha > 250).any()
+    assert [r.alpha.shape for r in pipe.render_many([rocket, coffee])] == [(427, 640), tuple(coffee.image.shape[:2])]
