@@ -117,9 +117,14 @@ def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: Ed
     if settings.decontaminate and (want_rgba or bg is not None):
         colour = foreground.decontaminate(photo, alpha)  # the soft edge's own colour, not the old background's
     rgba = None
-    if want_rgba:
-        colour_u8 = photo_u8_of() if colour is photo else ops.to_uint8_hwc(colour)
-        rgba = torch.cat((colour_u8, alpha_u8[..., None]), dim=-1)
+    if want_rgba:  # written in place: an interleaving torch.cat of a 1 MP RGBA costs 4 ms on a CPU thread
+        b, _, h, w = photo.shape
+        rgba = torch.empty((b, h, w, 4), dtype=torch.uint8, device=photo.device)
+        if colour is photo:
+            rgba[..., :3] = photo_u8_of()
+        else:
+            ops.to_uint8_hwc(colour, out=rgba[..., :3])
+        rgba[..., 3] = alpha_u8
     composite = None
     if bg is not None:
         composite = ops.to_uint8_hwc(ops.composite(colour, alpha, bg))

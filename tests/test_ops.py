@@ -179,6 +179,18 @@ def test_uint8_round_trip_and_rounding(device):
     expect = (x.permute(0, 2, 3, 1) * 255 + 0.5).floor().clamp(0, 255).to(torch.uint8)
     assert torch.equal(ops.to_uint8_hwc(x), expect)
     assert torch.equal(ops.to_uint8_hwc(x.contiguous(memory_format=torch.channels_last)), expect)
+    # out=: written into a view (the colour channels of an RGBA image), the other channel untouched
+    rgba = torch.full((2, 300, 500, 4), 7, dtype=torch.uint8, device=device)
+    assert ops.to_uint8_hwc(x, out=rgba[..., :3]).data_ptr() == rgba.data_ptr()
+    assert torch.equal(rgba[..., :3], expect) and bool((rgba[..., 3] == 7).all())
+    with pytest.raises(InvalidParameterError, match="out must be"):
+        ops.to_uint8_hwc(x, out=rgba)
+
+
+def test_float_image_is_plain_contiguous(device):
+    """Later arithmetic mixes it with (B, 1, H, W) alphas: a channels-last photo takes slower paths on a CPU."""
+    batch = torch.randint(0, 256, (2, 40, 50, 3), dtype=torch.uint8, device=device)
+    assert ops.to_float_image(batch).is_contiguous()
 
 
 # --------------------------------------------------------------------------- resizing
