@@ -7,7 +7,7 @@ Stages, each overlapping the others:
     feeder -slot-> decode pool -queue-> inference thread(s) --> render ----------> encode pool --> caller's thread
     (1 thread)     read + decode        upload, stack up to     GPU: 2 threads    encode, write    on_result,
                    (W threads)          batch_size images,      CPU: in the       (W threads; on   counts
-                                        one network call        encode pool       a GPU with fpng
+                                        one network call        inference thread  a GPU with fpng
                                                                                   W processes)
 
 - Decoding (OpenCV releases the GIL) and encoding run in pools of ``workers`` threads; the network runs in its
@@ -211,7 +211,9 @@ class _Run:
         self.streams = rt.inference_threads(pipe.device)
         # On a GPU every CUDA call is made from two threads only (inference, render): many threads issuing small
         # kernels and device-wide syncs mostly wait on each other and on the GIL (measured on an H100: 27 images/s
-        # with renders in 16 worker threads). On the CPU the render is real arithmetic: it runs in the pool.
+        # with renders in 16 worker threads). On the CPU the render is real arithmetic and each inference thread
+        # renders its own images: one busy thread per core (rendering in the pool instead, 2 cores: 4.35 against
+        # 4.50 images/s, median of 3 pairs, 1 MP default edges; the extra busy threads slowed the network).
         self.gpu = rt.is_gpu(pipe.device)
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
@@ -279,7 +281,7 @@ class _Run:
 
     def threads(self) -> dict[str, int]:
         return {"read": self.workers, "decode": self.workers, "upload": self.streams, "infer": self.streams,
-                "render": rt.GPU_RENDER_THREADS if self.gpu else self.workers, "encode": self.workers,
+                "render": rt.GPU_RENDER_THREADS if self.gpu else self.streams, "encode": self.workers,
                 "write": self.workers}
 
     def stopping(self) -> bool:
@@ -369,9 +371,9 @@ class _Run:
         if self.render_pool is not None:  # GPU: render tasks take whole batches, same-size images stacked
             self.to_render.put(ready)
             self.render_pool.submit(self._render_waiting)
-        else:
+        else:  # CPU: here, in this thread (see __init__)
             for job in ready:
-                self.post_pool.submit(self._post, job)
+                self._render([job])
 
     def _upload(self, job: _Job) -> bool:
         """Decoded pixels -> a prepared MatteResult on the device (reduced to the working size when too large)."""
@@ -385,10 +387,11 @@ class _Run:
             self._fail(job, exc)
             return False
 
-    # ------------------------------------------------------------ render thread (GPU) or post pool (CPU)
+    # ------------------------------------------------------------ render thread (GPU) or inference thread (CPU)
     def _render(self, jobs: list[_Job]) -> None:
-        """MatteResults -> Rendered (numpy). On a GPU a render thread takes a whole inferred batch (images of one
-        size go through together, Pipeline.render_many); on the CPU the post pool takes one image at a time."""
+        """MatteResults -> Rendered (numpy), then on to the encode pool. On a GPU a render thread takes a whole
+        inferred batch (images of one size go through together, Pipeline.render_many); on the CPU the inference
+        thread renders its images one at a time."""
         if self.stopping():
             for job in jobs:
                 self._drop(job)
@@ -409,10 +412,7 @@ class _Run:
                 continue  # _render_one has failed it
             job.payload = out
             job.seconds["render"] = share
-            if self.render_pool is not None:
-                self.post_pool.submit(self._post, job)
-            else:
-                self._write(job)
+            self.post_pool.submit(self._post, job)
 
     def _render_waiting(self) -> None:
         """GPU render task: every inferred batch waiting, up to RENDER_JOBS images, in one render. When the render
@@ -437,8 +437,6 @@ class _Run:
     def _post(self, job: _Job) -> None:
         if self.stopping():
             return self._drop(job)
-        if self.render_pool is None:  # CPU: render here, in the pool
-            return self._render([job])
         self._write(job)
 
     def _write(self, job: _Job) -> None:
