@@ -33,8 +33,22 @@ def test_oldest_files_go_until_under_the_cap(tmp_path):
 def test_young_files_are_kept_even_over_the_cap(tmp_path):
     now = time.time()
     files = [put(tmp_path, f"h{i}/f.jpg", 1000, 60, now) for i in range(4)]
-    assert UploadFolderCap(tmp_path, max_bytes=100, min_age_s=300).sweep(now) == 0
+    assert UploadFolderCap(tmp_path, max_bytes=2000, min_age_s=300).sweep(now) == 0  # 2x the cap: not urgent
     assert all(p.exists() for p in files)
+    fresh = [put(tmp_path, f"n{i}/f.jpg", 1000, 5, now) for i in range(4)]
+    assert UploadFolderCap(tmp_path, max_bytes=100, min_age_s=300, urgent_min_age_s=30).sweep(now) == 4000
+    assert not any(p.exists() for p in files) and all(p.exists() for p in fresh)  # the 5 s old ones stay
+
+
+def test_far_over_the_cap_the_age_rule_shrinks(tmp_path):
+    """A flood of uploads (a full queue does not slow them) is cut back to the hard cap within a minute."""
+    now = time.time()
+    older = [put(tmp_path, f"o{i}/f.jpg", 1000, 120 - i, now) for i in range(6)]  # 2 min old: under min_age
+    newest = put(tmp_path, "new/f.jpg", 1000, 10, now)
+    cap = UploadFolderCap(tmp_path, max_bytes=1500, min_age_s=300, hard_factor=2.0, urgent_min_age_s=30)
+    assert cap.sweep(now) == 4000            # 7000 bytes -> down to the hard cap (3000), oldest first
+    assert [p.exists() for p in older] == [False, False, False, False, True, True] and newest.exists()
+    assert cap.sweep(now) == 0               # at the hard cap: the rest waits for min_age
 
 
 def test_links_are_not_followed(tmp_path):
