@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="u2netp", help="model name (default u2netp)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file for the model")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default=None,
+                        help="the network's precision (default auto: fp16 on CUDA, fp32 on the CPU)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
     edges = EdgeSettings()
     parser.add_argument("--raw", action="store_true", help="every edge option off: the network's matte resized")
@@ -541,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import Pipeline
 
         # No matte cache: every timed run pays for the network, as a new image would.
-        pipe = Pipeline(model=args.model, weights=args.weights, device=args.device, max_side=args.max_side,
-                        cache_bytes=0)
+        pipe = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
+                        max_side=args.max_side, cache_bytes=0)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--bf16", action="store_true",
+                        help="also run our default pipeline with the network in bf16 (--precision bf16, CPU with AMX)")
     parser.add_argument("--foreground", action="store_true",
                         help="also score pymatting's foreground estimator on the decontamination test")
     args = parser.parse_args()
@@ -78,6 +80,8 @@ def main() -> int:
     configs = {
         "ours: plain network (--raw)": ours_runner(pipe, EdgeSettings.raw()),
         "ours: default": ours_runner(pipe, EdgeSettings()),
+        **({"ours: default, bf16 network": ours_runner(Pipeline(device=args.device, precision="bf16", cache_bytes=0),
+                                                       EdgeSettings())} if args.bf16 else {}),
         "rembg u2netp": rembg_runner(False),
         "rembg u2netp + alpha matting": rembg_runner(True),
     }
