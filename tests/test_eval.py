@@ -108,6 +108,15 @@ def test_experimental_variants_run(dataset, pipe, variant):
     assert "mean" in matting_eval.format_table(report)
 
 
+def test_precision_reaches_the_pipeline(dataset, tmp_path, capsys):
+    assert matting_eval.main([str(dataset), "--device", "cpu", "--precision", "fp16", "--limit", "1"]) == 2
+    assert "fp16 is for CUDA" in capsys.readouterr().err   # refused by the pipeline, one line
+    report = tmp_path / "bf16.json"
+    assert matting_eval.main([str(dataset), "--device", "cpu", "--precision", "bf16", "--limit", "1",
+                              "--json", str(report)]) == 0
+    assert "bf16" in report.read_text()   # the default on the CPU would say fp32
+
+
 def test_unknown_grid_name_is_an_error(dataset, capsys):
     assert matting_eval.main([str(dataset), "--device", "cpu", "--grid", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
