@@ -41,13 +41,21 @@ from PIL import (  # noqa: F401
     WebPImagePlugin,
 )
 
+from .decode_failures import (
+    DISPLAY_NAMES,
+    SUPPORTED_HINT,
+    TOO_LARGE_FOR_PILLOW,
+    amount,
+    corrupt,
+    identify_failure,
+    too_large_from_bomb,
+)
 from .errors import (
     CorruptImageError,
     EmptyInputError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidParameterError,
-    MattingError,
     UnsupportedFormatError,
 )
 
@@ -66,13 +74,11 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
-SUPPORTED_HINT = "please upload JPEG, PNG, WebP, BMP, TIFF or GIF"
 
 # Pillow formats we let Pillow identify, in the order tried. Everything else Pillow knows
 # (PSD, EPS, TGA, ...) is refused: fewer parsers exposed to uploads, and TGA has no real
 # signature, so it would "recognise" random bytes.
 _PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "ICO", "PPM", "AVIF")
-_DISPLAY_NAMES = {"WEBP": "WebP"}
 _ANIMATED_FORMATS = {"GIF", "PNG", "WEBP", "AVIF"}
 _EXIF_FORMATS = {"JPEG", "MPO", "WEBP", "TIFF", "AVIF"}
 _EXIF_IFD_TAG, _PIXEL_X_TAG, _PIXEL_Y_TAG = 0x8769, 0xA002, 0xA003
@@ -81,9 +87,7 @@ _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([1-8])')
 _FORMAT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 NOTICE_16BIT = "16-bit image reduced to 8 bits"
-_BAD_HEADER = "the file header is damaged or incomplete"
 _BAD_DATA = "the image data is damaged or incomplete"
-_TOO_LARGE_FOR_PILLOW = "image too large: it has more pixels than the decoder's safety limit allows"
 
 # A JPEG marker: 0xFF followed by anything but stuffing (00), fill (FF) or restart (D0-D7).
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -296,10 +300,10 @@ def _pil_open(data: bytes, name: str | None) -> Image.Image:
         try:
             return factory(io.BytesIO(data), "")
         except Image.DecompressionBombError as exc:  # Pillow's own limit inside a plugin
-            raise _too_large_from_bomb(data, name) from exc
+            raise too_large_from_bomb(data, name) from exc
         except _FORMAT_ERRORS as exc:
             failure = exc
-    raise _identify_failure(data, name) from failure
+    raise identify_failure(data, name) from failure
 
 
 def _stored_size(image: Image.Image) -> tuple[int, int]:
@@ -401,143 +405,6 @@ def _scan_png(data: bytes) -> _PngLayout:
 
 
 # ---------------------------------------------------------------------------------------------
-# Explaining why something is not a readable image
-
-
-_STRONG_SIGNATURES = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-
-_ZIP = "ZIP archive (or an Office document)"
-_NON_IMAGE_SIGNATURES = (
-    (b"%PDF", "PDF document"),
-    (b"PK\x03\x04", _ZIP),
-    (b"PK\x05\x06", _ZIP),
-    (b"\x1f\x8b", "gzip-compressed file"),
-    (b"Rar!", "RAR archive"),
-    (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
-    (b"8BPS", "Photoshop document (PSD)"),
-    (b"%!PS", "PostScript/EPS document"),
-    (b"\xc5\xd0\xd3\xc6", "PostScript/EPS document"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000 image"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000 image"),
-    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL image"),
-    (b"\xff\x0a", "JPEG XL image"),
-    (b"\xd0\xcf\x11\xe0", "Microsoft Office document"),
-    (b"OggS", "Ogg audio/video file"),
-    (b"\x1a\x45\xdf\xa3", "WebM/Matroska video"),
-    (b"\x7fELF", "program file"),
-)
-# Two or three letters a text file could start with: only tried once the text test has failed.
-_WEAK_NON_IMAGE_SIGNATURES = ((b"MZ", "Windows program file"), (b"ID3", "MP3 audio file"))
-
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-
-
-def _identify_failure(data: bytes, name: str | None) -> MattingError:
-    """The most specific error for data no accepted opener could read."""
-    size = _declared_size(data)
-    if size is not None and 0 in size:
-        return ImageTooSmallError(f"image is empty: {size[0]} x {size[1]} pixels", source=name)
-    image_format = _image_signature(data)
-    if image_format is not None:
-        return _corrupt(image_format, _BAD_HEADER, name)
-    kind = _non_image_kind(data)
-    if kind is not None:
-        return UnsupportedFormatError(f"unsupported file type: {kind}; {SUPPORTED_HINT}", source=name)
-    if _looks_like_text(data):
-        return UnsupportedFormatError(f"not an image: the file is plain text; {SUPPORTED_HINT}", source=name)
-    for signature, kind in _WEAK_NON_IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return UnsupportedFormatError(f"unsupported file type: {kind}; {SUPPORTED_HINT}", source=name)
-    if data[:2] == b"BM" and len(data) >= 14:  # weak signature, so only after the text test
-        return _corrupt("BMP", _BAD_HEADER, name)
-    return UnsupportedFormatError(f"not a recognised image format; {SUPPORTED_HINT}", source=name)
-
-
-def _image_signature(data: bytes) -> str | None:
-    for signature, image_format in _STRONG_SIGNATURES:
-        if data.startswith(signature):
-            return image_format
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return None
-
-
-def _non_image_kind(data: bytes) -> str | None:
-    """A user-facing name for common files that are not (supported) images."""
-    for signature, kind in _NON_IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return kind
-    if data[4:8] == b"ftyp":  # ISO media: HEIC photos and MP4/MOV videos
-        if data[8:12] in _HEIF_BRANDS:
-            return "HEIC/HEIF photo (iPhone format; export it as JPEG)"
-        return "video file"
-    if data[:4] == b"RIFF":
-        return {b"WAVE": "WAV audio file", b"AVI ": "AVI video"}.get(data[8:12], "RIFF media file")
-    return _markup_kind(data)
-
-
-def _markup_kind(data: bytes) -> str | None:
-    head = data[:4096].decode("utf-8", "replace").lstrip("\ufeff \t\r\n").lower()
-    if not head.startswith("<"):
-        return None
-    if head.startswith(("<!doctype html", "<html")):  # before SVG: pages often inline SVG icons
-        return "HTML web page"
-    if "<svg" in head:  # also after an XML declaration, DOCTYPE or generator comment
-        return "SVG vector image"
-    if "<html" in head or "<body" in head:
-        return "HTML web page"
-    if head.startswith("<?xml"):
-        return "XML document"
-    return None
-
-
-def _looks_like_text(data: bytes) -> bool:
-    sample = data[:4096]
-    if b"\x00" in sample:
-        return False
-    text = sample.decode("utf-8", "replace")
-    odd = sum(1 for ch in text if ch == "\ufffd" or not (ch.isprintable() or ch in "\t\n\r\f\v"))
-    cut = 1 if len(data) > len(sample) else 0  # a multi-byte character cut at the sample's end
-    return odd <= cut + len(text) // 50
-
-
-def _declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the fixed-position headers of PNG, GIF and BMP, else None."""
-    try:
-        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
-            return struct.unpack_from(">II", data, 16)
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack_from("<HH", data, 6)
-        if data[:2] == b"BM":
-            if struct.unpack_from("<I", data, 14)[0] == 12:  # OS/2 header, 16-bit sizes
-                return struct.unpack_from("<HH", data, 18)
-            width, height = struct.unpack_from("<ii", data, 18)
-            return abs(width), abs(height)  # negative height means top-down rows
-    except struct.error:
-        return None
-    return None
-
-
-def _too_large_from_bomb(data: bytes, name: str | None) -> ImageTooLargeError:
-    """Pillow's own limit (about 179 MP), which some plugins (GIF) apply while reading the header."""
-    size = _declared_size(data)
-    if size is not None:
-        return ImageTooLargeError(
-            f"image too large: {size[0]} x {size[1]} = {_amount(size[0] * size[1])} exceeds the "
-            "decoder's safety limit",
-            source=name,
-        )
-    return ImageTooLargeError(_TOO_LARGE_FOR_PILLOW, source=name)
-
-
-# ---------------------------------------------------------------------------------------------
 # Decoding encoded data
 
 
@@ -558,7 +425,7 @@ def _decode_bytes(data: bytes, max_pixels: int, name: str | None) -> DecodedImag
         image.close()
     result = _finish(rgb, alpha, orientation, header.format, name, _frame_notices(header) + notices)
     if result.size != header.upright_size:  # decoder and header disagree: a damaged file
-        raise _corrupt(header.format, "the decoded size does not match the header", name)
+        raise corrupt(header.format, "the decoded size does not match the header", name)
     return result
 
 
@@ -568,8 +435,8 @@ def _check_dimensions(width: int, height: int, max_pixels: int, name: str | None
     pixels = width * height
     if pixels > max_pixels:
         raise ImageTooLargeError(
-            f"image too large: {width} x {height} = {_amount(pixels)} exceeds the limit of "
-            f"{_amount(max_pixels, exact=True)}",
+            f"image too large: {width} x {height} = {amount(pixels)} exceeds the limit of "
+            f"{amount(max_pixels, exact=True)}",
             source=name,
         )
 
@@ -577,11 +444,11 @@ def _check_dimensions(width: int, height: int, max_pixels: int, name: str | None
 def _check_complete(data: bytes, image_format: str, png: _PngLayout | None, name: str | None) -> None:
     """Refuse files that stop early, whatever decoder runs next and however Pillow is set up."""
     if image_format == "JPEG" and not _jpeg_complete(data):
-        raise _corrupt("JPEG", "the file ends before the image data does (incomplete upload?)", name)
+        raise corrupt("JPEG", "the file ends before the image data does (incomplete upload?)", name)
     if png is not None and not png.complete:
-        raise _corrupt("PNG", "the file ends before its end marker (incomplete upload?)", name)
+        raise corrupt("PNG", "the file ends before its end marker (incomplete upload?)", name)
     if image_format == "WEBP" and len(data) < 8 + int.from_bytes(data[4:8], "little"):
-        raise _corrupt("WebP", "the file is shorter than its header says (incomplete upload?)", name)
+        raise corrupt("WebP", "the file is shorter than its header says (incomplete upload?)", name)
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -633,7 +500,7 @@ def _decode_with_cv2(
     except cv2.error:
         array = None
     if array is None:  # OpenCV reports failure by returning None
-        raise _corrupt(image_format, _BAD_DATA, name)
+        raise corrupt(image_format, _BAD_DATA, name)
     return _from_cv2(array, bgr=flags == _RAW_FLAGS or _IMREAD_RGB is None)
 
 
@@ -655,16 +522,16 @@ def _decode_with_pil(
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(_TOO_LARGE_FOR_PILLOW, source=name) from exc
+        raise ImageTooLargeError(TOO_LARGE_FOR_PILLOW, source=name) from exc
     except _FORMAT_ERRORS as exc:  # the cause stays chained for the logs
-        raise _corrupt(image_format, _BAD_DATA, name) from exc
+        raise corrupt(image_format, _BAD_DATA, name) from exc
     return _pil_pixels(image, name)
 
 
 def _frame_notices(header: ImageHeader) -> list[str]:
     if header.n_frames <= 1:
         return []
-    label = _DISPLAY_NAMES.get(header.format, header.format)
+    label = DISPLAY_NAMES.get(header.format, header.format)
     if header.format in _ANIMATED_FORMATS:
         return [f"animated {label}: only the first frame is used"]
     if header.format == "TIFF":
@@ -684,7 +551,7 @@ def _decode_pil_image(image: Image.Image, max_pixels: int, name: str | None) -> 
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(_TOO_LARGE_FOR_PILLOW, source=name) from exc
+        raise ImageTooLargeError(TOO_LARGE_FOR_PILLOW, source=name) from exc
     except _FORMAT_ERRORS as exc:
         raise CorruptImageError(_BAD_DATA, source=name) from exc
     # Read after loading: a loader that turns pixels upright itself (TIFF) removes the tag.
@@ -859,11 +726,6 @@ def _int32_to_u8(values: np.ndarray) -> tuple[np.ndarray, str | None]:
     return scaled, "32-bit image scaled to 8 bits"
 
 
-def _corrupt(image_format: str, detail: str, name: str | None) -> CorruptImageError:
-    label = _DISPLAY_NAMES.get(image_format, image_format)
-    return CorruptImageError(f"corrupt or truncated {label}: {detail}", source=name)
-
-
 def _reason(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown reason"
@@ -873,10 +735,3 @@ def _reason(exc: BaseException | None) -> str:
 def _one_line(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _amount(pixels: int, *, exact: bool = False) -> str:
-    """Pixel counts for messages: megapixels, or plain pixels for tiny numbers."""
-    if pixels < 1_000_000:
-        return f"{pixels:,} pixels"
-    return f"{pixels / 1e6:g} MP" if exact else f"{pixels / 1e6:.1f} MP"
