@@ -151,7 +151,7 @@ class Handlers:
             gr.Info(t("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.pipe.max_side), duration=15)
         for text in result.notices:
             if text != reduce_notice:
-                gr.Info(t("notice", text=text), duration=10)
+                gr.Info(t.notice(text), duration=10)
 
     def _current_for(self, result: MatteResult, path: str, request: gr.Request | None) -> Current:
         session = _session(request)

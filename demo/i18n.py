@@ -7,6 +7,11 @@ of ``--lang`` or, in "auto" mode, of the request's Accept-Language header.
 
 from __future__ import annotations
 
+import re
+
+from matting.decode import NOTICE_16BIT
+from matting.pipeline import GPU_OUT_OF_MEMORY
+
 LANGUAGES = ("en", "zh")
 
 EN: dict[str, str] = {
@@ -235,6 +240,21 @@ def language_from_header(accept_language: str | None) -> str:
     return best
 
 
+# The engine's notices are English (its callers are scripts as well as this UI); the Chinese UI shows the ones it
+# knows in Chinese and any other as it is. Patterns are matched against the whole notice.
+_NOTICES: dict[str, list[tuple[re.Pattern, str]]] = {
+    "zh": [(re.compile(pattern), text) for pattern, text in (
+        (re.escape(NOTICE_16BIT), "16 位图像已转换为 8 位"),
+        (r"32-bit image scaled to 8 bits", "32 位图像已缩放为 8 位"),
+        (r"CMYK image converted to RGB; colours may differ slightly", "CMYK 图像已转换为 RGB，颜色可能略有差异"),
+        (r"animated (\w+): only the first frame is used", r"动图（\1）：只使用第一帧"),
+        (r"multi-page TIFF: only the first page is used", "多页 TIFF：只使用第一页"),
+        (r"values outside 0\.\.1 were clipped", "超出 0 到 1 的数值已被截断"),
+        (re.escape(GPU_OUT_OF_MEMORY), "GPU 内存不足，这张图片改用 CPU 处理。"),
+    )],
+}
+
+
 class Texts:
     """Run-time strings in one language: ``t("key", name=value)``."""
 
@@ -244,6 +264,14 @@ class Texts:
 
     def __call__(self, key: str, **values) -> str:
         return self._table[key].format(**values)
+
+    def notice(self, text: str) -> str:
+        """One of the engine's notices in this language (unknown ones as they are)."""
+        for pattern, translated in _NOTICES.get(self.lang, ()):
+            match = pattern.fullmatch(text)
+            if match:
+                return match.expand(translated)
+        return self("notice", text=text)
 
     def label(self, key: str) -> str:
         """A static label in this language (for text the frontend cannot translate, e.g. table headers)."""

@@ -239,6 +239,25 @@ def test_i18n_tables_are_complete():
     assert forced["en"]["title"] == "图像抠图" and forced["fr"]["title"] == "图像抠图"
 
 
+def test_engine_notices_follow_the_visitors_language():
+    """What the engine says about real inputs (16-bit, CMYK, animated GIF) and a GPU fallback, in Chinese."""
+    from demo.i18n import Texts
+    from matting.decode import decode_image
+    from matting.pipeline import GPU_OUT_OF_MEMORY
+
+    cases = {case.filename: case for case in image_cases()}
+    notices = [n for name in ("gray16.png", "cmyk.jpg", "animated.gif")
+               for n in decode_image(cases[name].data, name=name).notices] + [GPU_OUT_OF_MEMORY]
+    assert len(notices) == 4
+    zh, en = Texts("zh"), Texts("en")
+    for notice in notices:
+        assert en.notice(notice) == notice
+        translated = zh.notice(notice)
+        assert translated != notice and any("\u4e00" <= ch <= "\u9fff" for ch in translated), notice
+    assert zh.notice("animated GIF: only the first frame is used") == "动图（GIF）：只使用第一帧"
+    assert zh.notice("a notice nobody translated") == "a notice nobody translated"
+
+
 def test_command_line_helpers(monkeypatch):
     import app as app_module
 
