@@ -10,6 +10,7 @@ background controls that both tabs use. Hidden components carry the API-only end
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported: nothing leaves the machine
@@ -88,7 +89,12 @@ def example_files() -> list[str]:
 def upload_folder_cap() -> int:
     """Bytes Gradio's upload folder may hold before the oldest files go: $MATTING_UPLOAD_FOLDER_MB or 2 GiB."""
     value = os.environ.get("MATTING_UPLOAD_FOLDER_MB", "").strip()
-    return int(value) << 20 if value.isdigit() and int(value) > 0 else UPLOAD_FOLDER_MAX_BYTES
+    if value.isdigit() and int(value) > 0:
+        return int(value) << 20
+    if value:  # a typo must not pass unnoticed: say which value is used instead
+        print(f"warning: MATTING_UPLOAD_FOLDER_MB={value!r} is not a positive whole number of MiB; using "
+              f"{UPLOAD_FOLDER_MAX_BYTES >> 20}", file=sys.stderr)
+    return UPLOAD_FOLDER_MAX_BYTES
 
 
 def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None = None,

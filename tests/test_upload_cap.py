@@ -62,10 +62,12 @@ def test_links_are_not_followed(tmp_path):
     assert victim.exists()
 
 
-def test_the_app_starts_one_with_the_configured_cap(monkeypatch):
+def test_the_app_starts_one_with_the_configured_cap(monkeypatch, capsys):
     from demo.ui import upload_folder_cap
 
     monkeypatch.setenv("MATTING_UPLOAD_FOLDER_MB", "512")
     assert upload_folder_cap() == 512 << 20
+    assert capsys.readouterr().err == ""
     monkeypatch.setenv("MATTING_UPLOAD_FOLDER_MB", "nonsense")
     assert upload_folder_cap() == 2 << 30
+    assert "MATTING_UPLOAD_FOLDER_MB='nonsense'" in capsys.readouterr().err   # said, not silently ignored
