@@ -168,7 +168,7 @@ class Handlers:
         try:
             result = self.pipe.matte(path, name=_upload_name(path))
         except (MattingError, OSError) as exc:
-            gr.Warning(t("failed", error=exc))
+            gr.Warning(t("failed", error=t.error(exc)))
             return None
         return self._current_for(result, path, request)
 
@@ -189,7 +189,7 @@ class Handlers:
             background = self.background(bg_mode, bg_color, bg_image)
             result = self.pipe.matte(path, name=_upload_name(path))
         except MattingError as exc:
-            gr.Warning(t("failed", error=exc), duration=15)
+            gr.Warning(t("failed", error=t.error(exc)), duration=15)
             return empty
         progress(0.75, desc=t("stage_render"))
         current = self._current_for(result, path, request)
@@ -413,7 +413,7 @@ class Handlers:
                     summary = event[1]
                     break
                 else:
-                    raise gr.Error(t("failed", error=event[1]))
+                    raise gr.Error(t("failed", error=t.error(event[1])))
         finally:
             cancel.set()    # the generator was closed (page left, error): stop the worker too
             self._finish_batch(session, cancel)
@@ -449,7 +449,7 @@ class Handlers:
         try:
             result = self.pipe.matte(image, name=_upload_name(image))
         except MattingError as exc:
-            raise gr.Error(t("failed", error=exc), print_exception=False) from None
+            raise gr.Error(t("failed", error=t.error(exc)), print_exception=False) from None
         full = self.pipe.render(result, settings, preview=False)
         session, stem = _session(request), safe_stem(result.name or _upload_name(image))
         cutout = self.store.write_image(session, "api-cutout", full.rgba, "png", f"{stem}_cutout")
@@ -485,7 +485,7 @@ class Handlers:
                     summary = event[1]
                     break
                 if event[0] == "error":
-                    raise gr.Error(t("failed", error=event[1]), print_exception=False)
+                    raise gr.Error(t("failed", error=t.error(event[1])), print_exception=False)
         finally:
             cancel.set()
             self._finish_batch(session, cancel)

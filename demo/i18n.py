@@ -255,6 +255,22 @@ _NOTICES: dict[str, list[tuple[re.Pattern, str]]] = {
 }
 
 
+# The engine's errors are English one-liners naming the file and the specifics; the Chinese UI puts what kind of
+# problem it is first, in Chinese, and keeps the specifics (file name, sizes, format) after it.
+_ERROR_KINDS: dict[str, dict[str, str]] = {
+    "zh": {
+        "empty_input": "文件是空的",
+        "unsupported_format": "不是支持的图片格式（请上传 JPEG、PNG、WebP、BMP、TIFF 或 GIF）",
+        "corrupt_image": "图片文件已损坏或不完整",
+        "image_too_large": "图片太大",
+        "image_too_small": "图片太小",
+        "invalid_parameter": "参数无效",
+        "model_load_error": "模型无法加载",
+        "inference_error": "模型无法运行",
+    },
+}
+
+
 class Texts:
     """Run-time strings in one language: ``t("key", name=value)``."""
 
@@ -264,6 +280,11 @@ class Texts:
 
     def __call__(self, key: str, **values) -> str:
         return self._table[key].format(**values)
+
+    def error(self, exc: BaseException | str) -> str:
+        """An engine error for this visitor: in Chinese its kind first, then the engine's own details."""
+        kind = _ERROR_KINDS.get(self.lang, {}).get(getattr(exc, "code", ""))
+        return f"{kind}（{exc}）" if kind else str(exc)
 
     def notice(self, text: str) -> str:
         """One of the engine's notices in this language (unknown ones as they are)."""

@@ -184,8 +184,12 @@ def test_errors_follow_the_visitors_language(app, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello\n" * 50)
     chinese = client(app, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
-    with pytest.raises(AppError, match="无法处理这张图片"):
+    with pytest.raises(AppError, match="无法处理这张图片：不是支持的图片格式") as refused:
         chinese.predict(handle_file(str(text)), api_name="/matte")
+    assert "notes.txt" in str(refused.value) and "plain text" in str(refused.value)  # the specifics stay
+    english = client(app, headers={"Accept-Language": "en-US,en;q=0.9"})
+    with pytest.raises(AppError, match="Could not process this image: notes.txt: not an image"):
+        english.predict(handle_file(str(text)), api_name="/matte")
 
 
 def test_upload_of_a_large_image_reports_the_reduction(app, tmp_path):
@@ -256,6 +260,20 @@ def test_engine_notices_follow_the_visitors_language():
         assert translated != notice and any("\u4e00" <= ch <= "\u9fff" for ch in translated), notice
     assert zh.notice("animated GIF: only the first frame is used") == "动图（GIF）：只使用第一帧"
     assert zh.notice("a notice nobody translated") == "a notice nobody translated"
+
+
+def test_every_engine_error_kind_has_chinese_words():
+    from demo.i18n import Texts
+    from matting import errors
+
+    kinds = [c for c in vars(errors).values()
+             if isinstance(c, type) and issubclass(c, errors.MattingError) and c is not errors.MattingError]
+    assert len(kinds) >= 8
+    for kind in kinds:
+        exc = kind("detail 42", source="a.png")
+        said = Texts("zh").error(exc)
+        assert said.endswith("（a.png: detail 42）") and any("\u4e00" <= ch <= "\u9fff" for ch in said), kind
+        assert Texts("en").error(exc) == "a.png: detail 42"
 
 
 def test_command_line_helpers(monkeypatch):
