@@ -260,7 +260,7 @@ _NOTICES: dict[str, list[tuple[re.Pattern, str]]] = {
 _ERROR_KINDS: dict[str, dict[str, str]] = {
     "zh": {
         "empty_input": "文件是空的",
-        "unsupported_format": "不是支持的图片格式（请上传 JPEG、PNG、WebP、BMP、TIFF 或 GIF）",
+        "unsupported_format": "不是支持的图片格式，请上传 JPEG、PNG、WebP、BMP、TIFF 或 GIF",
         "corrupt_image": "图片文件已损坏或不完整",
         "image_too_large": "图片太大",
         "image_too_small": "图片太小",
