@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import re
 
-from matting.decode import NOTICE_16BIT
+from matting.decode import (
+    NOTICE_16BIT,
+    NOTICE_32BIT,
+    NOTICE_ANIMATED,
+    NOTICE_CLIPPED,
+    NOTICE_CMYK,
+    NOTICE_TIFF_PAGES,
+)
 from matting.pipeline import GPU_OUT_OF_MEMORY
 
 LANGUAGES = ("en", "zh")
@@ -241,15 +248,15 @@ def language_from_header(accept_language: str | None) -> str:
 
 
 # The engine's notices are English (its callers are scripts as well as this UI); the Chinese UI shows the ones it
-# knows in Chinese and any other as it is. Patterns are matched against the whole notice.
+# knows in Chinese and any other as it is. Patterns are built from the engine's own strings and matched whole.
 _NOTICES: dict[str, list[tuple[re.Pattern, str]]] = {
     "zh": [(re.compile(pattern), text) for pattern, text in (
         (re.escape(NOTICE_16BIT), "16 位图像已转换为 8 位"),
-        (r"32-bit image scaled to 8 bits", "32 位图像已缩放为 8 位"),
-        (r"CMYK image converted to RGB; colours may differ slightly", "CMYK 图像已转换为 RGB，颜色可能略有差异"),
-        (r"animated (\w+): only the first frame is used", r"动图（\1）：只使用第一帧"),
-        (r"multi-page TIFF: only the first page is used", "多页 TIFF：只使用第一页"),
-        (r"values outside 0\.\.1 were clipped", "超出 0 到 1 的数值已被截断"),
+        (re.escape(NOTICE_32BIT), "32 位图像已缩放为 8 位"),
+        (re.escape(NOTICE_CMYK), "CMYK 图像已转换为 RGB，颜色可能略有差异"),
+        (re.escape(NOTICE_ANIMATED).replace(re.escape("{label}"), r"(\w+)"), r"动图（\1）：只使用第一帧"),
+        (re.escape(NOTICE_TIFF_PAGES), "多页 TIFF：只使用第一页"),
+        (re.escape(NOTICE_CLIPPED), "超出 0 到 1 的数值已被截断"),
         (re.escape(GPU_OUT_OF_MEMORY), "GPU 内存不足，这张图片改用 CPU 处理。"),
     )],
 }

@@ -86,7 +86,13 @@ _ORIENTATION_TAG = 0x0112
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([1-8])')
 _FORMAT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
+# What the user is told about a conversion (demo/i18n.py translates these very strings)
 NOTICE_16BIT = "16-bit image reduced to 8 bits"
+NOTICE_32BIT = "32-bit image scaled to 8 bits"
+NOTICE_CMYK = "CMYK image converted to RGB; colours may differ slightly"
+NOTICE_CLIPPED = "values outside 0..1 were clipped"
+NOTICE_ANIMATED = "animated {label}: only the first frame is used"
+NOTICE_TIFF_PAGES = "multi-page TIFF: only the first page is used"
 _BAD_DATA = "the image data is damaged or incomplete"
 
 # A JPEG marker: 0xFF followed by anything but stuffing (00), fill (FF) or restart (D0-D7).
@@ -533,9 +539,9 @@ def _frame_notices(header: ImageHeader) -> list[str]:
         return []
     label = DISPLAY_NAMES.get(header.format, header.format)
     if header.format in _ANIMATED_FORMATS:
-        return [f"animated {label}: only the first frame is used"]
+        return [NOTICE_ANIMATED.format(label=label)]
     if header.format == "TIFF":
-        return ["multi-page TIFF: only the first page is used"]
+        return [NOTICE_TIFF_PAGES]
     return []  # MPO's extra pictures, ICO's extra sizes: nothing the user needs to know
 
 
@@ -575,7 +581,7 @@ def _pil_pixels(image: Image.Image, name: str | None) -> tuple[np.ndarray, np.nd
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         return _pil_high_depth(image)
-    notices = ["CMYK image converted to RGB; colours may differ slightly"] if mode == "CMYK" else []
+    notices = [NOTICE_CMYK] if mode == "CMYK" else []
     if mode == "La":  # premultiplied; Pillow converts it to RGBA only via LA
         image = image.convert("LA")
     try:
@@ -651,7 +657,7 @@ def _float_array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray,
         raise InvalidParameterError("the array contains NaN or infinite values", source=name)
     notices = []
     if values.min() < 0.0 or values.max() > 1.0:
-        notices.append("values outside 0..1 were clipped")
+        notices.append(NOTICE_CLIPPED)
     return _unit_float_to_u8(values), notices
 
 
@@ -723,7 +729,7 @@ def _int32_to_u8(values: np.ndarray) -> tuple[np.ndarray, str | None]:
     if top <= 65535:
         return _u16_to_u8(values.astype(np.uint16)), NOTICE_16BIT
     scaled = np.rint(values.astype(np.float64) * (255.0 / top)).astype(np.uint8)
-    return scaled, "32-bit image scaled to 8 bits"
+    return scaled, NOTICE_32BIT
 
 
 def _reason(exc: BaseException | None) -> str:

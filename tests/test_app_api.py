@@ -259,6 +259,12 @@ def test_engine_notices_follow_the_visitors_language():
         translated = zh.notice(notice)
         assert translated != notice and any("\u4e00" <= ch <= "\u9fff" for ch in translated), notice
     assert zh.notice("animated GIF: only the first frame is used") == "动图（GIF）：只使用第一帧"
+    import matting.decode as decode_module
+
+    every = [value.format(label="WebP") for name, value in vars(decode_module).items() if name.startswith("NOTICE_")]
+    assert len(every) >= 6
+    for notice in every:  # a notice added to the engine without Chinese words fails here
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.notice(notice)), notice
     assert zh.notice("a notice nobody translated") == "a notice nobody translated"
 
 
