@@ -102,7 +102,7 @@ def _narrow_fields(a_image: Tensor, alpha: Tensor, weights: tuple[Tensor, Tensor
     f_wide, b_wide = wide[:, :3], wide[:, 3:]
     a_weights = torch.cat([alpha, alpha * weights[0], alpha * weights[1]], dim=1)
     a2_image = a_image * alpha
-    if factor > 1:  # pooled apart: no full-resolution concatenation of the colour products
+    if factor > 1:  # the colour product is pooled on its own, not concatenated with the weights at full size
         a2_image = F.avg_pool2d(a2_image, factor, factor, ceil_mode=True)
         a_weights = F.avg_pool2d(a_weights, factor, factor, ceil_mode=True)
     fg_alpha = torch.addcmul(a2_image, f_wide, a_weights[:, 1:2]).addcmul_(b_wide, a_weights[:, 2:3], value=-1.0)
