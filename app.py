@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None,
                         help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
     parser.add_argument("--precision", default=None, choices=("auto", "fp32", "fp16", "bf16"),
-                        help="network precision (auto: fp16 on CUDA, fp32 on the CPU; bf16 on a CPU with AMX is "
-                             "2.5x faster, a little less exact); env MATTING_PRECISION")
+                        help="network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, else fp32; "
+                             "fp32 is exact); env MATTING_PRECISION")
     parser.add_argument("--max-side", type=int, default=None,
                         help="largest working side in px; larger photos are reduced, with a notice "
                              "(default 4096; env MATTING_MAX_SIDE)")

@@ -1,13 +1,15 @@
-"""The network alone: eager vs CUDA graphs, fp32 vs fp16, batch 1 vs large batches.
+"""The network alone: eager vs CUDA graphs, fp32 vs fp16/bf16 (with and without the spec's float32 layers),
+batch 1 vs large batches.
 
     python -m matting.bench_inference [--device cuda] [--repeat 50]
 
-Prints ms per call and per image (medians) and the fp16-vs-fp32 output difference on a real photo.
+Prints ms per call and per image (medians) and each variant's difference from fp32 on the example photos.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -21,7 +23,7 @@ from .runner import ModelRunner
 from .preprocess import network_input
 from .decode import decode_image
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
 def time_call(fn, x, repeat: int, device: torch.device) -> float:
@@ -49,15 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     spec = get_spec(args.model)
     print(f"{args.model} on {describe(device)}, torch {torch.__version__}")
-    variants = [("fp32 eager", torch.float32, False)]
+    every_layer = dataclasses.replace(spec, float32_chains=())  # no layer kept in fp32
+    variants = [("fp32 eager", torch.float32, False, spec)]
     if device.type == "cuda":
-        variants += [("fp16 eager channels_last", torch.float16, False), ("fp16 CUDA graph", torch.float16, True),
-                     ("bf16 CUDA graph", torch.bfloat16, True)]
+        variants += [("fp16 eager channels_last", torch.float16, False, spec),
+                     ("fp16 CUDA graph", torch.float16, True, spec),
+                     ("fp16 CUDA graph, every layer fp16", torch.float16, True, every_layer),
+                     ("bf16 CUDA graph", torch.bfloat16, True, spec)]
+    else:
+        variants += [("bf16", torch.bfloat16, False, spec), ("bf16, every layer bf16", torch.bfloat16, False, every_layer)]
     print("| variant | batch | ms per call | ms per image |")
     print("| --- | ---: | ---: | ---: |")
     runners = {}
-    for label, dtype, graphs in variants:
-        runner = ModelRunner(create_model(args.model), spec, device, dtype, use_cuda_graphs=graphs)
+    for label, dtype, graphs, variant_spec in variants:
+        runner = ModelRunner(create_model(args.model), variant_spec, device, dtype, use_cuda_graphs=graphs)
         runner.warm_up()
         runners[label] = runner
         batches = [int(b) for b in args.batches.split(",")] if device.type == "cuda" else [1]
@@ -65,12 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.randn(batch, 3, *spec.input_size, device=device, dtype=dtype)
             ms = time_call(runner, x, max(5, args.repeat // max(1, batch // 4)), device)
             print(f"| {label} | {batch} | {ms:.2f} | {ms / batch:.3f} |")
-    image = torch.from_numpy(decode_image(EXAMPLE).rgb)
-    _, x = network_input([image], spec, torch.float32)
-    reference = runners["fp32 eager"](x.to(device))
+    photos = sorted(p for p in EXAMPLES.iterdir() if p.suffix != ".md")
+    inputs = [network_input([torch.from_numpy(decode_image(p).rgb)], spec, torch.float32)[1].to(device)
+              for p in photos]
+    reference = [runners["fp32 eager"](x) for x in inputs]
+    print(f"\n|variant - fp32| on the {len(photos)} example photos, matte in [0, 1]: mean, and the largest")
     for label, runner in runners.items():
-        diff = (runner(x.to(device, runner.dtype)) - reference).abs().max().item()
-        print(f"max |{label} - fp32| on {EXAMPLE.name}: {diff:.5f}")
+        diffs = [(runner(x.to(runner.dtype)) - r).abs() for x, r in zip(inputs, reference)]
+        mean = statistics.mean(d.mean().item() for d in diffs)
+        print(f"{label}: mean {mean:.5f}, max {max(d.max().item() for d in diffs):.5f}")
     return 0
 
 

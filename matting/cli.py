@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
     engine.add_argument("--precision", default=None, choices=["auto", "fp32", "fp16", "bf16"],
-                        help="network precision (auto: fp16 on CUDA, fp32 on the CPU; bf16 on a CPU with AMX is "
-                             "2.5x faster, a little less exact); env MATTING_PRECISION")
+                        help="network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, else fp32; "
+                             "fp32 is exact); env MATTING_PRECISION")
     engine.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
     engine.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
     engine.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")

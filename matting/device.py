@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -46,25 +47,43 @@ PRECISION_ENV = "MATTING_PRECISION"
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_checked: bool = False) -> torch.dtype:
     """``requested`` or $MATTING_PRECISION ("auto", "fp32", "fp16", "bf16").
 
-    auto: fp16 on CUDA. On an H100, fp16 with CUDA graphs runs U^2-Net-P in 2.3 ms against 5.5 ms for true
-    fp32; its matte differs from the CPU's fp32 by 0.001-0.004 on average and 0.03-0.045 at the 99th percentile,
-    the same order as TF32 (PyTorch's default for fp32 convolutions on CUDA).
-    auto on the CPU: fp32. bf16 on a CPU with AMX tiles runs U^2-Net-P 2.5 times faster, but U^2-Net-P is
-    sensitive to bf16 rounding of its activations (matte 0.011 off on average, SAD +2.5 % on the public matting
-    set, even with every convolution kept in fp32), so it is opt-in. fp16 on the CPU is refused: without AMX-FP16
-    it is slower than fp32. docs/BENCHMARKS.md, "CPU precision".
+    auto on CUDA: fp16. On an H100, fp16 with CUDA graphs runs U^2-Net-P in 2.3 ms against 5.5 ms for true fp32;
+    its matte differs from the CPU's fp32 by 0.001-0.004 on average, the same order as TF32 (PyTorch's default
+    for fp32 convolutions on CUDA).
+    auto on the CPU: bf16 where the CPU has AMX tiles and the model's bf16 behaviour was measured
+    (``bf16_checked``: its spec names the layers to keep in float32), else fp32. U^2-Net-P in bf16 on AMX, with
+    its one ill-conditioned pair of layers in float32, runs about twice as fast as fp32 and its matte stays
+    within 0.3/255 of fp32's on average (models/precision.py, docs/QUALITY.md). Without AMX, bf16 is no faster
+    than fp32. fp16 on the CPU is refused: without AMX-FP16 it is slower than fp32.
     """
     choice = (requested or os.environ.get(PRECISION_ENV, "auto")).strip().lower() or "auto"
     if choice == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if bf16_checked and cpu_has_amx() else torch.float32
     if choice not in _DTYPES:
         raise InvalidParameterError(f"unknown precision {choice!r}: use auto, fp32, fp16 or bf16")
     if device.type == "cpu" and choice == "fp16":
         raise InvalidParameterError("precision fp16 is for CUDA; on the CPU use fp32 or bf16")
     return _DTYPES[choice]
+
+
+@functools.lru_cache(maxsize=4)
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU has AMX bf16 tiles (Intel Xeon 4th generation and later), which oneDNN uses for bf16
+    convolutions. Read from /proc/cpuinfo, so False off Linux (auto then stays fp32)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.partition(":")[2].split())
+                    return {"amx_tile", "amx_bf16"} <= flags and torch.backends.mkldnn.is_available()
+    except OSError:
+        pass
+    return False
 
 
 def precision_name(dtype: torch.dtype) -> str:

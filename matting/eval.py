@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, default=None, help="weights file for the model")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default=None,
-                        help="the network's precision (default auto: fp16 on CUDA, fp32 on the CPU)")
+                        help="the network's precision (default auto: fp16 on CUDA; on the CPU bf16 where "
+                             "it has AMX, else fp32)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
     edges = EdgeSettings()
     parser.add_argument("--raw", action="store_true", help="every edge option off: the network's matte resized")

@@ -31,6 +31,7 @@ from .cache import ByteLRU
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
+from .models.precision import islands
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
 from .preprocess import network_input, place_image
@@ -77,8 +78,8 @@ class Pipeline:
                  warm_up: bool = True, use_cuda_graphs: bool | None = None):
         start = time.perf_counter()
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, precision)
         self.spec = get_spec(model)
+        self.dtype = resolve_dtype(self.device, precision, bf16_checked=self.spec.float32_chains is not None)
         self.weights = Path(weights) if weights else self.spec.default_weights
         self.max_side = resolve_max_side(max_side)
         self.max_pixels = max_pixels
@@ -97,13 +98,15 @@ class Pipeline:
 
     def info(self) -> dict[str, str]:
         return {"model": self.spec.name, "description": self.spec.description, "device": describe(self.device),
-                "precision": self.precision, "weights": self.weights.name if self.weights else "random",
+                "precision": self.precision, "float32_layers": ", ".join(islands(self.runner.model)) or "none",
+                "weights": self.weights.name if self.weights else "random",
                 "max_side": str(self.max_side), "cuda_graphs": str(bool(self.runner.use_cuda_graphs)),
                 "load_ms": f"{self.load_ms:.0f}"}
 
     def summary(self) -> str:
         info = self.info()
-        return f"{info['model']} on {info['device']}, {info['precision']}"
+        kept = len(islands(self.runner.model))
+        return f"{info['model']} on {info['device']}, {info['precision']}" + (f" ({kept} layers in fp32)" if kept else "")
 
     # ---------------------------------------------------------------- network
     def matte(self, source, *, name: str | None = None) -> MatteResult:
@@ -241,8 +244,11 @@ class Pipeline:
 
     def _cpu(self) -> ModelRunner:
         if self._cpu_runner is None:
-            model = create_model(self.spec.name, self.weights)
-            self._cpu_runner = ModelRunner(model, self.spec, torch.device("cpu"), torch.float32, False)
+            cpu = torch.device("cpu")
+            # The precision asked for, unless the CPU cannot run it (fp16): then the CPU's own automatic choice.
+            dtype = self.dtype if self.dtype != torch.float16 else resolve_dtype(
+                cpu, "auto", bf16_checked=self.spec.float32_chains is not None)
+            self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu, dtype, False)
         return self._cpu_runner
 
     # ---------------------------------------------------------------- rendering

@@ -1,4 +1,5 @@
-"""Runs the network: precision, memory layout, inference mode, warm-up and CUDA graphs.
+"""Runs the network: precision (with the spec's float32 layers), memory layout, inference mode, warm-up and
+CUDA graphs.
 
 On the GPU U^2-Net-P is launch-bound (about 400 small kernels, 6.7 ms eager at batch 1 on an H100); replaying a
 captured CUDA graph cuts that to about 2 ms. Graphs are captured per batch size, for powers of two, at load
@@ -14,6 +15,7 @@ import threading
 import torch
 from torch import nn
 
+from .models.precision import with_precision
 from .models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ class ModelRunner:
         self.spec = spec
         self.device = device
         self.dtype = dtype
-        self.model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
+        model = model.to(device=device, memory_format=torch.channels_last)
+        self.model = with_precision(model, dtype, spec.float32_chains or ()).eval()
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
         if device.type == "cuda" and dtype == torch.float32:
             # fp32 asked for means fp32: TF32 convolutions would change the matte as much as fp16 does.

@@ -48,6 +48,23 @@ def rembg_runner(alpha_matting: bool):
     return run
 
 
+DEFAULT = "ours: default"
+PEER = "rembg u2netp + alpha matting"
+
+
+def print_speed_ratios(reports: dict[str, Report]) -> None:
+    """How many times faster each of our configurations is than rembg with alpha matting: over the whole set,
+    at the per-image median, and the median of the per-image ratios (the issue's "5 times faster")."""
+    peer = reports[PEER]
+    print(f"\nSpeed against {PEER}: over the set / median ms / median of per-image ratios")
+    for name, report in reports.items():
+        if not name.startswith("ours"):
+            continue
+        total = sum(r.ms for r in peer.images) / sum(r.ms for r in report.images)
+        per_image = statistics.median(p.ms / o.ms for p, o in zip(peer.images, report.images))
+        print(f"{name:<32} {total:7.1f}x {peer.ms_median / report.ms_median:7.1f}x {per_image:7.1f}x")
+
+
 def ours_runner(pipe, settings: EdgeSettings):
     def run(path: Path) -> np.ndarray:
         result = pipe.matte(path, name=path.name)
@@ -62,8 +79,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--bf16", action="store_true",
-                        help="also run our default pipeline with the network in bf16 (--precision bf16, CPU with AMX)")
+    parser.add_argument("--fp32", action="store_true",
+                        help="also run our default pipeline with the network in fp32, where auto picked bf16 (AMX)")
     parser.add_argument("--foreground", action="store_true",
                         help="also score pymatting's foreground estimator on the decontamination test")
     args = parser.parse_args()
@@ -77,13 +94,15 @@ def main() -> int:
     from matting.pipeline import Pipeline
 
     pipe = Pipeline(device=args.device, cache_bytes=0)
+    print(f"ours: {pipe.summary()}", file=sys.stderr)
     configs = {
         "ours: plain network (--raw)": ours_runner(pipe, EdgeSettings.raw()),
-        "ours: default": ours_runner(pipe, EdgeSettings()),
-        **({"ours: default, bf16 network": ours_runner(Pipeline(device=args.device, precision="bf16", cache_bytes=0),
-                                                       EdgeSettings())} if args.bf16 else {}),
+        DEFAULT: ours_runner(pipe, EdgeSettings()),
+        **({"ours: default, fp32 network": ours_runner(Pipeline(device=args.device, precision="fp32", cache_bytes=0),
+                                                       EdgeSettings())} if args.fp32 and pipe.precision != "fp32"
+           else {}),
         "rembg u2netp": rembg_runner(False),
-        "rembg u2netp + alpha matting": rembg_runner(True),
+        PEER: rembg_runner(True),
     }
     samples = find_samples(args.dataset)[: args.limit]
     rows: dict[str, list[ImageResult]] = {name: [] for name in configs}
@@ -111,6 +130,7 @@ def main() -> int:
         m = report.mean()
         print(f"{name:<32} {m['sad']:8.2f} {m['mse']:8.4f} {m['grad']:8.2f} {m['conn']:8.2f} "
               f"{report.ms_median:8.0f} {report.ms_mean:8.0f}")
+    print_speed_ratios(reports)
     print("\nSame, over the unknown region of Trimap1")
     for name, report in reports.items():
         m = report.mean(unknown=True)

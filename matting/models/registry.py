@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import InvalidParameterError, ModelLoadError
 from .isnet import ISNetDIS
+from .precision import Float32Chains
 from .u2net import U2NET, U2NETP
 from .weights import load_weights
 
@@ -29,6 +30,9 @@ class ModelSpec:
     scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
     default_weights: Path | None           # embedded file, or None when the user must bring one
     description: str
+    # Layers to keep in float32 when the network runs in bf16/fp16 (models/precision.py). None: the model's
+    # sensitivity to bf16 was never measured, so "auto" precision keeps it in float32 on the CPU.
+    float32_chains: Float32Chains | None = None
 
     def weights_hint(self) -> str:
         return {
@@ -82,7 +86,8 @@ def create_model(name: str = "u2netp", weights: str | Path | None | bool = None,
 register(ModelSpec(
     name="u2netp", builder=U2NETP, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     default_weights=ASSETS_MODELS / "u2netp.safetensors",
-    description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)"))
+    description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)",
+    float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),)))
 register(ModelSpec(
     name="u2net", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     default_weights=None, description="U^2-Net, 44 M parameters (bring your own weights)"))

@@ -1,0 +1,98 @@
+"""Reduced precision: the float32 islands, and which precision "auto" picks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from matting import device as device_module
+from matting.device import cpu_has_amx, resolve_dtype
+from matting.models.precision import islands, with_precision
+from matting.models.registry import create_model, get_spec
+from matting.pipeline import Pipeline
+from matting.settings import EdgeSettings
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+CHAIN = get_spec("u2netp").float32_chains
+
+
+def test_islands_keep_the_float32_weights_and_hand_back_the_networks_precision():
+    reference = create_model("u2netp")
+    model = with_precision(create_model("u2netp"), torch.bfloat16, CHAIN)
+    assert islands(model) == ["stage2d.rebnconv2d", "stage2d.rebnconv1d"]
+    first, last = (model.get_submodule(name) for name in CHAIN[0])
+    # The originals, bit for bit: not float32 values that went through bf16 on the way.
+    for island, name in ((first, CHAIN[0][0]), (last, CHAIN[0][1])):
+        weight = island.inner.conv_s1.weight
+        assert weight.dtype == torch.float32
+        assert torch.equal(weight, reference.get_submodule(name).conv_s1.weight)
+    assert model.stage2d.rebnconvin.conv_s1.weight.dtype == torch.bfloat16  # the rest is converted
+    # Inside the chain values stay float32; its end hands bf16 back to the block around it.
+    x = torch.randn(1, 32, 8, 8, dtype=torch.bfloat16)
+    assert first(x).dtype == torch.float32 and last(x).dtype == torch.bfloat16
+    assert model(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_float32_and_an_empty_chain_list_convert_everything():
+    assert islands(with_precision(create_model("u2netp", weights=False), torch.float32, CHAIN)) == []
+    plain = with_precision(create_model("u2netp", weights=False), torch.bfloat16, ())
+    assert islands(plain) == [] and all(p.dtype == torch.bfloat16 for p in plain.parameters())
+
+
+def _raw_alpha(pipe: Pipeline, name: str) -> np.ndarray:
+    return pipe.render(pipe.matte(EXAMPLES / name), EdgeSettings.raw()).alpha.astype(int)
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "astronaut.png"])
+def test_bf16_with_islands_gives_the_float32_matte_and_without_them_does_not(name):
+    """Measured on these photos: with the islands, mean 0.1-0.6 levels off fp32 and no pixel off by 25 (0.1)
+    or more; all in bf16, 2.4-6 levels on average and 2.5-8 % of the pixels off by more than 25."""
+    exact = _raw_alpha(Pipeline(device="cpu", precision="fp32", warm_up=False), name)
+    fast = Pipeline(device="cpu", precision="bf16", warm_up=False, cache_bytes=0)
+    assert islands(fast.runner.model)
+    diff = np.abs(_raw_alpha(fast, name) - exact)
+    assert diff.mean() < 1.0 and (diff > 25).mean() == 0
+
+    fast.runner.model = with_precision(create_model("u2netp").to(memory_format=torch.channels_last),
+                                       torch.bfloat16, ()).eval()
+    diff = np.abs(_raw_alpha(fast, name) - exact)
+    assert diff.mean() > 2.0 and (diff > 25).mean() > 0.01
+
+
+def test_auto_picks_bf16_only_on_an_amx_cpu_and_for_a_measured_model(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv(device_module.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    assert resolve_dtype(cpu, bf16_checked=True) == torch.bfloat16
+    assert resolve_dtype(cpu, bf16_checked=False) == torch.float32  # e.g. u2net: sensitivity never measured
+    assert resolve_dtype(cpu, "fp32", bf16_checked=True) == torch.float32
+    assert resolve_dtype(cuda, bf16_checked=True) == torch.float16
+    monkeypatch.setenv(device_module.PRECISION_ENV, "fp32")
+    assert resolve_dtype(cpu, bf16_checked=True) == torch.float32
+    monkeypatch.delenv(device_module.PRECISION_ENV)
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    assert resolve_dtype(cpu, bf16_checked=True) == torch.float32
+    assert get_spec("u2netp").float32_chains is not None and get_spec("u2net").float32_chains is None
+
+
+def test_amx_is_read_from_the_cpu_flags(tmp_path):
+    amx, avx = tmp_path / "amx", tmp_path / "avx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n\n")
+    avx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n")
+    assert cpu_has_amx(str(amx)) is torch.backends.mkldnn.is_available()
+    assert cpu_has_amx(str(avx)) is False
+    assert cpu_has_amx(str(tmp_path / "missing")) is False  # not Linux: auto stays fp32
+
+
+def test_the_gpu_fallback_runs_the_cpu_in_a_precision_it_has(monkeypatch):
+    """A CUDA pipeline in fp16 that falls back to the CPU gets the CPU's automatic choice, not fp16."""
+    pipe = Pipeline(device="cpu", precision="fp32", warm_up=False)
+    monkeypatch.setattr(pipe, "dtype", torch.float16)
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    assert pipe._cpu().dtype == torch.float32
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    pipe._cpu_runner = None
+    assert pipe._cpu().dtype == torch.bfloat16 and islands(pipe._cpu().model)
