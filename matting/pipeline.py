@@ -31,6 +31,7 @@ from .cache import ByteLRU
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
+from .memory import keep_large_buffers_in_heap
 from .models.precision import islands
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
@@ -77,6 +78,7 @@ class Pipeline:
                  max_pixels: int = DEFAULT_MAX_PIXELS, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  warm_up: bool = True, use_cuda_graphs: bool | None = None):
         start = time.perf_counter()
+        keep_large_buffers_in_heap()  # image-sized buffers reused, not mapped afresh each time (memory.py)
         self.device = resolve_device(device)
         self.spec = get_spec(model)
         self.dtype = resolve_dtype(self.device, precision, bf16_checked=self.spec.float32_chains is not None)

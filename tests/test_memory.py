@@ -68,3 +68,40 @@ def test_trim_heap_is_harmless_anywhere():
 
 def test_the_app_starts_it():
     assert "HeapTrimmer().start()" in (ROOT / "app.py").read_text(encoding="utf-8")
+
+
+# Forward passes of U^2-Net-P on the CPU after two warm-up ones, counting page faults: its activation buffers
+# (3 to 26 MiB) either come back from the heap or are mapped, and faulted in, afresh.
+FORWARD = """
+import resource, sys, torch
+sys.path.insert(0, {root!r})
+from matting.memory import keep_large_buffers_in_heap
+if {tune}:
+    assert keep_large_buffers_in_heap()
+from matting.models import create_model
+model = create_model("u2netp", weights=False)
+x = torch.zeros(1, 3, 320, 320)
+with torch.inference_mode():
+    model(x), model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(x), model(x), model(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3)
+"""
+
+
+def page_faults_per_pass(tune: bool) -> int:
+    code = FORWARD.format(root=str(ROOT), tune=tune)
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              check=True).stdout.strip())
+
+
+@linux_only
+def test_activation_buffers_are_reused_instead_of_mapped_afresh():
+    """Measured: 83,000-89,000 faults per fp32 pass (about 340 MiB faulted in) with glibc's defaults, 0-8,500
+    tuned."""
+    untuned, tuned = page_faults_per_pass(False), page_faults_per_pass(True)
+    assert tuned * 2 < untuned
+
+
+def test_the_pipeline_tunes_the_allocator():
+    assert "keep_large_buffers_in_heap()" in (ROOT / "matting" / "pipeline.py").read_text(encoding="utf-8")
