@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every number and picture of docs/QUALITY.md, on the 2-core CPU (about 20 minutes; rembg's alpha matting is most
+# Every number and picture of docs/QUALITY.md, on the 2-core CPU (about 15 minutes; rembg's alpha matting is most
 # of it). Usage: bash scripts/quality_runs.sh [DATASET] ; results in $OUT (default /tmp/quality), grids copied to
 # docs/quality/. Needs requirements-bench.txt for the rembg rows and U2NET_HOME holding u2netp.onnx (see
 # scripts/eval_rembg.py); without rembg those rows are skipped.
@@ -30,7 +30,7 @@ for radius in 4 6 8 12; do
 done
 
 if python -c "import rembg" 2>/dev/null; then
-  python scripts/eval_rembg.py "$DATA" --repeat 3 --foreground --json "$OUT/rembg.json" | tee "$OUT/rembg.txt"
+  python scripts/eval_rembg.py "$DATA" --repeat 3 --fp32 --foreground --json "$OUT/rembg.json" | tee "$OUT/rembg.txt"
 fi
 python scripts/bench_edges.py --device cpu --json "$OUT/edges_cpu.json"
 

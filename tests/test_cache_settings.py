@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,6 @@ from matting.cache import ByteLRU
 from matting.errors import InvalidParameterError
 from matting.resolution import fit_within, plan_resize, resolve_max_side
 from matting.settings import EdgeSettings, parse_color
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
 
 
 def test_lru_evicts_least_recently_used_by_bytes():
@@ -109,18 +106,4 @@ def test_precision_choice(monkeypatch):
     with pytest.raises(InvalidParameterError, match="unknown precision"):
         resolve_dtype(cpu, "int8")
     assert main(["--precision", "fp16", "--device", "cpu", "-o", "unused", "x.jpg"]) == 2
-    assert resolve_dtype(cpu, "bf16") == torch.bfloat16  # opt-in on the CPU (fast with AMX, less exact)
-
-
-def test_bf16_on_the_cpu_runs_and_stays_near_fp32():
-    """bf16 on the CPU is opt-in: it must run (AMX or not) and give a matte close to fp32's. The measured gap on
-    the public matting set is 0.011 on average (docs/BENCHMARKS.md); the bound here leaves room for the photo."""
-    from matting.pipeline import Pipeline
-
-    exact = Pipeline(device="cpu", precision="fp32", warm_up=False)
-    fast = Pipeline(device="cpu", precision="bf16", warm_up=False)
-    assert fast.info()["precision"] == "bf16"
-    a, b = exact.matte(EXAMPLE), fast.matte(EXAMPLE)
-    assert b.matte.dtype == torch.float32
-    gap = (a.matte - b.matte).abs()
-    assert 0 < gap.mean().item() < 0.03 and gap.max().item() < 0.8
+    assert resolve_dtype(cpu, "bf16") == torch.bfloat16  # asked for: runs with or without AMX (test_precision.py)
