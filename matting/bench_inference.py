@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                      ("fp16 CUDA graph, every layer fp16", torch.float16, True, every_layer),
                      ("bf16 CUDA graph", torch.bfloat16, True, spec)]
     elif cpu_has_amx():  # without AMX, bf16 convolutions are slower than fp32 (several times so on AVX2)
-        variants += [("bf16", torch.bfloat16, False, spec), ("bf16, every layer bf16", torch.bfloat16, False, every_layer)]
+        variants += [("bf16", torch.bfloat16, False, spec),
+                     ("bf16, every layer bf16", torch.bfloat16, False, every_layer)]
     print("| variant | batch | ms per call | ms per image |")
     print("| --- | ---: | ---: | ---: |")
     runners = {}

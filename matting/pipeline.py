@@ -108,7 +108,8 @@ class Pipeline:
     def summary(self) -> str:
         info = self.info()
         kept = len(islands(self.runner.model))
-        return f"{info['model']} on {info['device']}, {info['precision']}" + (f" ({kept} layers in fp32)" if kept else "")
+        line = f"{info['model']} on {info['device']}, {info['precision']}"
+        return line + (f" ({kept} layers in fp32)" if kept else "")
 
     # ---------------------------------------------------------------- network
     def matte(self, source, *, name: str | None = None) -> MatteResult:
