@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = pipe.info()
-    print(f"Model {info['model']} on {info['device']}, {info['precision']}, weights {info['weights']}, "
-          f"loaded in {info['load_ms']} ms", file=sys.stderr, flush=True)
+    print(f"Model {pipe.summary()}, weights {info['weights']}, loaded in {info['load_ms']} ms",
+          file=sys.stderr, flush=True)
 
     import demo as webapp
 
