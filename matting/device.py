@@ -73,17 +73,18 @@ def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_ch
 
 @functools.lru_cache(maxsize=4)
 def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU has AMX bf16 tiles (Intel Xeon 4th generation and later), which oneDNN uses for bf16
-    convolutions. Read from /proc/cpuinfo, so False off Linux (auto then stays fp32)."""
+    """True when the CPU has AMX bf16 tiles (Intel Xeon 4th generation and later) that this process may use:
+    oneDNN runs bf16 convolutions on them. The flags come from /proc/cpuinfo, so False off Linux (auto then stays
+    fp32); the kernel must also grant the tile state (Linux 5.16+), which torch asks for where it can."""
     try:
         with open(cpuinfo, encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.partition(":")[2].split())
-                    return {"amx_tile", "amx_bf16"} <= flags and torch.backends.mkldnn.is_available()
+            flags = next((set(line.partition(":")[2].split()) for line in handle if line.startswith("flags")), set())
     except OSError:
-        pass
-    return False
+        return False
+    if not {"amx_tile", "amx_bf16"} <= flags or not torch.backends.mkldnn.is_available():
+        return False
+    request_tiles = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)  # private: absent in some builds
+    return bool(request_tiles()) if request_tiles is not None else True
 
 
 def precision_name(dtype: torch.dtype) -> str:

@@ -78,13 +78,21 @@ def test_auto_picks_bf16_only_on_an_amx_cpu_and_for_a_measured_model(monkeypatch
     assert get_spec("u2netp").float32_chains is not None and get_spec("u2net").float32_chains is None
 
 
-def test_amx_is_read_from_the_cpu_flags(tmp_path):
+def test_amx_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch._C._cpu, "_init_amx", lambda: True, raising=False)  # as if the kernel grants tiles
     amx, avx = tmp_path / "amx", tmp_path / "avx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n\n")
     avx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n")
     assert cpu_has_amx(str(amx)) is torch.backends.mkldnn.is_available()
     assert cpu_has_amx(str(avx)) is False
     assert cpu_has_amx(str(tmp_path / "missing")) is False  # not Linux: auto stays fp32
+
+
+def test_amx_the_kernel_does_not_grant_counts_as_none(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: avx512f amx_bf16 amx_tile\n")
+    monkeypatch.setattr(torch._C._cpu, "_init_amx", lambda: False, raising=False)
+    assert cpu_has_amx(str(cpuinfo)) is False
 
 
 def test_the_gpu_fallback_runs_the_cpu_in_a_precision_it_has(monkeypatch):
