@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="u2netp")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--bf16", action="store_true", help="time bf16 on the CPU even without AMX (slow there)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     spec = get_spec(args.model)
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                      ("fp16 CUDA graph", torch.float16, True, spec),
                      ("fp16 CUDA graph, every layer fp16", torch.float16, True, every_layer),
                      ("bf16 CUDA graph", torch.bfloat16, True, spec)]
-    elif cpu_has_amx():  # without AMX, bf16 convolutions are slower than fp32 (several times so on AVX2)
+    elif cpu_has_amx() or args.bf16:  # without AMX, bf16 convolutions are slower than fp32 (many times on AVX2)
         variants += [("bf16", torch.bfloat16, False, spec),
                      ("bf16, every layer bf16", torch.bfloat16, False, every_layer)]
     print("| variant | batch | ms per call | ms per image |")

@@ -50,11 +50,11 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_checked: bool = False) -> torch.dtype:
     """``requested`` or $MATTING_PRECISION ("auto", "fp32", "fp16", "bf16").
 
-    auto on CUDA: fp16. On an H100, fp16 with CUDA graphs runs U^2-Net-P in 2.3 ms against 5.5 ms for true fp32;
-    its matte differs from the CPU's fp32 by 0.001-0.004 on average, the same order as TF32 (PyTorch's default
-    for fp32 convolutions on CUDA).
-    auto on the CPU: bf16 where the CPU has AMX tiles and the model's bf16 behaviour was measured
-    (``bf16_checked``: its spec names the layers to keep in float32), else fp32. U^2-Net-P in bf16 on AMX, with
+    auto on CUDA: fp16, with the spec's fragile layers in true fp32. On an H100 that runs U^2-Net-P in 2.4 ms
+    with CUDA graphs, against 5.5 ms for true fp32; its matte differs from fp32's by 0.0002 on average and at
+    most 0.016 on the example photos (every layer in fp16: 0.0014 and 0.15).
+    auto on the CPU: bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was
+    measured (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use), else fp32. U^2-Net-P in bf16 on AMX, with
     its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as fp32 (71 against 191 ms on 2
     cores) and its matte stays within 0.2-0.4/255 of fp32's on average (models/precision.py, docs/QUALITY.md).
     Without AMX, bf16 is no faster than fp32. fp16 on the CPU is refused: without AMX-FP16 it is slower than fp32.
@@ -63,7 +63,8 @@ def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_ch
     if choice == "auto":
         if device.type == "cuda":
             return torch.float16
-        return torch.bfloat16 if bf16_checked and cpu_has_amx() else torch.float32
+        fast_bf16 = bf16_checked and torch.backends.mkldnn.enabled and cpu_has_amx()
+        return torch.bfloat16 if fast_bf16 else torch.float32
     if choice not in _DTYPES:
         raise InvalidParameterError(f"unknown precision {choice!r}: use auto, fp32, fp16 or bf16")
     if device.type == "cpu" and choice == "fp16":
@@ -82,6 +83,9 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
     except OSError:
         return False
     if not {"amx_tile", "amx_bf16"} <= flags or not torch.backends.mkldnn.is_available():
+        return False
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    if isa_cap != "ALL" and "AMX" not in isa_cap:  # oneDNN told to stay below AMX
         return False
     request_tiles = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)  # private: absent in some builds
     return bool(request_tiles()) if request_tiles is not None else True

@@ -81,8 +81,8 @@ class Pipeline:
         keep_large_buffers_in_heap()  # image-sized buffers reused, not mapped afresh each time (memory.py)
         self.device = resolve_device(device)
         self.spec = get_spec(model)
-        self.dtype = resolve_dtype(self.device, precision, bf16_checked=self.spec.float32_chains is not None)
         self.weights = Path(weights) if weights else self.spec.default_weights
+        self.dtype = resolve_dtype(self.device, precision, bf16_checked=self._bf16_checked())
         self.max_side = resolve_max_side(max_side)
         self.max_pixels = max_pixels
         self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype, use_cuda_graphs)
@@ -248,11 +248,18 @@ class Pipeline:
     def _cpu(self) -> ModelRunner:
         if self._cpu_runner is None:
             cpu = torch.device("cpu")
-            # The precision asked for, unless the CPU cannot run it (fp16): then the CPU's own automatic choice.
-            dtype = self.dtype if self.dtype != torch.float16 else resolve_dtype(
-                cpu, "auto", bf16_checked=self.spec.float32_chains is not None)
+            # fp32 stays exact; a reduced precision becomes the CPU's own choice (bf16 is slow without AMX).
+            dtype = torch.float32 if self.dtype == torch.float32 else resolve_dtype(
+                cpu, "auto", bf16_checked=self._bf16_checked())
             self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu, dtype, False)
         return self._cpu_runner
+
+    def _bf16_checked(self) -> bool:
+        """Whether bf16 was measured for this network: a spec naming its fp32 layers, with the embedded weights
+        they were found on (other weights may put large activations elsewhere)."""
+        embedded = self.spec.default_weights
+        return (self.spec.float32_chains is not None and embedded is not None and self.weights is not None
+                and self.weights.resolve() == embedded.resolve())
 
     # ---------------------------------------------------------------- rendering
     def render(self, result: MatteResult, settings: EdgeSettings | None = None, *, background: Background = None,

@@ -15,7 +15,7 @@ import threading
 import torch
 from torch import nn
 
-from .models.precision import with_precision
+from .models.precision import islands, with_precision
 from .models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,9 @@ class ModelRunner:
         model = model.to(device=device, memory_format=torch.channels_last)
         self.model = with_precision(model, dtype, spec.float32_chains or ()).eval()
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
-        if device.type == "cuda" and dtype == torch.float32:
-            # fp32 asked for means fp32: TF32 convolutions would change the matte as much as fp16 does.
+        if device.type == "cuda" and (dtype == torch.float32 or islands(self.model)):
+            # fp32 means fp32, for the whole network or for the layers kept in fp32: TF32 convolutions round
+            # their inputs to fp16's 10-bit mantissa, which is what those layers cannot take.
             torch.backends.cudnn.allow_tf32 = False
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()  # a captured graph owns static buffers: one replay at a time

@@ -20,11 +20,19 @@ import copy
 import torch
 from torch import nn
 
+# Module names, in data-flow order. Between two modules of a chain the value may pass through other operations
+# (U^2-Net's upsample and concatenation with a skip connection): those must accept float32 next to the network's
+# dtype, as torch.cat does by promoting to float32. A module's float32 output must not reach a layer outside the
+# chain except through the chain's last module.
 Float32Chains = tuple[tuple[str, ...], ...]
 
 
 class Float32Island(nn.Module):
-    """Runs ``inner`` in float32; returns float32, or ``output_dtype`` when given (the end of a chain)."""
+    """Runs ``inner`` in float32; returns float32, or ``output_dtype`` when given (the end of a chain).
+
+    Convert a model holding islands only through ``with_precision``: a later ``.to(dtype)`` or ``.half()`` would
+    round the islands' weights too (moving it to another device is fine).
+    """
 
     def __init__(self, inner: nn.Module, output_dtype: torch.dtype | None):
         super().__init__()

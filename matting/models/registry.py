@@ -30,8 +30,9 @@ class ModelSpec:
     scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
     default_weights: Path | None           # embedded file, or None when the user must bring one
     description: str
-    # Layers to keep in float32 when the network runs in bf16/fp16 (models/precision.py). None: the model's
-    # sensitivity to bf16 was never measured, so "auto" precision keeps it in float32 on the CPU.
+    # Layers to keep in float32 when the network runs in bf16/fp16 (models/precision.py), found on the embedded
+    # weights. None: the model's sensitivity to bf16 was never measured, so "auto" keeps it in float32 on the CPU
+    # (as it does for weights the user brings: Pipeline._bf16_checked).
     float32_chains: Float32Chains | None = None
 
     def weights_hint(self) -> str:
