@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from matting import device as device_module
+from matting.decode import decode_image
 from matting.device import cpu_has_amx, resolve_dtype
 from matting.models.precision import islands, with_precision
 from matting.models.registry import create_model, get_spec
 from matting.pipeline import Pipeline
+from matting.preprocess import network_input
 from matting.settings import EdgeSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
@@ -137,14 +139,15 @@ def test_an_isa_cap_below_amx_counts_as_none(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_the_fp32_layers_are_true_fp32():
-    """cuDNN's TF32 (on by default) would round the kept layers' inputs like fp16 does; measured on the H100,
-    fp16 with the pair in true fp32 differs from fp32 by 0.0002 on average, with TF32 by 0.001."""
+    """cuDNN's TF32 (on by default) would round the kept layers' inputs like fp16 does. Measured on the H100, mean
+    |fp16 - fp32| of the network's matte: astronaut 0.00008 with the pair in true fp32, 0.00069 with TF32;
+    chelsea 0.00069 against 0.0025."""
     torch.backends.cudnn.allow_tf32 = True
     pipe = Pipeline(device="cuda", warm_up=False)
     assert pipe.precision == "fp16" and islands(pipe.runner.model)
     assert torch.backends.cudnn.allow_tf32 is False
     exact = Pipeline(device="cpu", precision="fp32", warm_up=False)
-    for name in ("chelsea.png", "astronaut.png"):
-        a = exact.matte(EXAMPLES / name).matte
-        b = pipe.matte(EXAMPLES / name).matte.cpu()
-        assert (a - b).abs().mean().item() < 0.0005
+    for name, bound in (("astronaut.png", 0.0003), ("chelsea.png", 0.0015)):
+        # The same network input for both: the GPU's own resize would add its own (larger) differences.
+        x = network_input([torch.from_numpy(decode_image(EXAMPLES / name).rgb)], pipe.spec, torch.float32)[1]
+        assert (exact.runner(x) - pipe.runner(x.cuda()).cpu()).abs().mean().item() < bound
