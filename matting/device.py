@@ -54,10 +54,11 @@ def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_ch
     with CUDA graphs, against 5.5 ms for true fp32; its matte differs from fp32's by 0.0002 on average and at
     most 0.016 on the example photos (every layer in fp16: 0.0014 and 0.15).
     auto on the CPU: bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was
-    measured (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use), else fp32. U^2-Net-P in bf16 on AMX, with
-    its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as fp32 (71 against 191 ms on 2
-    cores) and its matte stays within 0.2-0.4/255 of fp32's on average (models/precision.py, docs/QUALITY.md).
-    Without AMX, bf16 is no faster than fp32. fp16 on the CPU is refused: without AMX-FP16 it is slower than fp32.
+    measured (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use), else fp32.
+    U^2-Net-P in bf16 on AMX, with its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as
+    fp32 (71 against 191 ms on 2 cores) and its matte stays within 0.2-0.4/255 of fp32's on average
+    (models/precision.py, docs/QUALITY.md). Without AMX, bf16 is slower than fp32 (232 against 197 ms on
+    AVX-512-BF16). fp16 on the CPU is refused: without AMX-FP16 it is slower than fp32.
     """
     choice = (requested or os.environ.get(PRECISION_ENV, "auto")).strip().lower() or "auto"
     if choice == "auto":
