@@ -26,6 +26,16 @@ from .decode import decode_image
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
+def example_photos() -> list[Path]:
+    return sorted(p for p in EXAMPLES.iterdir() if p.suffix != ".md")
+
+
+def network_inputs(photos: list[Path], spec, device: torch.device) -> list[torch.Tensor]:
+    """Each photo's normalised fp32 network input (1, 3, h, w) on ``device``, as the pipeline makes it."""
+    return [network_input([torch.from_numpy(decode_image(p).rgb)], spec, torch.float32)[1].to(device)
+            for p in photos]
+
+
 def time_call(fn, x, repeat: int, device: torch.device) -> float:
     for _ in range(3):
         fn(x)
@@ -74,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.randn(batch, 3, *spec.input_size, device=device, dtype=dtype)
             ms = time_call(runner, x, max(5, args.repeat // max(1, batch // 4)), device)
             print(f"| {label} | {batch} | {ms:.2f} | {ms / batch:.3f} |")
-    photos = sorted(p for p in EXAMPLES.iterdir() if p.suffix != ".md")
-    inputs = [network_input([torch.from_numpy(decode_image(p).rgb)], spec, torch.float32)[1].to(device)
-              for p in photos]
+    photos = example_photos()
+    inputs = network_inputs(photos, spec, device)
     reference = [runners["fp32 eager"](x) for x in inputs]
     print(f"\n|variant - fp32| on the {len(photos)} example photos, matte in [0, 1]: mean, and the largest")
     for label, runner in runners.items():

@@ -32,7 +32,6 @@ from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
 from .memory import keep_large_buffers_in_heap
-from .models.precision import islands
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
 from .preprocess import network_input, place_image
@@ -100,14 +99,14 @@ class Pipeline:
 
     def info(self) -> dict[str, str]:
         return {"model": self.spec.name, "description": self.spec.description, "device": describe(self.device),
-                "precision": self.precision, "float32_layers": ", ".join(islands(self.runner.model)) or "none",
+                "precision": self.precision, "float32_layers": ", ".join(self.runner.float32_layers) or "none",
                 "weights": self.weights.name if self.weights else "random",
                 "max_side": str(self.max_side), "cuda_graphs": str(bool(self.runner.use_cuda_graphs)),
                 "load_ms": f"{self.load_ms:.0f}"}
 
     def summary(self) -> str:
         info = self.info()
-        kept = len(islands(self.runner.model))
+        kept = len(self.runner.float32_layers)
         line = f"{info['model']} on {info['device']}, {info['precision']}"
         return line + (f" ({kept} layers in fp32)" if kept else "")
 

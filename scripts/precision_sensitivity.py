@@ -23,10 +23,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from matting.decode import decode_image  # noqa: E402
+from matting.bench_inference import example_photos, network_inputs  # noqa: E402
 from matting.models.precision import with_precision  # noqa: E402
 from matting.models.registry import create_model, get_spec  # noqa: E402
-from matting.preprocess import network_input  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -70,9 +69,8 @@ def main() -> int:
     def fresh() -> nn.Module:
         return create_model(args.model, args.weights).to(device=device, memory_format=torch.channels_last).eval()
 
-    paths = args.images or sorted(p for p in (ROOT / "assets" / "examples").iterdir() if p.suffix != ".md")
-    inputs = [network_input([torch.from_numpy(decode_image(p).rgb)], spec, torch.float32)[1]
-              .to(device).contiguous(memory_format=torch.channels_last) for p in paths]
+    paths = args.images or example_photos()
+    inputs = [x.contiguous(memory_format=torch.channels_last) for x in network_inputs(paths, spec, device)]
     base = fresh()
     reference = mattes(base, inputs, torch.float32)
     parent = base.get_submodule(args.inside)
