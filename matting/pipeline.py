@@ -35,7 +35,8 @@ from .memory import keep_large_buffers_in_heap
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
 from .preprocess import network_input, place_image
-from .render import Background, photo_u8, render_stack_tensors, render_tensors
+from .render import (Background, background_tensor, output_size, photo_u8, render_stack_tensors, render_tensors,
+                     soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
 from .runner import ModelRunner
@@ -333,6 +334,24 @@ class Pipeline:
                          size=(alpha_np.shape[2], alpha_np.shape[1]), is_preview=False, timings=dict(share),
                          notices=list(result.notices))
                 for k, result in enumerate(results)]
+
+    def soft_alpha(self, result: MatteResult, settings: EdgeSettings | None = None, *,
+                   preview: bool | int = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """The matte before threshold, erode and feather, and the upload's own alpha when the settings use it:
+        uint8 (H, W) arrays sized like ``render(..., preview=preview)``. A web page redraws the edge settings
+        from these while a slider moves. Never runs the network."""
+        soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview))
+        return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
+
+    def photo_size(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
+        """(H, W) of ``render(..., preview=preview)``."""
+        return output_size(result, preview_side(preview))
+
+    def background_preview(self, result: MatteResult, image: np.ndarray, *, preview: bool | int = True) -> np.ndarray:
+        """A background image fitted (cover) to a render's size, as the composite uses it: uint8 (H, W, 3)."""
+        size_hw = self.photo_size(result, preview=preview)
+        fitted = background_tensor(image, size_hw, result.device)
+        return ops.to_uint8_hwc(fitted)[0].cpu().numpy()
 
     def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
         """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a

@@ -46,12 +46,23 @@ def alpha_from(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, se
                scale: float) -> torch.Tensor:
     """(B, 1, H, W) float alpha from network mattes (B, 1, h, w), their guides and the photos (B, 3, H, W);
     ``scale`` is the render's size over the working size (radii in settings are in working pixels)."""
+    return shape_edges(soft_alpha(guide, matte, photo, settings), settings, scale)
+
+
+def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings) -> torch.Tensor:
+    """The matte at the photo's size before any edge setting: refined by the photo (or just resized), in [0, 1].
+    The web page redraws threshold, erode and feather from this while a slider moves (demo/live_view.js)."""
     size_hw = tuple(photo.shape[-2:])
     if settings.refine:
         alpha = ops.fast_guided_filter(guide, matte, photo, settings.refine_radius, settings.refine_eps)
     else:
         alpha = ops.resize(matte, size_hw, antialias=False)
-    alpha = alpha.clamp(0, 1)
+    return alpha.clamp(0, 1)
+
+
+def shape_edges(alpha: torch.Tensor, settings: EdgeSettings, scale: float) -> torch.Tensor:
+    """Threshold, then erode/dilate, then feather, in that order; radii scaled by ``scale`` (render over working
+    size). demo/live_view.js does the same steps in the browser: change both together."""
     if settings.threshold > 0:
         alpha = ops.threshold(alpha, settings.threshold)
     radius = int(round(settings.erode * scale))
@@ -60,6 +71,16 @@ def alpha_from(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, se
     if settings.feather > 0:
         alpha = ops.feather(alpha, settings.feather * scale)
     return alpha
+
+
+def soft_alpha_tensors(result: MatteResult, settings: EdgeSettings, max_side: int | None = None):
+    """(soft alpha uint8 (H, W), the upload's own alpha uint8 (H, W) or None), on device, at a render's size."""
+    photo = photo_at(result, output_size(result, max_side))
+    soft = soft_alpha(result.guide, result.matte, photo, settings)
+    own = None
+    if settings.use_input_alpha and result.input_alpha is not None:
+        own = ops.to_uint8_hwc(input_alpha_at(result, tuple(photo.shape[-2:])))[0, ..., 0]
+    return ops.to_uint8_hwc(soft)[0, ..., 0], own
 
 
 def input_alpha_at(result: MatteResult, size_hw: tuple[int, int]) -> torch.Tensor:

@@ -181,6 +181,39 @@ def test_background_image_is_fitted(pipe):
     assert clear.any() and (rendered.composite[clear] == [0, 0, 255]).all()
 
 
+@pytest.mark.parametrize("settings", [EdgeSettings(), EdgeSettings(threshold=0.4, erode=-5, feather=3),
+                                      EdgeSettings(refine=False, erode=7, feather=12, use_input_alpha=False)])
+def test_soft_alpha_is_the_render_before_its_edge_settings(pipe, settings):
+    """What the web page redraws from: the soft matte at the preview size, which shape_edges (threshold, erode,
+    feather) and the upload's own alpha turn into the render's alpha, to within 8-bit rounding."""
+    from matting.render import shape_edges
+
+    rgba = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGBA")).copy()
+    rgba[:, :200, 3] = 0
+    result = pipe.matte(png_bytes(rgba))
+    soft, own = pipe.soft_alpha(result, settings, preview=256)
+    rendered = pipe.render(result, settings, preview=256)
+    assert soft.shape == rendered.alpha.shape == pipe.photo_size(result, preview=256) == (171, 256)
+    assert (own is not None) == settings.use_input_alpha
+    scale = soft.shape[0] / result.image.shape[0]
+    alpha = shape_edges(torch.from_numpy(soft).float()[None, None] / 255, settings, scale)[0, 0].numpy()
+    if own is not None:
+        alpha = alpha * own / 255.0
+    difference = np.abs(np.floor(alpha * 255 + 0.5) - rendered.alpha)
+    assert difference.mean() < 0.5 and (difference > 2).mean() < 0.002, difference.mean()
+
+
+def test_background_preview_is_the_composite_background(pipe):
+    result = pipe.matte(EXAMPLES / "coffee.png")
+    background = np.zeros((50, 80, 3), np.uint8)
+    background[:25, :, 0] = 255
+    fitted = pipe.background_preview(result, background, preview=300)
+    assert fitted.shape == (*pipe.photo_size(result, preview=300), 3) == (200, 300, 3)
+    rendered = pipe.render(result, background=background, preview=300)
+    clear = rendered.alpha == 0
+    assert clear.any() and (rendered.composite[clear] == fitted[clear]).all()
+
+
 def test_gpu_out_of_memory_falls_back_to_the_cpu(monkeypatch):
     pipe = Pipeline(device="cpu", warm_up=False)
 
