@@ -1,17 +1,22 @@
-"""Event functions of the web app. They call the engine and write its arrays to files; no image logic here.
+"""Event functions of the web app. They call the engine and encode its arrays; no image logic here.
 
 The network runs once per image (``pipe.matte``); the result, which holds the cached matte, stays in the
-session's ``gr.State``. Every control change re-renders from it (``pipe.render(..., preview=True)``, screen
-sized), and the previews are handed to Gradio as files encoded with the engine's fast encoders, so Gradio never
-re-encodes a full-resolution array. Full-resolution files are encoded only when a download is asked for.
+session's ``gr.State``. The page draws the result itself (demo/live_view.js) from a screen-sized payload: the
+photo, the matte before the edge settings and the server's exact render, inline as data URLs, so no preview
+file is written, copied or served. While a slider moves the page redraws on its own; when it is let go the page
+asks ``exact_render`` (a component server function, outside the queue) for the exact preview. Full-resolution
+files are encoded only when a download is asked for.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import threading
 import time
+import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ import gradio as gr
 import numpy as np
 
 from matting.decode import decode_image
+from matting.encode import encode_jpeg, encode_png
 from matting.errors import MattingError
 from matting.pipeline import Pipeline
 from matting.resolution import plan_resize
@@ -36,31 +42,27 @@ KINDS = ("cutout", "alpha", "composite")
 MAX_BATCH_FILES = 500
 GALLERY_LIMIT = 60          # cutouts shown in the batch gallery (all of them go into the zip)
 BATCH_UI_INTERVAL_S = 0.3   # at most this often the batch table is re-sent while images complete
+LIVE_RENDERS = 4            # exact live-view renders at once (they bypass Gradio's queue)
+BG_QUALITY = 92             # JPEG quality of a background image's screen-sized copy (the photo itself goes as PNG)
 DEFAULTS = EdgeSettings()
 DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
 
 
 @dataclass(eq=False)
 class Current:
-    """One session's image: the engine's result (with the cached matte) and the files made from it."""
+    """One session's image: the engine's result (with the cached matte) and what was made from it."""
 
     result: MatteResult
     stem: str
     session: str
     source: str                                  # the uploaded file it came from
-    photo: str                                   # the "before" preview file
+    image_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the page's handle for exact renders
     downloads: dict = field(default_factory=dict)  # (kind, settings, background key) -> path
-    shown: tuple | None = None                   # (settings, background key) of the previews on screen
+    page: dict = field(default_factory=dict)     # data URLs already made for the page, by what they show
 
 
-@dataclass(frozen=True)
-class Previews:
-    slider: tuple[str, str]
-    cutout: str
-    alpha: str
-    composite: str
-    render_ms: float
-    encode_ms: float
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _ms(value: float) -> str:
@@ -87,6 +89,9 @@ class Handlers:
         self.max_batch_files = max_batch_files
         self._cancels: dict[str, threading.Event] = {}
         self._cancels_lock = threading.Lock()
+        # image_id -> the session's Current while gr.State holds it: the exact renders find it here
+        self._live: weakref.WeakValueDictionary[str, Current] = weakref.WeakValueDictionary()
+        self._live_slots = threading.BoundedSemaphore(LIVE_RENDERS)
 
     # ------------------------------------------------------------------ helpers
     def texts(self, request: gr.Request | None) -> Texts:
@@ -123,20 +128,94 @@ class Handlers:
             gr.Warning(t("bad_setting", error=exc))
             return None
 
-    def _previews(self, current: Current, settings: EdgeSettings, background) -> Previews:
-        """Render at screen size from the cached matte and write the preview files."""
-        rendered = self.pipe.render(current.result, settings, background=background, preview=True)
-        render_ms = sum(rendered.timings.values())
+    # ------------------------------------------------------------------ the page's live view
+    def _page_image(self, current: Current, key: tuple, make) -> str:
+        """A data URL made once per image and ``key`` (the photo, a soft matte, a background)."""
+        url = current.page.get(key)
+        if url is None:
+            url = current.page[key] = make()
+        return url
+
+    def _exact(self, current: Current, settings: EdgeSettings) -> tuple[dict, float, float]:
+        """The server's exact preview for the page, lossless: its alpha and, with decontamination, the colour of
+        the soft edge (0 < alpha < 1; elsewhere the page has the photo's own colour, so it goes as zeros, which
+        cost next to nothing in a PNG). The background is composited in the page.
+        Returns (exact, render ms, encode ms)."""
+        rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate)
         start = time.perf_counter()
-        name, session = current.stem, current.session
-        cutout = self.store.write_image(session, "cutout", rendered.rgba, "png", f"{name}_cutout")
-        alpha = self.store.write_image(session, "alpha", rendered.alpha, "png", f"{name}_alpha")
-        if rendered.composite is not None:
-            composite = self.store.write_image(session, "composite", rendered.composite, "jpg", f"{name}_composite")
-        else:
-            composite = cutout   # on a transparent background the composite is the cutout itself
-        encode_ms = (time.perf_counter() - start) * 1000
-        return Previews((current.photo, composite), cutout, alpha, composite, render_ms, encode_ms)
+        colour = None
+        if settings.decontaminate:
+            alpha = rendered.alpha[..., None]
+            edge = np.where((alpha > 0) & (alpha < 255), rendered.rgba[..., :3], 0).astype(np.uint8)
+            colour = data_url(encode_png(edge), "image/png")
+        exact = {"settings": self._settings_dict(settings),
+                 "alpha": data_url(encode_png(rendered.alpha), "image/png"), "colour": colour}
+        return exact, sum(rendered.timings.values()), (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _settings_dict(settings: EdgeSettings) -> dict:
+        return {"threshold": settings.threshold, "feather": settings.feather, "erode": settings.erode,
+                "refine": settings.refine, "refine_radius": settings.refine_radius,
+                "use_input_alpha": settings.use_input_alpha, "decontaminate": settings.decontaminate}
+
+    @staticmethod
+    def _soft_key(settings: EdgeSettings) -> str:
+        return f"refine|{settings.refine_radius}" if settings.refine else "plain"
+
+    def _soft(self, current: Current, settings: EdgeSettings) -> str:
+        def make():
+            soft, _ = self.pipe.soft_alpha(current.result, settings.with_(use_input_alpha=False), preview=True)
+            return data_url(encode_png(soft), "image/png")
+        return self._page_image(current, ("soft", self._soft_key(settings)), make)
+
+    def _live_value(self, current: Current, settings: EdgeSettings, bg_image, line: str) -> tuple[dict, float, float]:
+        """Everything the page needs to draw this image and redraw its edges: (payload, render ms, encode ms)."""
+        result = current.result
+        exact, render_ms, encode_ms = self._exact(current, settings)
+        start = time.perf_counter()
+        photo = self._page_image(current, ("photo",), lambda: data_url(   # lossless: the cutout shows these pixels
+            encode_png(self.pipe.photo(result, preview=True)), "image/png"))
+        own = None
+        if result.input_alpha is not None:
+            own = self._page_image(current, ("own",), lambda: data_url(encode_png(
+                self.pipe.soft_alpha(result, EdgeSettings(refine=False), preview=True)[1]), "image/png"))
+        bg = None
+        if bg_image is not None:
+            bg = self._page_image(current, ("bg", id(bg_image)), lambda: data_url(encode_jpeg(
+                self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
+        soft = self._soft(current, settings)
+        encode_ms += (time.perf_counter() - start) * 1000
+        height, width = self.pipe.photo_size(result, preview=True)
+        value = {"id": current.image_id, "w": width, "h": height, "scale": height / result.image.shape[0],
+                 "photo": photo, "soft": soft, "soft_key": self._soft_key(settings), "own": own, "bg": bg,
+                 "exact": exact, "settings": {**exact["settings"]}, "line": line}
+        self._live[current.image_id] = current
+        return value, render_ms, encode_ms
+
+    def exact_render(self, data: dict, request=None) -> dict:
+        """The page's exact preview for new edge settings (a slider let go): {exact, soft?, line}, or {stale}
+        when this image is no longer held (the page then rebuilds it through the queue)."""
+        t = self.texts(request)
+        if not isinstance(data, dict):
+            return {"error": t("bad_setting", error="expected an object of settings")}
+        current = self._live.get(str(data.get("image_id", "")))
+        if current is None:
+            return {"stale": True}
+        try:
+            settings = self.edge_settings(data.get("threshold"), data.get("feather"), data.get("erode"),
+                                          data.get("refine"), data.get("refine_radius"),
+                                          data.get("use_input_alpha"), data.get("decontaminate"))
+        except (MattingError, TypeError, ValueError) as exc:
+            return {"error": t("bad_setting", error=exc)}
+        start = time.perf_counter()
+        with self._live_slots:
+            exact, render_ms, encode_ms = self._exact(current, settings)
+            reply = {"exact": exact}
+            if data.get("soft_key") != self._soft_key(settings):
+                reply["soft"], reply["soft_key"] = self._soft(current, settings), self._soft_key(settings)
+        reply["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
+                          encode=_ms(encode_ms), total=_ms((time.perf_counter() - start) * 1000))
+        return reply
 
     def _size_text(self, t: Texts, result: MatteResult) -> str:
         (w0, h0), (w, h) = result.original_size, result.size
@@ -154,11 +233,8 @@ class Handlers:
                 gr.Info(t.notice(text), duration=10)
 
     def _current_for(self, result: MatteResult, path: str, request: gr.Request | None) -> Current:
-        session = _session(request)
         stem = safe_stem(result.name or _upload_name(path))
-        photo = self.store.write_image(session, "photo", self.pipe.photo(result, preview=True), "jpg",
-                                       f"{stem}_photo")
-        return Current(result=result, stem=stem, session=session, source=str(path), photo=photo)
+        return Current(result=result, stem=stem, session=_session(request), source=str(path))
 
     def _restore(self, current: Current | None, path: str | None, t: Texts, request) -> Current | None:
         """The session's image, rebuilt from the displayed upload when the state is gone (expired, or evicted
@@ -175,11 +251,10 @@ class Handlers:
     # ------------------------------------------------------------------ single image
     def on_image(self, path, threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate,
                  bg_mode, bg_color, bg_image, request: gr.Request, progress=gr.Progress()):
-        """A new photo (upload, paste, example): run the network once, render, show. Returns
-        (state, before/after, cutout, alpha, composite, timing line)."""
-        empty = (None, None, None, None, None, "")
+        """A new photo (upload, paste, example): run the network once, then hand the page its live view.
+        Returns (state, live view payload)."""
         if not path:
-            return empty
+            return None, None
         t = self.texts(request)
         start = time.perf_counter()
         progress(0.05, desc=t("stage_decode"))
@@ -190,49 +265,42 @@ class Handlers:
             result = self.pipe.matte(path, name=_upload_name(path))
         except MattingError as exc:
             gr.Warning(t("failed", error=t.error(exc)), duration=15)
-            return empty
+            return None, None
         progress(0.75, desc=t("stage_render"))
         current = self._current_for(result, path, request)
-        progress(0.85, desc=t("stage_encode"))
-        previews = self._previews(current, settings, background)
-        current.shown = (settings, self._background_key(background))
         self._notify(t, result)
+        value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
         timings = result.timings
         key = "timing_cached" if result.cached else "timing_first"
-        line = t(key, size=self._size_text(t, result),
-                 decode=_ms(timings.get("decode", 0) + timings.get("hash", 0) + timings.get("upload", 0)),
-                 network=_ms(timings.get("preprocess", 0) + timings.get("inference", 0)),
-                 render=_ms(previews.render_ms), encode=_ms(previews.encode_ms),
-                 total=_ms((time.perf_counter() - start) * 1000))
-        return current, previews.slider, previews.cutout, previews.alpha, previews.composite, line
+        value["line"] = t(key, size=self._size_text(t, result),
+                          decode=_ms(timings.get("decode", 0) + timings.get("hash", 0) + timings.get("upload", 0)),
+                          network=_ms(timings.get("preprocess", 0) + timings.get("inference", 0)),
+                          render=_ms(render_ms), encode=_ms(encode_ms),
+                          total=_ms((time.perf_counter() - start) * 1000))
+        return current, value
 
-    def on_settings(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                    use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request):
-        """Any edge or background control moved: re-render from the cached matte (the network does not run).
-        Returns (state, before/after, cutout, alpha, composite, timing line)."""
-        skip = (gr.skip(),) * 6
+    def on_live_refresh(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
+                        use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request):
+        """The page's live view again, from the cached matte: after a new background image, or when the page
+        found its image gone from the server (state expired or evicted). Returns (state, live view payload)."""
         t = self.texts(request)
         current = self._restore(current, path, t, request)
         if current is None:
-            return skip
+            return gr.skip(), gr.skip()
         start = time.perf_counter()
         settings = self._settings_or_warn(t, (threshold, feather, erode, refine, refine_radius, use_input_alpha,
                                               decontaminate))
         if settings is None:
-            return skip
+            return gr.skip(), gr.skip()
         try:
             background = self.background(bg_mode, bg_color, bg_image)
         except MattingError as exc:
             gr.Warning(t("bad_setting", error=exc))
-            return skip
-        shown = (settings, self._background_key(background))
-        if shown == current.shown:
-            return skip   # e.g. a slider's release after its last input: the screen already shows this
-        previews = self._previews(current, settings, background)
-        current.shown = shown
-        line = t("timing_render", size=self._size_text(t, current.result), render=_ms(previews.render_ms),
-                 encode=_ms(previews.encode_ms), total=_ms((time.perf_counter() - start) * 1000))
-        return current, previews.slider, previews.cutout, previews.alpha, previews.composite, line
+            return gr.skip(), gr.skip()
+        value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
+        value["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
+                          encode=_ms(encode_ms), total=_ms((time.perf_counter() - start) * 1000))
+        return current, value
 
     def on_background_image(self, path, request: gr.Request):
         """A background image was uploaded: decode it once and keep it in the session."""
@@ -518,6 +586,11 @@ class Handlers:
         if cancel is not None:
             cancel.set()
         self.store.drop_session(session)
+
+
+def _image_or_none(background):
+    """The background when it is an image (the page composites colours itself), else None."""
+    return background if isinstance(background, np.ndarray) else None
 
 
 def _under(path, folder: Path) -> bool:

@@ -26,6 +26,7 @@ from .files import OutputStore  # noqa: E402
 from .upload_cap import UploadFolderCap  # noqa: E402
 from .handlers import BG_COLOR, BG_IMAGE, BG_TRANSPARENT, Handlers  # noqa: E402
 from .i18n import EN, ZH, check_lang, translations  # noqa: E402
+from .live_view import CSS as LIVE_CSS, INPUT_JS, RELEASE_JS, live_view  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -133,20 +134,8 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                                                 label=i18n("examples"), examples_per_page=8,
                                                 elem_id="examples")
                             with gr.Column(scale=3, min_width=320):
-                                slider = gr.ImageSlider(type="filepath", label=i18n("before_after"),
-                                                        interactive=False, elem_id="before-after",
-                                                        max_height=340,
-                                                        buttons=["fullscreen"])
-                        with gr.Row(equal_height=True):
-                            cutout = gr.Image(type="filepath", label=i18n("cutout"), interactive=False,
-                                              elem_id="cutout", elem_classes="checker", height=260,
-                                              buttons=["fullscreen"])
-                            alpha = gr.Image(type="filepath", label=i18n("alpha"), interactive=False,
-                                             elem_id="alpha", height=260, buttons=["fullscreen"])
-                            composite = gr.Image(type="filepath", label=i18n("composite"), interactive=False,
-                                                 elem_id="composite", elem_classes="checker", height=260,
-                                                 buttons=["fullscreen"])
-                        timings = gr.Markdown(elem_id="timings")
+                                live = live_view(handlers, lang=lang)
+                                demo.live_view = live   # tests and scripts call its exact_render
                         with gr.Group():
                             gr.Markdown(i18n("downloads"), padding=True)
                             with gr.Row():
@@ -228,35 +217,42 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
 
         edges = [threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate]
         background = [bg_mode, bg_color, bg_image_state]
-        previews = [slider, cutout, alpha, composite, timings]
+        live_outputs = [current, live]
 
-        # A new photo: the network runs once; the result (the cached matte) goes into the session state.
-        image.change(handlers.on_image, inputs=[image, *edges, *background], outputs=[current, *previews],
+        # A new photo: the network runs once; the result (the cached matte) goes into the session state and the
+        # page gets what it needs to draw it (demo/live_view.py).
+        image.change(handlers.on_image, inputs=[image, *edges, *background], outputs=live_outputs,
                      api_name="upload", api_visibility="undocumented", concurrency_id="network",
                      concurrency_limit=network_concurrency, trigger_mode="always_last")
 
-        # Any control: re-render from the cached matte. A drag fires many events; "always_last" keeps only the
-        # newest while one renders, so a drag becomes a few renders.
-        control_events = [s.input for s in (threshold, feather, erode, refine_radius)]
-        control_events += [s.release for s in (threshold, feather, erode, refine_radius)]
-        control_events += [refine.input, use_input_alpha.input, decontaminate.input, bg_mode.input, bg_color.input]
-        render_kwargs = dict(inputs=[current, image, *edges, *background], outputs=[current, *previews],
-                             show_progress="hidden",
-                             trigger_mode="always_last", concurrency_id="render",
-                             concurrency_limit=RENDER_CONCURRENCY)
-        gr.on(control_events, handlers.on_settings, api_name="render", api_visibility="undocumented",
-              **render_kwargs)
+        # Controls: JavaScript only, no request. While a control moves the page redraws the edges itself; when
+        # it is let go (or typing pauses) the page asks the server's exact_render, outside the queue.
+        page_inputs = [*edges, bg_mode, bg_color]
+        hook = dict(inputs=page_inputs, api_visibility="private", queue=False, show_progress="hidden")
+        for control in (threshold, feather, erode, refine_radius):
+            control.change(None, js=INPUT_JS, **hook)
+            control.release(None, js=RELEASE_JS, **hook)
+        for control in (refine, use_input_alpha, decontaminate):
+            control.change(None, js=RELEASE_JS, **hook)
+        for control in (bg_mode, bg_color):
+            control.change(None, js=INPUT_JS, **hook)
+            control.input(None, js=INPUT_JS, **hook)
+        refresh_kwargs = dict(inputs=[current, image, *edges, *background], outputs=live_outputs,
+                              show_progress="hidden", concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY)
+        # The page lost its image on the server (state expired or evicted): rebuild it from the upload.
+        live.restore(handlers.on_live_refresh, api_visibility="private", trigger_mode="always_last",
+                     **refresh_kwargs)
         bg_mode.change(lambda mode: (gr.update(visible=mode == BG_COLOR), gr.update(visible=mode == BG_IMAGE)),
                        inputs=[bg_mode], outputs=[bg_color, bg_image], queue=False, api_visibility="private",
                        show_progress="hidden")
         bg_image.change(handlers.on_background_image, inputs=[bg_image], outputs=[bg_image_state],
                         api_visibility="private", concurrency_id="render").then(
-            handlers.on_settings, api_visibility="private", **render_kwargs)
+            handlers.on_live_refresh, api_name="refresh", api_visibility="undocumented", **refresh_kwargs)
 
+        # Reset sets the controls; their change events redraw the page and fetch the exact preview.
         reset.click(lambda: [defaults.threshold, defaults.feather, defaults.erode, defaults.refine,
                              defaults.refine_radius, defaults.use_input_alpha, defaults.decontaminate],
-                    outputs=edges, api_visibility="private", queue=False).then(
-            handlers.on_settings, api_visibility="private", **render_kwargs)
+                    outputs=edges, api_visibility="private", queue=False)
 
         for button, fn in ((dl_rgba, handlers.download_rgba), (dl_alpha, handlers.download_alpha),
                            (dl_composite, handlers.download_composite)):
@@ -293,7 +289,7 @@ def launch_options(demo: gr.Blocks, **overrides) -> dict:
     options = dict(
         i18n=getattr(demo, "i18n_for_launch", None),
         theme=theme(),
-        css=CSS,
+        css=CSS + LIVE_CSS,
         max_file_size=MAX_FILE_SIZE,
         allowed_paths=[str(EXAMPLES_DIR)],
         ssr_mode=False,

@@ -80,6 +80,27 @@ def client(app: RunningApp, **kwargs):
     return Client(app.url, analytics_enabled=False, verbose=False, **kwargs)
 
 
+def exact_render(app: RunningApp, image_id: str, **settings) -> dict:
+    """What the page asks when a slider is let go: the live view's exact_render server function, over HTTP as the
+    browser sends it (POST /gradio_api/component_server, outside the queue)."""
+    import httpx
+
+    body = {"data": {"image_id": image_id, **settings}, "component_id": app.demo.live_view._id,
+            "fn_name": "exact_render", "session_hash": "tests"}
+    reply = httpx.post(f"{app.url}gradio_api/component_server/", json=body, timeout=60)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def data_url_image(url: str) -> Image.Image:
+    """A data: URL from the live view's payload -> a loaded PIL image."""
+    import base64
+
+    header, _, data = url.partition(",")
+    assert header.startswith("data:image/") and header.endswith(";base64"), header[:40]
+    return read_image(io.BytesIO(base64.b64decode(data)))
+
+
 def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A synthetic photo: a bright disc (the subject) on a textured, darker background."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """The web app through gradio_client, against the app launched in this process on a free port.
 
-Covers the named endpoints (/matte, /batch), the UI's own events (/upload, /render: a slider change re-renders
-without running the network), errors that must come back as our one-line message while the server keeps serving,
+Covers the named endpoints (/matte, /batch), the UI's own events (/upload; the live view's exact_render: a slider
+change re-renders without running the network), errors that must come back as our one-line message while the server keeps serving,
 the run-time language, and the command line's helpers.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from matting.settings import EdgeSettings
-from tests.app_server import EXAMPLES, client, read_image, running_app, write_jpeg
+from tests.app_server import EXAMPLES, client, data_url_image, exact_render, read_image, running_app, write_jpeg
 from tests.bad_inputs import bomb_png, image_cases
 
 pytestmark = pytest.mark.slow
@@ -79,24 +79,31 @@ def test_slider_change_rerenders_without_the_network(app, tmp_path):
     session = client(app)   # one client = one browser session: its state holds the cached matte
     source = write_jpeg(tmp_path / "slider.jpg", 1600, 1200, seed=3)
     before = app.network_calls
-    outputs = session.predict(handle_file(str(source)), *ui_args(), api_name="/upload")
+    value = session.predict(handle_file(str(source)), *ui_args(), api_name="/upload")
     assert app.network_calls == before + 1
-    (photo, after), cutout, alpha, composite, line = outputs
-    assert read_image(cutout).size == (1024, 768), "previews are screen-sized"
-    assert "1600 × 1200" in line and "network" in line
+    assert (value["w"], value["h"]) == (1024, 768), "the page gets a screen-sized preview"
+    assert data_url_image(value["photo"]).size == (1024, 768)
+    assert data_url_image(value["soft"]).size == (1024, 768) and value["scale"] == 768 / 1200
+    assert "1600 × 1200" in value["line"] and "network" in value["line"]
 
     after_upload = app.network_calls
-    alphas = [np.asarray(read_image(alpha))]
+    alphas = [np.asarray(data_url_image(value["exact"]["alpha"]))]
     for feather in (4.0, 12.0):
-        _, cutout2, alpha2, _, line2 = session.predict(None, *ui_args(feather=feather), api_name="/render")
-        alphas.append(np.asarray(read_image(alpha2)))
-        assert "network not run" in line2
-    _, _, _, composite3, _ = session.predict(None, *ui_args(feather=12.0, bg_mode="color", bg_color="#00ff00"),
-                                             api_name="/render")
+        reply = exact_render(app, value["id"], **{**UI_DEFAULTS, "feather": feather}, soft_key=value["soft_key"])
+        assert reply["exact"]["settings"]["feather"] == feather and "soft" not in reply
+        alphas.append(np.asarray(data_url_image(reply["exact"]["alpha"])))
+        assert "network not run" in reply["line"]
     assert app.network_calls == after_upload, "a re-render must not run the network"
     assert not np.array_equal(alphas[0], alphas[1]) and not np.array_equal(alphas[1], alphas[2])
-    green = np.asarray(read_image(composite3).convert("RGB"))
-    assert green[0, 0, 1] > 200 and green[0, 0, 0] < 60, "the corner is background: composited on green"
+    assert all(a.shape == (768, 1024) for a in alphas)
+
+    # A new refinement radius changes the matte the page redraws from: the reply carries the new one.
+    reply = exact_render(app, value["id"], **{**UI_DEFAULTS, "refine_radius": 3}, soft_key=value["soft_key"])
+    assert reply["soft_key"] == "refine|3" and data_url_image(reply["soft"]).size == (1024, 768)
+
+    # Bad settings and unknown images are answered, not raised, and the server keeps serving.
+    assert "error" in exact_render(app, value["id"], **{**UI_DEFAULTS, "feather": -3})
+    assert exact_render(app, "no-such-image", **UI_DEFAULTS) == {"stale": True}
 
 
 def _zip_names(path) -> list[str]:
@@ -199,8 +206,8 @@ def test_upload_of_a_large_image_reports_the_reduction(app, tmp_path):
     session = client(app)
     source = write_jpeg(tmp_path / "wide.jpg", 5000, 400, seed=5)
     job = session.submit(handle_file(str(source)), *ui_args(), api_name="/upload")
-    outputs = job.result(timeout=120)
-    assert "5000 × 400 → 4096 × 328" in outputs[-1]
+    value = job.result(timeout=120)
+    assert "5000 × 400 → 4096 × 328" in value["line"]
     updates = job.communicator.updates   # every status update of the job, log messages (toasts) included
     logs = []
     while not updates.empty():
@@ -223,7 +230,7 @@ def test_limits_and_privacy_settings(app):
     theme_css = demo.theme._get_theme_css()
     assert "googleapis" not in theme_css and not demo.theme._stylesheets
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.api_name}
-    assert limits["matte"] >= 1 and limits["batch"] == 1 and limits["render"] >= 1
+    assert limits["matte"] >= 1 and limits["batch"] == 1 and limits["refresh"] >= 1
     from gradio.utils import get_upload_folder
 
     cap = demo.upload_cap   # the upload folder's byte cap runs, sparing the app's own bounded folder
@@ -324,8 +331,8 @@ def test_lost_session_state_is_rebuilt_from_the_upload(app, tmp_path):
     client(app).predict(handle_file(str(source)), *ui_args(), api_name="/upload")
     calls = app.network_calls
     fresh = client(app)
-    _, cutout, _, _, line = fresh.predict(handle_file(str(source)), *ui_args(feather=3.0), api_name="/render")
-    assert read_image(cutout).size == (700, 500) and "network not run" in line
+    value = fresh.predict(handle_file(str(source)), *ui_args(feather=3.0), api_name="/refresh")
+    assert data_url_image(value["exact"]["alpha"]).size == (700, 500) and "network not run" in value["line"]
     assert app.network_calls == calls
 
 
@@ -349,6 +356,13 @@ def test_auth_is_required_when_set(app):
         logged_in = Client(url, auth=("alice", "s3cret"), analytics_enabled=False, verbose=False)
         cutout, _, _ = logged_in.predict(handle_file(str(EXAMPLES / "coffee.png")), api_name="/matte")
         assert read_image(cutout).size == (600, 400)
+        # The live view's exact renders go outside the queue: the same login guards them.
+        import httpx
+
+        body = {"data": {"image_id": "x"}, "component_id": guarded.live_view._id, "fn_name": "exact_render",
+                "session_hash": "s"}
+        refused = httpx.post(f"{url}gradio_api/component_server/", json=body, timeout=20)
+        assert refused.status_code in (401, 403), refused.status_code
     finally:
         guarded.close()
 

@@ -10,13 +10,14 @@ Skipped, with the reason, only where Chromium or Playwright is missing; CI (.ci/
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
-import time
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 from tests.app_server import EXAMPLES, ROOT, read_image, running_app, write_jpeg
@@ -83,41 +84,68 @@ def image_src(page, elem_id: str) -> str | None:
     return locator.get_attribute("src") if locator.count() else None
 
 
-def wait_for_new_src(page, elem_id: str, old: str | None, timeout_s: float = 60) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        src = image_src(page, elem_id)
-        if src and src != old:
-            return src
-        page.wait_for_timeout(100)
-    raise AssertionError(f"#{elem_id} never showed a new image (still {old!r})")
+def upload(page, path) -> None:
+    """Drop a photo and wait until the live view draws it."""
+    old = page.evaluate("window.mattingLive && window.mattingLive.image ? window.mattingLive.image.id : null")
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    page.wait_for_function("(old) => window.mattingLive && window.mattingLive.image && "
+                           "window.mattingLive.image.id !== old && window.mattingLive.draws.length > 0", arg=old)
+
+
+def last_draw(page) -> dict:
+    return page.evaluate("(() => { const d = window.mattingLive.draws.at(-1); "
+                         "return {exact: d.exact, mode: d.mode, ...d.settings}; })()")
+
+
+def wait_for_exact(page, **settings) -> None:
+    """Until the page shows the server's exact render for these settings."""
+    page.wait_for_function(
+        "(want) => { const d = window.mattingLive.draws.at(-1); return d && d.exact && "
+        "Object.entries(want).every(([k, v]) => d.settings[k] === v); }", arg=settings)
+
+
+def canvas_pixels(page, script: str, *args) -> np.ndarray:
+    """An ImageData the page makes (``script`` returns one), as an (H, W, 4) uint8 array."""
+    encoded = page.evaluate(
+        "([script, args]) => { const im = eval(script)(...args); let text = ''; const d = im.data;"
+        " for (let i = 0; i < d.length; i += 32768) text += String.fromCharCode(...d.subarray(i, i + 32768));"
+        " return [im.width, im.height, btoa(text)]; }", [script, list(args)])
+    width, height, data = encoded
+    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)
 
 
 def test_single_image(app_page, app, tmp_path):
     page = app_page
     # An upload starts the matting: the result shows without any click.
-    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "astronaut.png"))
-    cutout = wait_for_new_src(page, "cutout", None)
+    upload(page, EXAMPLES / "astronaut.png")
     expect(page.locator("#timings")).to_contain_text("512 × 512")
-    assert image_src(page, "alpha") and image_src(page, "before-after")
+    assert last_draw(page)["exact"], "the first picture is the server's exact render"
     calls = app.network_calls
 
-    # A slider moved with the keyboard: the previews change, the network does not run again.
+    # A slider moved with the keyboard: the page redraws at once, then shows the server's exact render.
     feather = page.locator("#feather input[type=range]")
     feather.focus()
     for _ in range(6):
         feather.press("ArrowRight")
-    new_cutout = wait_for_new_src(page, "cutout", cutout)
-    expect(page.locator("#timings")).to_contain_text("network not run")
     assert page.locator("#feather input[type=number]").input_value() == "3"
+    wait_for_exact(page, feather=3)
+    expect(page.locator("#timings")).to_contain_text("network not run")
 
-    # A background image: the composite changes, still from the cached matte.
+    # A background image: composited in the page, still from the cached matte.
     page.locator("#bg-mode label").filter(has_text="Image").click()
-    composite = image_src(page, "composite")
     page.locator("#bg-image input[type=file]").set_input_files(str(EXAMPLES / "rocket.jpg"))
-    wait_for_new_src(page, "composite", composite)
+    page.wait_for_function("window.mattingLive.bg !== null")
+    page.wait_for_function("window.mattingLive.draws.at(-1).settings.bg_mode === 'image'")
+    corner = canvas_pixels(page, "() => window.mattingLive.canvas.getContext('2d').getImageData(0, 0, 8, 8)")
+    assert (corner[..., 3] == 255).all(), "on a background image the picture is opaque"
     assert app.network_calls == calls, "a control change must re-render from the cached matte"
-    assert new_cutout != cutout
+
+    # The views: the matte is grey, the before/after split shows the photo on its left.
+    page.locator("#live-view button[data-mode=matte]").click()
+    page.wait_for_function("window.mattingLive.draws.at(-1).mode === 'matte'")
+    page.locator("#live-view button[data-mode=compare]").click()
+    page.wait_for_function("window.mattingLive.draws.at(-1).mode === 'compare'")
+    page.locator("#live-view button[data-mode=result]").click()
 
     # One click, one full-resolution file.
     with page.expect_download() as download:
@@ -128,7 +156,7 @@ def test_single_image(app_page, app, tmp_path):
     assert saved.name == "astronaut_cutout.png" and image.mode == "RGBA" and image.size == (512, 512)
     assert app.network_calls == calls
 
-    page.wait_for_timeout(500)   # let the last preview finish loading before the picture is taken
+    page.wait_for_timeout(300)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "single.png"), full_page=True)
 
@@ -140,6 +168,89 @@ def test_single_image(app_page, app, tmp_path):
     expect(toast).to_contain_text("4096 × 328")
     expect(page.locator("#timings")).to_contain_text("5000 × 400 → 4096 × 328")
     assert app.network_calls == calls + 1
+
+
+def test_a_drag_is_drawn_in_the_page(app_page, app):
+    """A 30-step mouse drag of Feather: the picture changes on most steps, no request reaches the server until
+    the mouse is let go, then exactly one (the exact render), and the page's redraws are quick."""
+    page = app_page
+    upload(page, EXAMPLES / "astronaut.png")
+    calls = app.network_calls
+    page.evaluate("""() => {
+        window.__inputs = [];
+        const range = document.querySelector('#feather input[type=range]');
+        range.addEventListener('input', (e) => window.__inputs.push([e.timeStamp, Number(range.value)]), true);
+    }""")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if not request.url.startswith("data:") else None)
+    box = page.locator("#feather input[type=range]").bounding_box()
+    y, x0 = box["y"] + box["height"] / 2, box["x"] + 6
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    draws_before = page.evaluate("window.mattingLive.draws.length")
+    for step in range(1, 31):   # about a human drag: a step every few tens of ms, across most of the track
+        page.mouse.move(x0 + step * (box["width"] - 12) * 0.9 / 30, y)
+        page.wait_for_timeout(25)
+    page.wait_for_timeout(100)
+    during_drag = list(sent)
+    page.mouse.up()
+    value = float(page.locator("#feather input[type=number]").input_value())
+    wait_for_exact(page, feather=value)
+    page.wait_for_timeout(500)
+
+    inputs = page.evaluate("window.__inputs")
+    draws = page.evaluate(f"window.mattingLive.draws.slice({draws_before})"
+                          ".map(d => [d.t1, d.settings.feather, d.exact])")
+    live = [d for d in draws if not d[2]]
+    assert len({d[1] for d in live}) >= 20, f"the picture changed on only {len({d[1] for d in live})} of 30 steps"
+    assert len(during_drag) <= 1, f"requests during the drag: {during_drag}"
+    posts = [url for url in sent[len(during_drag):] if "component_server" in url]
+    assert len(posts) == 1, f"after the release: {sent[len(during_drag):]}"
+    # From each input event to the first redraw that shows its value.
+    latencies = []
+    for stamp, feather in inputs:
+        done = [t1 for t1, drawn, _ in draws if drawn == feather and t1 >= stamp]
+        if done:
+            latencies.append(done[0] - stamp)
+    assert len(latencies) >= 20
+    median = float(np.median(latencies))
+    print(f"input event -> redrawn preview: median {median:.1f} ms over {len(latencies)} events, "
+          f"max {max(latencies):.1f} ms")
+    assert median <= 33, f"median {median:.1f} ms from an input event to the redrawn preview"
+    assert app.network_calls == calls, "redraws and the exact render never run the network"
+
+
+@pytest.mark.parametrize("settings", [
+    dict(threshold=0.0, feather=6.0, erode=-3, refine=True, bg_mode="color", bg_color="#20c040"),
+    dict(threshold=0.5, feather=2.0, erode=4, refine=True, bg_mode="transparent"),
+    dict(threshold=0.0, feather=14.0, erode=9, refine=False, bg_mode="color", bg_color="#ffffff"),
+    dict(threshold=0.3, feather=0.0, erode=-12, refine=False, bg_mode="color", bg_color="#000000"),
+], ids=["soft-feather", "threshold-dilate", "refine-off-wide-feather", "refine-off-erode"])
+def test_the_page_draws_what_the_server_renders(app_page, app, settings):
+    """The page's own redraw of given settings (decontamination off) against the engine's preview render."""
+    from matting.settings import EdgeSettings, parse_color
+
+    page = app_page
+    upload(page, EXAMPLES / "astronaut.png")
+    full = {"refine_radius": 8, "use_input_alpha": True, "decontaminate": False, "bg_color": "#ffffff", **settings}
+    page.evaluate("(s) => window.mattingLive.release(s)", full)   # the matte the page redraws from follows refine
+    wait_for_exact(page, refine=full["refine"], feather=full["feather"])
+    ours = canvas_pixels(page, "(s) => window.mattingLive.liveImage(s)", full)
+
+    engine = EdgeSettings(threshold=full["threshold"], feather=full["feather"], erode=full["erode"],
+                          refine=full["refine"], decontaminate=False)
+    background = parse_color(full["bg_color"]) if full["bg_mode"] == "color" else None
+    result = app.pipe.matte(str(EXAMPLES / "astronaut.png"))
+    theirs = app.pipe.render(result, engine, background=background, preview=True)
+    if background is None:
+        got, want = ours[..., 3].astype(float), theirs.alpha.astype(float)
+    else:
+        got, want = ours[..., :3].astype(float), theirs.composite.astype(float)
+    assert got.shape == want.shape
+    error = np.abs(got - want).mean(axis=(0, 1))
+    print(f"page vs engine, {settings}: mean |difference| per channel {np.round(error, 3)} levels")
+    assert np.all(error <= 2.0), f"mean difference per channel {error} levels"
+    assert (np.abs(got - want) > 32).mean() < 0.01
 
 
 def test_batch(app_page, app, tmp_path):
@@ -178,7 +289,7 @@ def test_batch(app_page, app, tmp_path):
 def test_example_is_one_click_away(app_page, app):
     page = app_page
     page.locator("#examples img").nth(1).click()     # chelsea.png, 451 x 300
-    wait_for_new_src(page, "cutout", None)
+    page.wait_for_function("window.mattingLive && window.mattingLive.image && window.mattingLive.image.w === 451")
     expect(page.locator("#timings")).to_contain_text("451 × 300")
 
 

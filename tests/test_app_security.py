@@ -130,3 +130,44 @@ def test_uploads_above_max_file_size_are_refused(app, http, monkeypatch):
     assert big.status_code in (400, 413), (big.status_code, big.text[:200])
     small = http.post("/gradio_api/upload", files={"files": ("small.png", b"x" * 500, "image/png")})
     assert small.status_code == 200 and isinstance(json.loads(small.text), list)
+
+
+def _component_call(app, http, fn_name: str, data) -> httpx.Response:
+    body = {"data": data, "component_id": app.demo.live_view._id, "fn_name": fn_name, "session_hash": "probe"}
+    return http.post("/gradio_api/component_server/", json=body)
+
+
+@pytest.mark.parametrize("fn_name", ["postprocess", "preprocess", "__init__", "get_config", "js_on_load"])
+def test_the_live_view_serves_only_its_exact_render(app, http, fn_name):
+    """The live view is the app's one route outside the queue (POST component_server): only the function it
+    declares answers; the component's other methods are not callable from outside."""
+    response = _component_call(app, http, fn_name, "/etc/passwd")
+    assert response.status_code == 404 and SECRET_MARK not in response.text
+
+
+@pytest.mark.parametrize("data", [{"image_id": "/etc/passwd"}, {"image_id": "../../etc/passwd", "feather": 2},
+                                  "/etc/passwd", None, [1, 2, 3], {"image_id": {"path": "/etc/passwd"}}])
+def test_exact_render_finds_images_only_by_their_handle(app, http, data):
+    """An exact render reaches an image only by the random handle the page got with it; anything else is
+    answered "stale" or an error, never with a file or another session's picture."""
+    response = _component_call(app, http, "exact_render", data)
+    assert response.status_code == 200, response.text[:200]
+    reply = response.json()
+    assert reply == {"stale": True} or set(reply) == {"error"}, reply
+    assert SECRET_MARK not in response.text
+
+
+def test_live_previews_write_no_files(app, tmp_path):
+    """The page's previews travel inline: an upload and slider releases leave no file in the app's folder."""
+    from gradio_client import handle_file
+
+    from tests.app_server import exact_render, write_jpeg
+
+    before = app.store.bytes_used
+    source = write_jpeg(tmp_path / "inline.jpg", 640, 480, seed=4)
+    value = client(app).predict(handle_file(str(source)), 0.0, 0.0, 0, True, 8, True, True, "transparent",
+                                "#ffffff", api_name="/upload")
+    for feather in (1.0, 5.0):
+        assert "exact" in exact_render(app, value["id"], threshold=0.0, feather=feather, erode=0, refine=True,
+                                       refine_radius=8, use_input_alpha=True, decontaminate=True)
+    assert app.store.bytes_used == before

@@ -1,0 +1,88 @@
+"""The single-image result as a canvas the page redraws itself (live_view.js), and the hooks that feed it.
+
+The sliders' events run JavaScript only (no request) and hand the page the control values: during a drag the
+page redraws threshold, erode/dilate, feather and the background from the matte it holds; on release (or a
+pause in typing) it asks the server's ``exact_render`` for the exact preview, outside Gradio's queue.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from .i18n import EN, ZH
+
+LIVE_JS = Path(__file__).with_name("live_view.js").read_text(encoding="utf-8")
+
+# The controls whose values the page needs, in this order (ui.py passes them as the hooks' inputs).
+SETTING_NAMES = ("threshold", "feather", "erode", "refine", "refine_radius", "use_input_alpha", "decontaminate",
+                 "bg_mode", "bg_color")
+
+# Static markup: the template never refers to the value, so a new value never rebuilds the canvas.
+TEMPLATE = """
+<div class="live-view">
+  <div class="live-modes" role="tablist">
+    <button type="button" data-mode="result" class="selected"></button>
+    <button type="button" data-mode="matte"></button>
+    <button type="button" data-mode="compare"></button>
+  </div>
+  <div class="live-frame live-empty checker">
+    <canvas class="live-canvas" width="1" height="1"></canvas>
+    <div class="live-placeholder"></div>
+  </div>
+  <div class="live-status" id="timings"></div>
+</div>
+"""
+
+CSS = """
+#live-view .live-modes { display: flex; gap: 4px; margin-bottom: 6px; }
+#live-view .live-modes button { padding: 2px 10px; border-radius: 6px; border: 1px solid var(--border-color-primary);
+  background: var(--background-fill-secondary); color: var(--body-text-color); font-size: 0.9em; cursor: pointer; }
+#live-view .live-modes button.selected { background: var(--color-accent-soft); border-color: var(--color-accent); }
+#live-view .live-frame { display: flex; align-items: center; justify-content: center; min-height: 120px;
+  border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 4px; background: transparent; }
+#live-view canvas.live-canvas { display: block; max-width: 100%; max-height: 60vh; width: auto; height: auto;
+  touch-action: none; }
+#live-view .live-empty canvas.live-canvas { display: none; }
+#live-view .live-placeholder { display: none; opacity: 0.6; font-size: 0.9em; padding: 24px; text-align: center; }
+#live-view .live-empty .live-placeholder { display: block; }
+#live-view .live-status { font-size: 0.85em; opacity: 0.85; margin-top: 4px; min-height: 1.2em; }
+"""
+
+
+def _labels(lang: str) -> str:
+    """The view's few words in both languages; the page picks by --lang or, in auto mode, by the browser."""
+    keys = ("view_result", "view_matte", "view_compare", "live_empty")
+    table = {"en": {k: EN[k] for k in keys}, "zh": {k: ZH[k] for k in keys}}
+    return json.dumps({"lang": lang, "texts": table}, ensure_ascii=False)
+
+
+def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
+    """The gr.HTML that draws the current image; its value is the payload of ``Handlers._live_value``."""
+
+    # Gradio marks server functions with an attribute, which a bound method cannot take: wrap it.
+    def exact_render(data, request=None):
+        return handlers.exact_render(data, request)
+
+    labels = (f"const LABELS = {_labels(lang)};\n"
+              "const LANG = LABELS.lang !== 'auto' ? LABELS.lang\n"
+              "  : ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');\n"
+              "const WORDS = LABELS.texts[LANG];\n"
+              "element.querySelector('[data-mode=result]').textContent = WORDS.view_result;\n"
+              "element.querySelector('[data-mode=matte]').textContent = WORDS.view_matte;\n"
+              "element.querySelector('[data-mode=compare]').textContent = WORDS.view_compare;\n"
+              "element.querySelector('.live-placeholder').textContent = WORDS.live_empty;\n")
+    return gr.HTML(None, html_template=TEMPLATE, js_on_load=labels + LIVE_JS, elem_id="live-view",
+                   apply_default_css=False, server_functions=[exact_render])
+
+
+def _hook(method: str) -> str:
+    args = ", ".join(SETTING_NAMES)
+    return f"({args}) => {{ if (window.mattingLive) window.mattingLive.{method}({{{args}}}); }}"
+
+
+# While a control moves: redraw in the page. When it is let go: redraw, then the server's exact preview.
+INPUT_JS = _hook("input")
+RELEASE_JS = _hook("release")
