@@ -10,8 +10,7 @@
 //   exact  {settings, alpha: PNG, colour: PNG or null}: the server's alpha for those settings and, with colour
 //          decontamination, the soft edge's colour (zero where the photo's own colour shows),
 //   bg     JPEG of the background image fitted to the photo, or null.
-// The steps below are matting/render.py's shape_edges (threshold, then erode/dilate with the same octagon,
-// then a Gaussian feather), radii scaled like the server's preview: change both together.
+// The edge steps themselves (shapeEdges, composite) are in live_edges.js, loaded before this file.
 
 const EXACT_IDLE_MS = 350;     // after the last change without a release (keys, number box), ask the server
 const view = {
@@ -24,13 +23,14 @@ const view = {
   exact: null,          // {key, alpha: Uint8Array, colour: Uint8ClampedArray RGBA | null}
   bg: null,             // Uint8ClampedArray RGBA at the photo's size
   settings: null,
+  moving: false,        // a control is moving: large images are drafted at half size until it stops
   mode: "result",
   split: 0.5,
   drawScheduled: false,
   idleTimer: null,
   requestSeq: 0,
   loaded: {},           // data URL -> decoded pixels already in use (a repeated payload costs nothing)
-  draws: [],            // {t0, t1, exact, settings}: the last redraws, for the browser test and the curious
+  draws: [],            // {t0, t1, exact, draft, settings, mode}: the last redraws, for tests and the curious
 };
 window.mattingLive = view;
 const ctx = view.canvas.getContext("2d", {willReadFrequently: true});
@@ -69,179 +69,6 @@ function channel(rgba, k) {
   return out;
 }
 
-// ---------------------------------------------------------------- edge steps (as matting/render.py shape_edges)
-// Images are {d: Float32Array, w, h}, row-major, values in [0, 1].
-function threshold(src, level) {
-  const d = new Float32Array(src.length);
-  if (level > 0) { for (let i = 0; i < d.length; i++) d[i] = src[i] / 255 >= level ? 1 : 0; }
-  else { for (let i = 0; i < d.length; i++) d[i] = src[i] / 255; }
-  return d;
-}
-
-// Valid-mode max/min passes, as ops.erode_dilate: replicate-pad by r, a (2a+1) square, then a diamond of radius
-// b from two diagonal lines and 3x3 crosses. Max and min round nothing, so the result equals the server's.
-function erodeDilate(img, signedRadius) {
-  const dilate = signedRadius > 0;
-  const r = Math.min(Math.abs(signedRadius), img.w + img.h);
-  const a = Math.max(1, Math.floor(0.39 * r + 0.5));
-  const b = r - a;
-  let t = padReplicate(img, r);
-  t = doubling(t, 2 * a + 1, (u, s) => pairOp(u, 0, 0, s, 0, dilate));      // rows
-  t = doubling(t, 2 * a + 1, (u, s) => pairOp(u, 0, 0, 0, s, dilate));      // columns
-  if (b > 0) {
-    // diamond(2c+1) = diagonal + anti-diagonal lines + a cross; diamond(2c) = diamond(2c-1) + a cross
-    const [c, crosses] = b % 2 ? [b >> 1, 1] : [(b >> 1) - 1, 2];
-    if (c > 0) {
-      t = doubling(t, 2 * c + 1, (u, s) => pairOp(u, 0, 0, s, s, dilate));
-      t = doubling(t, 2 * c + 1, (u, s) => pairOp(u, s, 0, 0, s, dilate));
-    }
-    for (let k = 0; k < crosses; k++) t = cross(t, dilate);
-  }
-  return t;
-}
-function padReplicate(img, r) {
-  const w = img.w + 2 * r, h = img.h + 2 * r, d = new Float32Array(w * h);
-  for (let y = 0; y < h; y++) {
-    const sy = Math.min(img.h - 1, Math.max(0, y - r)) * img.w;
-    const row = y * w;
-    for (let x = 0; x < w; x++) d[row + x] = img.d[sy + Math.min(img.w - 1, Math.max(0, x - r))];
-  }
-  return {d, w, h};
-}
-function doubling(img, k, step) {   // a window of k in ceil(log2 k) passes, as ops._doubling_passes
-  let p = 1;
-  while (2 * p <= k) { img = step(img, p); p *= 2; }
-  return p < k ? step(img, k - p) : img;
-}
-// out[y][x] = max (or min) of in[y + ay][x + ax] and in[y + by][x + bx]; the output shrinks so both are inside.
-function pairOp(img, ax, ay, bx, by, dilate) {
-  const w = img.w - Math.max(ax, bx), h = img.h - Math.max(ay, by), W = img.w, src = img.d;
-  const d = new Float32Array(w * h);
-  for (let y = 0; y < h; y++) {
-    const o = y * w, ra = (y + ay) * W + ax, rb = (y + by) * W + bx;
-    if (dilate) {
-      for (let x = 0; x < w; x++) { const p = src[ra + x], q = src[rb + x]; d[o + x] = p > q ? p : q; }
-    } else {
-      for (let x = 0; x < w; x++) { const p = src[ra + x], q = src[rb + x]; d[o + x] = p < q ? p : q; }
-    }
-  }
-  return {d, w, h};
-}
-function cross(img, dilate) {   // the 3x3 plus-shaped neighbourhood, valid mode
-  const w = img.w - 2, h = img.h - 2, d = new Float32Array(w * h), s = img.d, W = img.w;
-  for (let y = 0; y < h; y++) {
-    const o = y * w, c = (y + 1) * W + 1;
-    for (let x = 0; x < w; x++) {
-      const i = c + x;
-      const l = s[i - 1], r = s[i + 1], u = s[i - W], v = s[i + W];
-      let m = s[i];
-      if (dilate) { if (l > m) m = l; if (r > m) m = r; if (u > m) m = u; if (v > m) m = v; }
-      else { if (l < m) m = l; if (r < m) m = r; if (u < m) m = u; if (v < m) m = v; }
-      d[o + x] = m;
-    }
-  }
-  return {d, w, h};
-}
-
-// Gaussian feather. Small sigma: the exact truncated kernel (radius ceil(3 sigma)) with reflect borders, as the
-// server. Larger sigma: three "extended box" passes per axis (boxes with fractional end taps, so the variance is
-// exactly sigma^2): constant cost per pixel, well under a level from the Gaussian on a matte.
-const EXACT_FEATHER_MAX_SIGMA = 1.5;
-function feather(img, sigma) {
-  if (sigma <= 0) return img;
-  let d = img.d;
-  if (sigma <= EXACT_FEATHER_MAX_SIGMA) {
-    const k = gaussianKernel(sigma);
-    d = convolveRows(d, img.w, img.h, k);
-    d = convolveColumns(d, img.w, img.h, k);
-  } else {
-    for (let pass = 0; pass < 3; pass++) d = extendedBoxRows(d, img.w, img.h, sigma * sigma / 3);
-    for (let pass = 0; pass < 3; pass++) d = extendedBoxColumns(d, img.w, img.h, sigma * sigma / 3);
-  }
-  for (let i = 0; i < d.length; i++) d[i] = d[i] < 0 ? 0 : d[i] > 1 ? 1 : d[i];
-  return {d, w: img.w, h: img.h};
-}
-function reflect(i, n) {   // torch's "reflect" (the edge pixel is not repeated); clamp when the axis is too short
-  if (n === 1) return 0;
-  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
-  return i;
-}
-function gaussianKernel(sigma) {
-  const r = Math.ceil(3 * sigma), w = [];
-  let total = 0;
-  for (let j = -r; j <= r; j++) { const v = Math.exp(-(j * j) / (2 * sigma * sigma)); w.push(v); total += v; }
-  return w.map((v) => v / total);
-}
-function convolveRows(src, w, h, k) {
-  const r = (k.length - 1) >> 1, out = new Float32Array(src.length), line = new Float32Array(w + 2 * r);
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
-    for (let x = -r; x < w + r; x++) line[x + r] = src[row + reflect(x, w)];
-    for (let x = 0; x < w; x++) {
-      let acc = 0;
-      for (let j = 0; j < k.length; j++) acc += k[j] * line[x + j];
-      out[row + x] = acc;
-    }
-  }
-  return out;
-}
-function convolveColumns(src, w, h, k) {
-  const r = (k.length - 1) >> 1, out = new Float32Array(src.length);
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
-    for (let j = 0; j < k.length; j++) {
-      const from = reflect(y + j - r, h) * w, kj = k[j];
-      for (let x = 0; x < w; x++) out[row + x] += kj * src[from + x];
-    }
-  }
-  return out;
-}
-function extendedBox(variance) {
-  // The largest integer radius whose plain box stays within the variance, then end taps of weight alpha.
-  let r = Math.floor((Math.sqrt(12 * variance + 1) - 1) / 2);
-  while ((r + 1) * (r + 2) / 3 <= variance) r++;
-  const alpha = (2 * r + 1) * (variance - r * (r + 1) / 3) / (2 * ((r + 1) * (r + 1) - variance));
-  return {r, alpha, norm: 1 / (2 * r + 1 + 2 * alpha)};
-}
-function extendedBoxRows(src, w, h, variance) {
-  const {r, alpha, norm} = extendedBox(variance), p = r + 1;
-  const out = new Float32Array(src.length), line = new Float32Array(w + 2 * p);
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
-    for (let x = -p; x < w + p; x++) line[x + p] = src[row + reflect(x, w)];
-    let sum = 0;
-    for (let j = 1; j <= 2 * r + 1; j++) sum += line[j];      // window of x = 0: line[1 .. 2r+1]
-    for (let x = 0; x < w; x++) {
-      out[row + x] = (sum + alpha * (line[x] + line[x + 2 * p])) * norm;
-      sum += line[x + 2 * r + 2] - line[x + 1];
-    }
-  }
-  return out;
-}
-function extendedBoxColumns(src, w, h, variance) {
-  const {r, alpha, norm} = extendedBox(variance);
-  const out = new Float32Array(src.length), sum = new Float64Array(w);
-  const rowAt = (y) => reflect(y, h) * w;
-  for (let j = -r; j <= r; j++) { const o = rowAt(j); for (let x = 0; x < w; x++) sum[x] += src[o + x]; }
-  for (let y = 0; y < h; y++) {
-    const row = y * w, lo = rowAt(y - r - 1), hi = rowAt(y + r + 1), drop = rowAt(y - r);
-    for (let x = 0; x < w; x++) {
-      out[row + x] = (sum[x] + alpha * (src[lo + x] + src[hi + x])) * norm;
-      sum[x] += src[hi + x] - src[drop + x];
-    }
-  }
-  return out;
-}
-
-function liveAlpha(s) {
-  const im = view.image;
-  let img = {d: threshold(im.soft, s.threshold), w: im.w, h: im.h};
-  const radius = Math.round(s.erode * im.scale);
-  if (radius) img = erodeDilate(img, radius);
-  if (s.feather > 0) img = feather(img, s.feather * im.scale);
-  return img.d;
-}
-
 // ---------------------------------------------------------------- drawing
 function parseColour(text) {
   const m = /^#?([0-9a-f]{6}|[0-9a-f]{3})$/i.exec((text || "").trim());
@@ -253,55 +80,78 @@ function parseColour(text) {
   return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
 }
 
-// The picture for settings `s` in view `mode`: the page's own alpha, or the server's when `exact` is given.
-function compose(s, mode, exact) {
-  const im = view.image;
-  const alphaU8 = exact ? exact.alpha : null;
-  const alphaF = exact ? null : liveAlpha(s);
-  const own = s.use_input_alpha ? im.own : null;
-  const edge = exact && exact.colour ? exact.colour : null;
-  const out = new ImageData(im.w, im.h);
-  const o = out.data, photo = im.photo, n = im.w * im.h;
-  const bgMode = s.bg_mode === "image" && !view.bg ? "transparent" : s.bg_mode;
-  const [br, bgc, bb] = parseColour(s.bg_color);
-  const bgImg = view.bg;
-  const splitX = mode === "compare" ? Math.round(view.split * im.w) : -1;
-  for (let i = 0, j = 0; i < n; i++, j += 4) {
-    const colour = edge && alphaU8[i] > 0 && alphaU8[i] < 255 ? edge : photo;
-    let a = alphaU8 ? alphaU8[i] / 255 : alphaF[i];
-    if (own) a *= own[i] / 255;
-    if (splitX >= 0 && i % im.w < splitX) {
-      o[j] = photo[j]; o[j + 1] = photo[j + 1]; o[j + 2] = photo[j + 2]; o[j + 3] = 255;
-    } else if (mode === "matte") {
-      const v = a * 255; o[j] = v; o[j + 1] = v; o[j + 2] = v; o[j + 3] = 255;
-    } else if (bgMode === "color") {
-      const b = 1 - a;
-      o[j] = colour[j] * a + br * b; o[j + 1] = colour[j + 1] * a + bgc * b; o[j + 2] = colour[j + 2] * a + bb * b;
-      o[j + 3] = 255;
-    } else if (bgMode === "image") {
-      const b = 1 - a;
-      o[j] = colour[j] * a + bgImg[j] * b; o[j + 1] = colour[j + 1] * a + bgImg[j + 1] * b;
-      o[j + 2] = colour[j + 2] * a + bgImg[j + 2] * b; o[j + 3] = 255;
-    } else {
-      o[j] = colour[j]; o[j + 1] = colour[j + 1]; o[j + 2] = colour[j + 2]; o[j + 3] = a * 255;
+// A quarter of the pixels (every 2 x 2 block averaged) for drafts while a control is moving on a large image.
+const DRAFT_ABOVE_PIXELS = 300000;
+function halve(src, w, h, channels) {
+  const w2 = w >> 1, h2 = h >> 1, out = new (src.constructor)(w2 * h2 * channels);
+  for (let y = 0; y < h2; y++) {
+    for (let x = 0; x < w2; x++) {
+      const i = ((2 * y) * w + 2 * x) * channels, j = i + w * channels, o = (y * w2 + x) * channels;
+      for (let c = 0; c < channels; c++) {
+        out[o + c] = (src[i + c] + src[i + channels + c] + src[j + c] + src[j + channels + c] + 2) >> 2;
+      }
     }
   }
   return out;
 }
+function draftOf(im) {
+  if (!im.draft) {
+    const w = im.w >> 1, h = im.h >> 1;
+    im.draft = {w, h, scale: im.scale * (w / im.w), soft: halve(im.soft, im.w, im.h, 1),
+                own: im.own && halve(im.own, im.w, im.h, 1), photo: halve(im.photo, im.w, im.h, 4), bg: null};
+  }
+  if (view.bg && !im.draft.bg) im.draft.bg = halve(view.bg, im.w, im.h, 4);
+  return im.draft;
+}
 
+// The picture for settings `s` in view `mode`, as ImageData: from the server's alpha when `exact` is given,
+// else from the page's own redraw of the edges (at half size when `draft`).
+function picture(s, mode, exact, draft) {
+  const full = view.image, im = draft && !exact ? draftOf(full) : full;
+  const bgImage = draft && !exact ? im.bg : view.bg;
+  const n = im.w * im.h;
+  const alpha = exact ? exact.alpha : shapeEdges(im.soft, s.use_input_alpha ? im.own : null, im.w, im.h, {
+    threshold: s.threshold, erode: Math.round(s.erode * im.scale), feather: s.feather * im.scale});
+  const out = new ImageData(im.w, im.h), o = out.data;
+  if (mode === "matte") {
+    for (let i = 0, j = 0; i < n; i++, j += 4) { o[j] = o[j + 1] = o[j + 2] = alpha[i]; o[j + 3] = 255; }
+    return out;
+  }
+  const background = s.bg_mode === "color" ? parseColour(s.bg_color)
+    : s.bg_mode === "image" && bgImage ? bgImage : null;
+  composite(o, alpha, im.photo, exact && exact.colour, background, n);
+  if (mode === "compare") {   // the photo on the left of the split
+    const split = Math.round(view.split * im.w);
+    for (let y = 0; y < im.h; y++) o.set(im.photo.subarray(4 * y * im.w, 4 * (y * im.w + split)), 4 * y * im.w);
+  }
+  return out;
+}
+
+const draftCanvas = new OffscreenCanvas(1, 1);
+const draftCtx = draftCanvas.getContext("2d");
 function draw() {
   view.drawScheduled = false;
-  const s = view.settings;
-  if (!view.image || !s) return;
+  const s = view.settings, im = view.image;
+  if (!im || !s) return;
   const t0 = performance.now();
   const exact = view.exact && view.exact.key === exactKey(s) ? view.exact : null;
-  ctx.putImageData(compose(s, view.mode, exact), 0, 0);
+  const draft = !exact && view.moving && im.w * im.h > DRAFT_ABOVE_PIXELS;
+  const image = picture(s, view.mode, exact, draft);
+  if (draft) {   // drawn at half size, shown scaled up until the exact render comes
+    draftCanvas.width = image.width; draftCanvas.height = image.height;
+    draftCtx.putImageData(image, 0, 0);
+    ctx.clearRect(0, 0, im.w, im.h);
+    ctx.drawImage(draftCanvas, 0, 0, im.w, im.h);
+  } else {
+    ctx.putImageData(image, 0, 0);
+  }
   const t1 = performance.now();
-  view.draws.push({t0, t1, exact: !!exact, settings: s, mode: view.mode});
+  view.draws.push({t0, t1, exact: !!exact, draft, settings: s, mode: view.mode});
   if (view.draws.length > 500) view.draws.splice(0, 250);
 }
-// The page's own drawing for `settings`, never the server's (the browser test compares the two).
-view.liveImage = (settings, mode = "result") => compose(normalise(settings), mode, null);
+// The page's own full-size drawing for `settings`, never the server's (the browser test compares the two).
+view.liveImage = (settings, mode = "result") => picture(normalise(settings), mode, null, false);
+
 function scheduleDraw() {
   if (view.drawScheduled) return;
   view.drawScheduled = true;
@@ -311,6 +161,7 @@ function scheduleDraw() {
 // ---------------------------------------------------------------- exact renders from the server
 async function requestExact() {
   clearTimeout(view.idleTimer);
+  view.moving = false;
   const s = view.settings, im = view.image;
   if (!im || !s) return;
   if (view.exact && view.exact.key === exactKey(s)) { scheduleDraw(); return; }
@@ -332,7 +183,7 @@ async function applyReply(reply, im) {
     pixelsOf(reply.exact.alpha), reply.exact.colour ? pixelsOf(reply.exact.colour) : null,
     reply.soft ? pixelsOf(reply.soft) : null]);
   if (!view.image || view.image.id !== im.id) return;
-  if (soft) { im.soft = channel(soft, 0); view.softKey = reply.soft_key; }
+  if (soft) { im.soft = channel(soft, 0); im.draft = null; view.softKey = reply.soft_key; }
   view.exact = {key: exactKey(normalise(reply.exact.settings)), alpha: channel(alpha, 0), colour};
   if (reply.line) view.status.textContent = reply.line;
   scheduleDraw();
@@ -340,12 +191,14 @@ async function applyReply(reply, im) {
 
 view.input = (settings) => {
   view.settings = normalise(settings);
+  view.moving = true;
   scheduleDraw();
   clearTimeout(view.idleTimer);
   view.idleTimer = setTimeout(requestExact, EXACT_IDLE_MS);
 };
 view.release = (settings) => {
   view.settings = normalise(settings);
+  view.moving = false;
   scheduleDraw();
   requestExact();
 };

@@ -1,4 +1,4 @@
-"""The single-image result as a canvas the page redraws itself (live_view.js), and the hooks that feed it.
+"""The single-image result as a canvas the page redraws itself (live_view.js, live_edges.js), and its hooks.
 
 The sliders' events run JavaScript only (no request) and hand the page the control values: during a drag the
 page redraws threshold, erode/dilate, feather and the background from the matte it holds; on release (or a
@@ -14,7 +14,9 @@ import gradio as gr
 
 from .i18n import EN, ZH
 
-LIVE_JS = Path(__file__).with_name("live_view.js").read_text(encoding="utf-8")
+# The edge steps (live_edges.js) first, then the view that uses them (live_view.js).
+LIVE_JS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
+                     for name in ("live_edges.js", "live_view.js"))
 
 # The controls whose values the page needs, in this order (ui.py passes them as the hooks' inputs).
 SETTING_NAMES = ("threshold", "feather", "erode", "refine", "refine_radius", "use_input_alpha", "decontaminate",

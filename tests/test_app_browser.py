@@ -170,11 +170,14 @@ def test_single_image(app_page, app, tmp_path):
     assert app.network_calls == calls + 1
 
 
-def test_a_drag_is_drawn_in_the_page(app_page, app):
+@pytest.mark.parametrize("photo", ["astronaut", "large"])
+def test_a_drag_is_drawn_in_the_page(app_page, app, tmp_path, photo):
     """A 30-step mouse drag of Feather: the picture changes on most steps, no request reaches the server until
-    the mouse is let go, then exactly one (the exact render), and the page's redraws are quick."""
+    the mouse is let go, then exactly one (the exact render), and the page's redraws are quick. The 512 x 512
+    astronaut is redrawn at full size; a 1600 x 1200 photo (a 1024 x 768 preview) in half-size drafts."""
     page = app_page
-    upload(page, EXAMPLES / "astronaut.png")
+    path = EXAMPLES / "astronaut.png" if photo == "astronaut" else write_jpeg(tmp_path / "large.jpg", 1600, 1200)
+    upload(page, path)
     calls = app.network_calls
     page.evaluate("""() => {
         window.__inputs = [];
@@ -193,6 +196,7 @@ def test_a_drag_is_drawn_in_the_page(app_page, app):
         page.wait_for_timeout(25)
     page.wait_for_timeout(100)
     during_drag = list(sent)
+    drawn_in_drag = page.evaluate("window.mattingLive.draws.length") - draws_before
     page.mouse.up()
     value = float(page.locator("#feather input[type=number]").input_value())
     wait_for_exact(page, feather=value)
@@ -200,8 +204,10 @@ def test_a_drag_is_drawn_in_the_page(app_page, app):
 
     inputs = page.evaluate("window.__inputs")
     draws = page.evaluate(f"window.mattingLive.draws.slice({draws_before})"
-                          ".map(d => [d.t1, d.settings.feather, d.exact])")
+                          ".map(d => [d.t1, d.settings.feather, d.exact, d.draft])")
     live = [d for d in draws if not d[2]]
+    assert all(d[3] == (photo == "large") for d in draws[:drawn_in_drag]), "drafts exactly where the preview is large"
+    assert draws[-1][2] and not draws[-1][3], "after the release: the exact render, full size"
     assert len({d[1] for d in live}) >= 20, f"the picture changed on only {len({d[1] for d in live})} of 30 steps"
     assert len(during_drag) <= 1, f"requests during the drag: {during_drag}"
     posts = [url for url in sent[len(during_drag):] if "component_server" in url]
@@ -209,12 +215,12 @@ def test_a_drag_is_drawn_in_the_page(app_page, app):
     # From each input event to the first redraw that shows its value.
     latencies = []
     for stamp, feather in inputs:
-        done = [t1 for t1, drawn, _ in draws if drawn == feather and t1 >= stamp]
+        done = [t1 for t1, drawn, _, _ in draws if drawn == feather and t1 >= stamp]
         if done:
             latencies.append(done[0] - stamp)
     assert len(latencies) >= 20
     median = float(np.median(latencies))
-    print(f"input event -> redrawn preview: median {median:.1f} ms over {len(latencies)} events, "
+    print(f"{photo}: input event -> redrawn preview: median {median:.1f} ms over {len(latencies)} events, "
           f"max {max(latencies):.1f} ms")
     assert median <= 33, f"median {median:.1f} ms from an input event to the redrawn preview"
     assert app.network_calls == calls, "redraws and the exact render never run the network"
