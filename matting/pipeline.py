@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from . import ops
 from .cache import ByteLRU
+from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, precision_name, resolve_device, resolve_dtype
 from .errors import InferenceError, MattingError
@@ -66,6 +67,11 @@ class StageTimer:
             self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
+# Uploads that arrive together share one network batch (coalesce.py): on CUDA the first waits at most this long
+# for company; on the CPU a batch costs as much as its images one by one, so there each runs at once.
+COALESCE_MS_CUDA = 2.0
+COALESCE_BATCH = 16
+
 # render_many stacks up to STACK_SIZE images of one size, and at most STACK_PIXELS pixels in all, so a stack's
 # GPU memory stays near that of one 8 MP render
 STACK_SIZE = 8
@@ -76,7 +82,9 @@ class Pipeline:
     def __init__(self, model: str = "u2netp", weights: str | Path | None = None, device: str | None = None,
                  precision: str | None = None, max_side: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 warm_up: bool = True, use_cuda_graphs: bool | None = None):
+                 warm_up: bool = True, use_cuda_graphs: bool | None = None, coalesce_ms: float | None = None):
+        """``coalesce_ms``: how long matte() waits for concurrent callers to share a network batch (default:
+        COALESCE_MS_CUDA on CUDA; on the CPU no coalescing); a negative value turns it off."""
         start = time.perf_counter()
         keep_large_buffers_in_heap()  # image-sized buffers reused, not mapped afresh each time (memory.py)
         self.device = resolve_device(device)
@@ -89,6 +97,10 @@ class Pipeline:
         self._cpu_runner: ModelRunner | None = None
         self._weights_id = f"{self.spec.name}:{file_md5(self.weights)[:12]}" if self.weights else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
+        if coalesce_ms is None:
+            coalesce_ms = COALESCE_MS_CUDA if self.device.type == "cuda" else -1.0
+        self._coalescer = (Coalescer(self.infer, max_batch=COALESCE_BATCH, max_wait_ms=coalesce_ms,
+                                     name="matting-network") if coalesce_ms >= 0 else None)
         if warm_up:
             self.runner.warm_up()
         self.load_ms = (time.perf_counter() - start) * 1000
@@ -118,8 +130,9 @@ class Pipeline:
 
     def matte_many(self, sources: list, names: list[str | None] | None = None,
                    return_errors: bool = False) -> list[MatteResult | MattingError]:
-        """Matte several images with one batched network call. With ``return_errors`` a bad input yields its
-        MattingError in its place instead of raising, so the rest of the batch still comes out."""
+        """Matte several images with one batched network call (shared with other threads' calls arriving at the
+        same time, see COALESCE_MS_CUDA). With ``return_errors`` a bad input yields its MattingError in its place
+        instead of raising, so the rest of the batch still comes out."""
         names = names or [None] * len(sources)
         prepared: list[MatteResult | MattingError] = []
         for source, name in zip(sources, names):
@@ -129,7 +142,11 @@ class Pipeline:
                 if not return_errors:
                     raise
                 prepared.append(exc)
-        self.infer([r for r in prepared if isinstance(r, MatteResult)])
+        pending = [r for r in prepared if isinstance(r, MatteResult) and r.matte is None]
+        if self._coalescer is not None:
+            self._coalescer.run(pending)
+        else:
+            self.infer(pending)
         return prepared
 
     def prepare(self, decoded: DecodedImage, name: str | None = None, *, use_cache: bool = True) -> MatteResult:
