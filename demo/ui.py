@@ -33,7 +33,8 @@ EXAMPLES_DIR = ROOT / "assets" / "examples"
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 QUEUE_MAX_SIZE = 64           # waiting events across all users; past it the client gets "queue full"
-NETWORK_CONCURRENCY = 1       # network runs at once (one GPU; on the CPU torch already uses every core)
+NETWORK_CONCURRENCY = 1       # uploads handled at once on the CPU (torch already uses every core for one)
+NETWORK_CONCURRENCY_CUDA = 16  # on CUDA: they decode in parallel and share network batches (matting/coalesce.py)
 RENDER_CONCURRENCY = 4        # re-renders at once: cheap, screen-sized
 ENCODE_CONCURRENCY = 2        # full-resolution download encodes at once
 BATCH_CONCURRENCY = 1         # batches at once (each batch keeps the device busy on its own)
@@ -106,7 +107,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
     store = store or OutputStore()
     handlers = Handlers(pipe, store, lang=lang)
     if network_concurrency is None:
-        network_concurrency = 2 if pipe.device.type == "cuda" else NETWORK_CONCURRENCY
+        network_concurrency = NETWORK_CONCURRENCY_CUDA if pipe.device.type == "cuda" else NETWORK_CONCURRENCY
     defaults = EdgeSettings()
 
     # The page title is plain text (an I18n key is not translated there): both languages unless one is forced.
@@ -254,10 +255,12 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                              defaults.refine_radius, defaults.use_input_alpha, defaults.decontaminate],
                     outputs=edges, api_visibility="private", queue=False)
 
-        for button, fn in ((dl_rgba, handlers.download_rgba), (dl_alpha, handlers.download_alpha),
-                           (dl_composite, handlers.download_composite)):
+        # Undocumented names: scripts/load_test.py downloads as a visitor does.
+        for button, fn, name in ((dl_rgba, handlers.download_rgba, "download_rgba"),
+                                 (dl_alpha, handlers.download_alpha, "download_alpha"),
+                                 (dl_composite, handlers.download_composite, "download_composite")):
             button.click(fn, inputs=[current, image, *edges, *background], outputs=[dl_file],
-                         api_visibility="private",
+                         api_name=name, api_visibility="undocumented",
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 

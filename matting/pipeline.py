@@ -101,8 +101,8 @@ class Pipeline:
             coalesce_ms = COALESCE_MS_CUDA if self.device.type == "cuda" else -1.0
         self._coalescer = (Coalescer(self.infer, max_batch=COALESCE_BATCH, max_wait_ms=coalesce_ms,
                                      name="matting-network") if coalesce_ms >= 0 else None)
-        if warm_up:
-            self.runner.warm_up()
+        if warm_up:   # with coalescing, the batch sizes it makes too
+            self.runner.warm_up(COALESCE_BATCH if self._coalescer is not None else 1)
         self.load_ms = (time.perf_counter() - start) * 1000
 
     # ---------------------------------------------------------------- reporting

@@ -44,14 +44,17 @@ class ModelRunner:
     def input_size(self) -> tuple[int, int]:
         return self.spec.input_size
 
-    def warm_up(self) -> None:
-        """Run once at load so the first user does not pay for kernel selection and graph capture."""
+    def warm_up(self, max_batch: int = 1) -> None:
+        """Run once at load so the first user does not pay for kernel selection and graph capture (the graphs of
+        every batch size up to ``max_batch``)."""
         h, w = self.input_size
         x = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             self._eager(x)
             if self.use_cuda_graphs:
-                self._graph_for(1)
+                for batch in GRAPH_BATCH_SIZES:
+                    if batch == 1 or batch <= max_batch:
+                        self._graph_for(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 

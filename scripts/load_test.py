@@ -1,33 +1,38 @@
-"""A bounded load test of the web app, on loopback only (127.0.0.1).
+"""A bounded load test of the web app, on loopback only (127.0.0.1), from several client processes.
 
-    python scripts/load_test.py --users 8 --duration 120            # starts python app.py itself
-    python scripts/load_test.py --users 32 --duration 120 --json load32.json
+    python scripts/load_test.py --users 8 --duration 120                     # starts python app.py itself
+    python scripts/load_test.py --users 64 --processes 8 --device cuda --duration 120 --json load64.json
     python scripts/load_test.py --url http://127.0.0.1:7860 --users 4 --duration 30
 
 What it does:
-1. unless ``--url`` is given, starts ``python app.py --port <free port> --device cpu`` as a subprocess, with
-   GRADIO_ANALYTICS_ENABLED=False and GRADIO_TEMP_DIR set to a fresh temp folder (so the folder can be measured
-   and is removed afterwards); it waits for the page to answer;
-2. runs ``--users`` simulated visitors, one thread and one gradio_client session each. Each visitor loops until
-   the deadline: uploads a small photo from assets/examples through the UI's /upload event (every
-   ``--matte-every``-th time through the /matte API instead), then does ``--renders`` re-renders through /render
-   (slider changes: feather, threshold, erode, background colour), with a short think time between actions.
-   By default every upload is a fresh variant of the example (a few pixels changed) so the engine's cache does
-   not hide the network; ``--no-vary`` sends the files as they are;
-3. samples the server process's RSS (psutil) and the sizes of Gradio's temp folder and of the app's own output
-   folder (``matting-app-*`` inside it, see demo/files.py) every ``--sample-every`` seconds;
+1. unless ``--url`` is given, starts ``python app.py --port <free port> --device <--device>`` as a subprocess,
+   with GRADIO_ANALYTICS_ENABLED=False and GRADIO_TEMP_DIR set to a fresh temp folder (so the folder can be
+   measured and is removed afterwards); it waits for the page to answer;
+2. runs ``--users`` simulated visitors spread over ``--processes`` client processes (one Python client process
+   tops out near 18 requests/s, docs/RELIABILITY.md), one thread and one gradio_client session per visitor.
+   Each visitor loops until the deadline, doing what the page does: uploads a photo from assets/examples (or
+   ``--photos``) through the UI's /upload event (every ``--matte-every``-th time through /matte instead), then lets
+   go of a slider ``--releases`` times (the live view's exact_render, a POST outside the queue: the page draws
+   the drag itself, so only the release reaches the server) and every ``--download-every``-th photo downloads
+   the full-resolution cutout. A short think time separates actions. Every upload is a fresh variant of the
+   example (a few pixels changed) so the engine's cache does not hide the network; ``--no-vary`` sends the
+   files as they are;
+3. samples, every ``--sample-every`` seconds, the server process's RSS and CPU (psutil), the GPU's utilisation
+   and memory (nvidia-smi, when there is one), and the sizes of Gradio's temp folder and the app's own output
+   folder;
 4. prints a markdown report (throughput, p50/p95 latency per request kind, rejected requests because the queue
-   was full, timeouts, other errors, the RSS and folder series and whether RSS trends upward after warm-up) and
-   writes the same as JSON with ``--json``.
+   was full, timeouts, other errors, the samples, whether RSS trends upward after warm-up) and writes the same
+   as JSON with ``--json``.
 
-Bounded: every loop checks the deadline, every request has a client-side timeout (``--timeout``), and threads
-are joined with a limit. Only 127.0.0.1 is ever contacted.
+Bounded: every loop checks the deadline, every request has a client-side timeout (``--timeout``), processes and
+threads are joined with a limit. Only 127.0.0.1 is ever contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -56,10 +61,11 @@ EXAMPLES = ROOT / "assets" / "examples"
 LOOPBACK = "127.0.0.1"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-KINDS = ("upload", "render", "matte")
+KINDS = ("upload", "release", "download", "matte")
+SPAWN_S = 8.0   # the client processes start their visitors together, this long after being launched
 
-# The UI's /upload and /render inputs after the image(s): threshold, feather, erode, refine, refine_radius,
-# use_input_alpha, decontaminate, bg_mode, bg_color (the same order as demo/ui.py's `edges` and `background`).
+# The UI's /upload inputs after the image: threshold, feather, erode, refine, refine_radius, use_input_alpha,
+# decontaminate, bg_mode, bg_color (the same order as demo/ui.py's `edges` and `background`).
 DEFAULT_UI = dict(threshold=0.0, feather=0.0, erode=0, refine=True, refine_radius=None, use_input_alpha=True,
                   decontaminate=True, bg_mode="transparent", bg_color="#ffffff")
 
@@ -149,6 +155,18 @@ class Stats:
         with self.lock:
             self.latency[kind].append(seconds)
 
+    def as_dict(self) -> dict:
+        return dict(latency=dict(self.latency), rejected=dict(self.rejected), timeouts=dict(self.timeouts),
+                    errors=dict(self.errors), error_samples=self.error_samples)
+
+    def merge(self, other: dict) -> None:
+        for kind, values in other["latency"].items():
+            self.latency[kind].extend(values)
+        for name in ("rejected", "timeouts", "errors"):
+            for kind, count in other[name].items():
+                getattr(self, name)[kind] += count
+        self.error_samples.extend(other["error_samples"][:max(0, 10 - len(self.error_samples))])
+
     def failed(self, kind: str, exc: BaseException) -> None:
         with self.lock:
             if is_queue_full(exc):
@@ -159,6 +177,19 @@ class Stats:
                 self.errors[kind] += 1
                 if len(self.error_samples) < 10:
                     self.error_samples.append(f"{kind}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def gpu_sample() -> tuple[float | None, float | None]:
+    """(utilisation %, memory used MiB) of the first GPU from nvidia-smi, or (None, None) without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None, None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5).stdout.splitlines()[0]
+        util, mem = (float(v) for v in out.split(","))
+        return util, mem
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None, None
 
 
 class Sampler(threading.Thread):
@@ -174,18 +205,21 @@ class Sampler(threading.Thread):
         self.start_time = time.monotonic()
 
     def sample(self) -> None:
-        rss = None
+        rss = cpu = None
         if self.process is not None:
             try:
                 rss = self.process.memory_info().rss
+                cpu = self.process.cpu_percent(None)   # since the last sample; 100 = one core busy
             except psutil.Error:
-                rss = None
+                pass
         app_out = gradio_rest = None
         if self.temp_dir is not None:
             app_out = folder_bytes(self.temp_dir, only_prefix="matting-app-")
             gradio_rest = folder_bytes(self.temp_dir, skip_prefix="matting-app-")
-        self.samples.append(dict(t=round(time.monotonic() - self.start_time, 1), rss=rss,
-                                 gradio_temp=gradio_rest, app_outputs=app_out))
+        gpu_util, gpu_mem = gpu_sample()
+        self.samples.append(dict(t=round(time.monotonic() - self.start_time, 1), rss=rss, cpu_pct=cpu,
+                                 gpu_util=gpu_util, gpu_mem_mib=gpu_mem, gradio_temp=gradio_rest,
+                                 app_outputs=app_out))
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -203,13 +237,22 @@ def make_upload(examples: list[Path], images: dict[Path, Image.Image], folder: P
     for _ in range(8):   # a few changed pixels: a new file, new content hash, so the network runs
         x, y = rng.randrange(image.width), rng.randrange(image.height)
         pixels[x, y] = tuple(rng.randrange(256) for _ in range(len(image.getbands())))
-    path = folder / f"u{user:02d}_{n:04d}.png"
-    image.save(path, compress_level=1)
+    if source.suffix.lower() == ".png":
+        path = folder / f"u{user:02d}_{n:04d}.png"
+        image.save(path, compress_level=1)
+    else:   # camera photos go as JPEGs, as they come from a camera
+        path = folder / f"u{user:02d}_{n:04d}.jpg"
+        image.save(path, quality=90)
     return path
+
+
+RELEASES = (("feather", (2.0, 4.0, 8.0, 12.0)), ("threshold", (0.0, 0.2, 0.5)), ("erode", (-2, 0, 2)),
+            ("refine_radius", (4, 8, 12)))
 
 
 def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir: Path,
               examples: list[Path], images: dict[Path, Image.Image]) -> None:
+    import httpx
     from gradio_client import Client, handle_file
 
     rng = random.Random(user)
@@ -219,60 +262,115 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
     try:
         client = Client(url, analytics_enabled=False, verbose=False, download_files=str(downloads),
                         httpx_kwargs={"timeout": args.timeout})
+        live_id = next(c["id"] for c in client.config["components"] if c.get("props", {}).get("elem_id") == "live-view")
     except Exception as exc:   # noqa: BLE001 - counted and reported
         stats.failed("connect", exc)
         return
+    http = httpx.Client(timeout=args.timeout)
 
-    def call(kind: str, *inputs, api_name: str) -> bool:
+    def timed(kind: str, run) -> object | None:
         remaining = deadline + args.grace - time.monotonic()
         if remaining <= 0:
-            return False
+            return None
         start = time.perf_counter()
         try:
-            job = client.submit(*inputs, api_name=api_name)
-            job.result(timeout=min(args.timeout, remaining))
+            value = run(min(args.timeout, remaining))
         except Exception as exc:   # noqa: BLE001 - every failure is counted by kind
-            try:
-                job.cancel()
-            except Exception:   # noqa: BLE001
-                pass
             stats.failed(kind, exc)
-            return False
+            return None
         stats.ok(kind, time.perf_counter() - start)
-        return True
+        return value
+
+    def event(*inputs, api_name: str):
+        def run(timeout: float):
+            job = client.submit(*inputs, api_name=api_name)
+            try:
+                return job.result(timeout=timeout)
+            except Exception:
+                job.cancel()
+                raise
+        return run
+
+    def release(image_id: str, ui: dict):
+        def run(timeout: float):
+            body = {"data": {"image_id": image_id, **ui}, "component_id": live_id, "fn_name": "exact_render",
+                    "session_hash": client.session_hash}
+            reply = http.post(f"{url}gradio_api/component_server/", json=body, timeout=timeout)
+            reply.raise_for_status()
+            answer = reply.json()
+            if "exact" not in answer:
+                raise RuntimeError(f"exact_render answered {str(answer)[:120]}")
+            return answer
+        return run
 
     def think() -> None:
         pause = rng.uniform(*args.think)
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
     n = 0
-    while time.monotonic() < deadline:
-        path = make_upload(examples, images, folder, user, n, args.vary, rng)
-        ui = dict(DEFAULT_UI)
-        use_matte = args.matte_every > 0 and n % args.matte_every == args.matte_every - 1
-        n += 1
-        if use_matte:
-            call("matte", handle_file(str(path)), 0.0, 0.0, 0, True, True, api_name="/matte")
-        else:
-            ok = call("upload", handle_file(str(path)), *ui.values(), api_name="/upload")
-            for i in range(args.renders):
-                if not ok or time.monotonic() >= deadline:
-                    break
-                think()
-                change = i % 4
-                if change == 0:
-                    ui["feather"] = rng.choice([2.0, 4.0, 8.0, 12.0])
-                elif change == 1:
-                    ui["threshold"] = rng.choice([0.0, 0.2, 0.5])
-                elif change == 2:
-                    ui["erode"] = rng.choice([-2, 0, 2])
-                else:
-                    ui["bg_mode"], ui["bg_color"] = "color", rng.choice(["#00ff00", "#3366ff", "#ffffff"])
-                call("render", None, *ui.values(), api_name="/render")
-        if path.parent == folder:
-            path.unlink(missing_ok=True)
-        shutil.rmtree(downloads, ignore_errors=True)   # the client's copies of the previews
-        think()
+    try:
+        while time.monotonic() < deadline:
+            path = make_upload(examples, images, folder, user, n, args.vary, rng)
+            ui = dict(args.ui_defaults)
+            use_matte = args.matte_every > 0 and n % args.matte_every == args.matte_every - 1
+            download = args.download_every > 0 and n % args.download_every == args.download_every - 1
+            n += 1
+            if use_matte:
+                timed("matte", event(handle_file(str(path)), 0.0, 0.0, 0, True, True, api_name="/matte"))
+            else:
+                value = timed("upload", event(handle_file(str(path)), *ui.values(), api_name="/upload"))
+                for i in range(args.releases):
+                    if not isinstance(value, dict) or time.monotonic() >= deadline:
+                        break
+                    think()
+                    name, choices = RELEASES[i % len(RELEASES)]
+                    ui[name] = rng.choice(choices)
+                    timed("release", release(value["id"], ui))
+                if isinstance(value, dict) and download and time.monotonic() < deadline:
+                    think()
+                    timed("download", event(None, *ui.values(), api_name="/download_rgba"))
+            if path.parent == folder:
+                path.unlink(missing_ok=True)
+            shutil.rmtree(downloads, ignore_errors=True)   # the client's copies of the files
+            think()
+    finally:
+        http.close()
+
+
+def client_process(index: int, users: list[int], url: str, args, start_at: float, out_path: str) -> None:
+    """One client process: its visitors as threads, from the wall-clock time ``start_at`` (every process starts
+    together, after their imports) for ``args.duration`` s; writes its stats as JSON to ``out_path``."""
+    if args.client_nice:
+        os.nice(args.client_nice)   # the server has the machine first, as it would with remote visitors
+    examples, images = load_examples(args.photos)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"matting-load-{index}-"))
+    stats = Stats()
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.monotonic() + args.duration
+    threads = [threading.Thread(target=user_loop, daemon=True,
+                                args=(u, url, args, deadline, stats, work_dir, examples, images)) for u in users]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(1.0, deadline + args.grace + args.timeout - time.monotonic()))
+        result = stats.as_dict()
+        result["stragglers"] = sum(t.is_alive() for t in threads)
+        Path(out_path).write_text(json.dumps(result), encoding="utf-8")
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def load_examples(folder: Path | None) -> tuple[list[Path], dict[Path, Image.Image]]:
+    folder = folder or EXAMPLES
+    examples = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not examples:
+        raise SystemExit(f"error: no .png or .jpg photos in {folder}")
+    images = {}
+    for path in examples:
+        with Image.open(path) as image:
+            images[path] = image.convert("RGB")
+    return examples, images
 
 
 def trend(values: list[float]) -> dict:
@@ -291,6 +389,10 @@ def mib(value) -> str:
     return "-" if value is None else f"{value / 2**20:.1f}"
 
 
+def dash(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machine: str) -> dict:
     kinds = {}
     total_ok = 0
@@ -306,15 +408,16 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
                            rejected_queue_full=stats.rejected.get(kind, 0), timeouts=stats.timeouts.get(kind, 0),
                            errors=stats.errors.get(kind, 0))
     rss = [s["rss"] for s in samples if s["rss"] is not None]
-    return dict(users=args.users, duration_s=args.duration, elapsed_s=round(elapsed, 1), machine=machine,
-                vary=args.vary, renders_per_upload=args.renders, throughput_rps=round(total_ok / elapsed, 2),
+    return dict(users=args.users, processes=args.processes, device=args.device, duration_s=args.duration,
+                elapsed_s=round(elapsed, 1), machine=machine,
+                vary=args.vary, releases_per_upload=args.releases, throughput_rps=round(total_ok / elapsed, 2),
                 ok_requests=total_ok, kinds=kinds, error_samples=stats.error_samples, samples=samples,
                 rss_trend=trend(rss))
 
 
 def print_report(report: dict) -> None:
-    print(f"\n## Load test: {report['users']} users, {report['elapsed_s']} s "
-          f"({report['machine']})\n")
+    print(f"\n## Load test: {report['users']} users in {report['processes']} client processes, "
+          f"{report['elapsed_s']} s, app on {report['device']} ({report['machine']})\n")
     print(f"Throughput: **{report['throughput_rps']} requests/s** ({report['ok_requests']} completed)\n")
     print("| kind | requests | ok | p50 ms | p95 ms | rejected (queue full) | timeouts | other errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -326,10 +429,17 @@ def print_report(report: dict) -> None:
         print("\nError samples:")
         for line in report["error_samples"]:
             print(f"- {line}")
-    print("\n| t (s) | server RSS MiB | Gradio temp MiB (uploads) | app outputs MiB |")
-    print("| ---: | ---: | ---: | ---: |")
+    print("\n| t (s) | server RSS MiB | server CPU % | GPU % | GPU MiB | Gradio temp MiB (uploads) | app outputs MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in report["samples"]:
-        print(f"| {s['t']} | {mib(s['rss'])} | {mib(s['gradio_temp'])} | {mib(s['app_outputs'])} |")
+        print(f"| {s['t']} | {mib(s['rss'])} | {dash(s['cpu_pct'])} | {dash(s['gpu_util'])} | {dash(s['gpu_mem_mib'])}"
+              f" | {mib(s['gradio_temp'])} | {mib(s['app_outputs'])} |")
+    busy = [s for s in report["samples"][1:-1] if s["cpu_pct"] is not None]
+    if busy:
+        cpu = statistics.median(s["cpu_pct"] for s in busy)
+        gpu = [s["gpu_util"] for s in busy if s["gpu_util"] is not None]
+        print(f"\nUnder load (median of the samples): server CPU {cpu:.0f} % (100 = one core)"
+              + (f", GPU {statistics.median(gpu):.0f} %" if gpu else ""))
     t = report["rss_trend"]
     if t["upward"] is None:
         print("\nRSS trend: too few samples.")
@@ -348,7 +458,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --url: the server's GRADIO_TEMP_DIR, to measure it (default: "
                              "$GRADIO_TEMP_DIR or <tmp>/gradio)")
     parser.add_argument("--pid", type=int, default=None, help="with --url: the server's process id (for RSS)")
-    parser.add_argument("--renders", type=int, default=4, help="re-renders after each upload (default 4)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="client processes the visitors are spread over (default: one per 8 visitors)")
+    parser.add_argument("--device", default="cpu", help="the started app's --device (default cpu)")
+    parser.add_argument("--client-nice", type=int, default=10,
+                        help="niceness of the client processes, which share this machine with the server "
+                             "(default 10: the server's work comes first, as with visitors on other machines; "
+                             "0 to compete as equals)")
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="folder of .jpg/.png photos to upload (default assets/examples)")
+    parser.add_argument("--releases", type=int, default=4,
+                        help="slider releases (exact renders) after each upload (default 4)")
+    parser.add_argument("--download-every", type=int, default=3,
+                        help="every Nth photo's full-resolution cutout is downloaded (default 3; 0: never)")
     parser.add_argument("--matte-every", type=int, default=4,
                         help="every Nth photo goes through /matte instead of /upload (default 4; 0: never)")
     parser.add_argument("--think", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"),
@@ -366,16 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.users < 1 or args.users > 256 or args.duration <= 0 or args.duration > 3600:
         parser.error("--users must be 1..256 and --duration 0..3600 s")
+    args.processes = max(1, min(args.users, args.processes or -(-args.users // 8), 32))
 
     from matting.settings import EdgeSettings
 
     DEFAULT_UI["refine_radius"] = EdgeSettings().refine_radius
     DEFAULT_UI["decontaminate"] = EdgeSettings().decontaminate
-    examples = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    images = {}
-    for path in examples:
-        with Image.open(path) as image:
-            images[path] = image.convert("RGB")
+    args.ui_defaults = dict(DEFAULT_UI)   # the client processes are spawned: they get it through args
+
     work_dir = Path(tempfile.mkdtemp(prefix="matting-load-"))
     process = None
     owned_temp = None
@@ -394,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                        HF_HUB_DISABLE_TELEMETRY="1")
             log = open(work_dir / "server.log", "wb")
             command = [sys.executable, str(ROOT / "app.py"), "--host", LOOPBACK, "--port", str(port),
-                       "--device", "cpu"]
+                       "--device", args.device]
             if args.queue_size:
                 command += ["--queue-size", str(args.queue_size)]
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -404,19 +524,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"App at {url}; {args.users} users for {args.duration:.0f} s ...", file=sys.stderr, flush=True)
 
         stats = Stats()
+        start_at = time.time() + SPAWN_S
+        context = multiprocessing.get_context("spawn")
+        groups = [list(range(args.users))[i::args.processes] for i in range(args.processes)]
+        outputs = [work_dir / f"client{i}.json" for i in range(args.processes)]
+        clients = [context.Process(target=client_process, args=(i, group, url, args, start_at, str(out)))
+                   for i, (group, out) in enumerate(zip(groups, outputs))]
+        for process_ in clients:
+            process_.start()
+        time.sleep(max(0.0, start_at - time.time()))
         sampler = Sampler(pid, temp_dir, args.sample_every)
         sampler.start()
         start = time.monotonic()
-        deadline = start + args.duration
-        threads = [threading.Thread(target=user_loop, daemon=True,
-                                    args=(i, url, args, deadline, stats, work_dir, examples, images))
-                   for i in range(args.users)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=max(1.0, deadline + args.grace + args.timeout - time.monotonic()))
-        elapsed = time.monotonic() - start
-        stragglers = sum(t.is_alive() for t in threads)
+        limit = start + args.duration + args.grace + args.timeout + 10
+        for process_ in clients:
+            process_.join(timeout=max(1.0, limit - time.monotonic()))
+        stragglers = 0
+        for process_, out in zip(clients, outputs):
+            if process_.is_alive():
+                process_.terminate()
+                process_.join(timeout=10)
+            if out.exists():
+                result = json.loads(out.read_text(encoding="utf-8"))
+                stats.merge(result)
+                stragglers += result["stragglers"]
+            else:
+                stats.errors["client process"] += 1
+        elapsed = min(time.monotonic() - start, args.duration + args.grace)
         sampler.stop.set()
         sampler.join(timeout=10)
         sampler.sample()   # one final sample after the load
