@@ -44,6 +44,7 @@ GALLERY_LIMIT = 60          # cutouts shown in the batch gallery (all of them go
 BATCH_UI_INTERVAL_S = 0.3   # at most this often the batch table is re-sent while images complete
 LIVE_RENDERS = 4            # exact live-view renders at once (they bypass Gradio's queue)
 BG_QUALITY = 92             # JPEG quality of a background image's screen-sized copy (the photo itself goes as PNG)
+COLOUR_QUALITY = 90         # and of the decontaminated colour (used only at soft edges, where it shows times alpha)
 DEFAULTS = EdgeSettings()
 DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
 
@@ -137,17 +138,16 @@ class Handlers:
         return url
 
     def _exact(self, current: Current, settings: EdgeSettings) -> tuple[dict, float, float]:
-        """The server's exact preview for the page, lossless: its alpha and, with decontamination, the colour of
-        the soft edge (0 < alpha < 1; elsewhere the page has the photo's own colour, so it goes as zeros, which
-        cost next to nothing in a PNG). The background is composited in the page.
-        Returns (exact, render ms, encode ms)."""
+        """The server's exact preview for the page: its alpha (lossless PNG) and, with decontamination, the
+        decontaminated colour (JPEG), which the page uses only in the soft edge (0 < alpha < 1), where an
+        error shows times alpha; elsewhere it shows the photo's own colour. The background is composited in the
+        page. Returns (exact, render ms, encode ms)."""
         rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate)
         start = time.perf_counter()
         colour = None
         if settings.decontaminate:
-            alpha = rendered.alpha[..., None]
-            edge = np.where((alpha > 0) & (alpha < 255), rendered.rgba[..., :3], 0).astype(np.uint8)
-            colour = data_url(encode_png(edge), "image/png")
+            colour = data_url(encode_jpeg(rendered.rgba[..., :3], quality=COLOUR_QUALITY, full_chroma=True),
+                              "image/jpeg")
         exact = {"settings": self._settings_dict(settings),
                  "alpha": data_url(encode_png(rendered.alpha), "image/png"), "colour": colour}
         return exact, sum(rendered.timings.values()), (time.perf_counter() - start) * 1000

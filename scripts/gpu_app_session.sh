@@ -15,6 +15,8 @@ nproc | tee -a "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_coalesce.py tests/test_pipeline.py 2>&1 | tail -4 \
   | tee "$OUT/pytest.txt"
 photos=.devcarry/photos1mp
+python3 scripts/bench_render_threads.py --device cuda --seconds 3 --photo $photos/Canon_PowerShot_A560.jpg 2>&1 \
+  | tee "$OUT/render_threads.txt"
 python3 scripts/load_test.py --device cuda --photos $photos --users 1 --duration ${ONE_S:-40} --think 0.2 0.4 \
   --sample-every 5 --json "$OUT/load1.json" 2>&1 | tee "$OUT/load1.txt"
 python3 scripts/load_test.py --device cuda --photos $photos --users 16 --processes 4 --duration ${MID_S:-60} \

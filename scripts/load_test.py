@@ -408,7 +408,8 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
                            rejected_queue_full=stats.rejected.get(kind, 0), timeouts=stats.timeouts.get(kind, 0),
                            errors=stats.errors.get(kind, 0))
     rss = [s["rss"] for s in samples if s["rss"] is not None]
-    return dict(users=args.users, processes=args.processes, device=args.device, duration_s=args.duration,
+    return dict(users=args.users, processes=args.processes, device=args.device if not args.url else "as started",
+                duration_s=args.duration,
                 elapsed_s=round(elapsed, 1), machine=machine,
                 vary=args.vary, releases_per_upload=args.releases, throughput_rps=round(total_ok / elapsed, 2),
                 ok_requests=total_ok, kinds=kinds, error_samples=stats.error_samples, samples=samples,
