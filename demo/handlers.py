@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import queue
 import threading
 import time
@@ -42,9 +43,15 @@ KINDS = ("cutout", "alpha", "composite")
 MAX_BATCH_FILES = 500
 GALLERY_LIMIT = 60          # cutouts shown in the batch gallery (all of them go into the zip)
 BATCH_UI_INTERVAL_S = 0.3   # at most this often the batch table is re-sent while images complete
-LIVE_RENDERS = 4            # exact live-view renders at once (they bypass Gradio's queue)
-BG_QUALITY = 92             # JPEG quality of a background image's screen-sized copy (the photo itself goes as PNG)
-COLOUR_QUALITY = 90         # and of the decontaminated colour (used only at soft edges, where it shows times alpha)
+# Exact live-view renders at once (they bypass Gradio's queue): their GPU part takes turns anyway
+# (Pipeline.device_turn); the encoding after it runs in parallel, one per core.
+LIVE_RENDERS = max(4, os.cpu_count() or 1)
+# JPEG for the page's photo and colours: OpenCV encodes without holding the GIL (fpng's PNG holds it: 19 % of the
+# GIL's time under 64 users on an H200, docs/RELIABILITY.md), in 3 ms and a quarter of the bytes of a PNG; 4:4:4
+# keeps colour at full resolution; at quality 95 a 1024 px camera photo is about one level from the original.
+PHOTO_QUALITY = 95
+BG_QUALITY = 92             # a background image's screen-sized copy
+COLOUR_QUALITY = 90         # the decontaminated colour (used only at soft edges, where it shows times alpha)
 DEFAULTS = EdgeSettings()
 DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
 
@@ -173,8 +180,8 @@ class Handlers:
         result = current.result
         exact, render_ms, encode_ms = self._exact(current, settings)
         start = time.perf_counter()
-        photo = self._page_image(current, ("photo",), lambda: data_url(   # lossless: the cutout shows these pixels
-            encode_png(self.pipe.photo(result, preview=True)), "image/png"))
+        photo = self._page_image(current, ("photo",), lambda: data_url(encode_jpeg(
+            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg"))
         own = None
         if result.input_alpha is not None:
             own = self._page_image(current, ("own",), lambda: data_url(encode_png(

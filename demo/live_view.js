@@ -5,7 +5,7 @@
 // Runs as the js_on_load of a gr.HTML (demo/live_view.py), which hands it `element`, `props`, `server` and
 // `trigger`. The sliders' own events call window.mattingLive.input(settings) and .release(settings) (js-only
 // events: no request). The server sends, per photo, at the preview size:
-//   photo  PNG of the photo,
+//   photo  JPEG of the photo (quality 95, full colour resolution),
 //   soft   PNG of the matte before threshold, erode and feather; own: PNG of the upload's own alpha, or null,
 //   exact  {settings, alpha: PNG, colour: JPEG or null}: the server's alpha for those settings and, with colour
 //          decontamination, the decontaminated colour, which the page uses only where 0 < alpha < 1,
