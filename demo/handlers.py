@@ -11,6 +11,8 @@ files are encoded only when a download is asked for.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import os
 import queue
@@ -28,6 +30,7 @@ import numpy as np
 from matting.decode import decode_image
 from matting.encode import encode_jpeg, encode_png
 from matting.errors import MattingError
+from matting.hints import hint_mask_from_image, rasterize_strokes
 from matting.pipeline import Pipeline
 from matting.resolution import plan_resize
 from matting.result import MatteResult
@@ -65,8 +68,11 @@ class Current:
     session: str
     source: str                                  # the uploaded file it came from
     image_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the page's handle for exact renders
-    downloads: dict = field(default_factory=dict)  # (kind, settings, background key) -> path
+    downloads: dict = field(default_factory=dict)  # (kind, settings, background key, strokes) -> path
     page: dict = field(default_factory=dict)     # data URLs already made for the page, by what they show
+    hints: np.ndarray | None = None              # the page's brush strokes as a mask at the working size
+    strokes_hash: str = ""                       # of the strokes that made it
+    strokes_id: int = 0                          # the page's number for them (echoed, so it knows what it sees)
 
 
 def data_url(data: bytes, mime: str) -> str:
@@ -149,13 +155,14 @@ class Handlers:
         decontaminated colour (JPEG), which the page uses only in the soft edge (0 < alpha < 1), where an
         error shows times alpha; elsewhere it shows the photo's own colour. The background is composited in the
         page. Returns (exact, render ms, encode ms)."""
-        rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate)
+        rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate,
+                                    hints=current.hints)
         start = time.perf_counter()
         colour = None
         if settings.decontaminate:
             colour = data_url(encode_jpeg(rendered.rgba[..., :3], quality=COLOUR_QUALITY, full_chroma=True),
                               "image/jpeg")
-        exact = {"settings": self._settings_dict(settings),
+        exact = {"settings": self._settings_dict(settings), "strokes_id": current.strokes_id,
                  "alpha": data_url(encode_png(rendered.alpha), "image/png"), "colour": colour}
         return exact, sum(rendered.timings.values()), (time.perf_counter() - start) * 1000
 
@@ -199,9 +206,20 @@ class Handlers:
         self._live[current.image_id] = current
         return value, render_ms, encode_ms
 
+    def _take_strokes(self, current: Current, strokes, strokes_id) -> None:
+        """The page's brush strokes (in preview pixels) drawn into the image's hint mask at the working size."""
+        digest = hashlib.sha1(json.dumps(strokes, sort_keys=True).encode()).hexdigest()
+        if digest != current.strokes_hash:
+            height = current.result.image.shape[0]
+            scale = height / self.pipe.photo_size(current.result, preview=True)[0]
+            current.hints = rasterize_strokes(strokes, tuple(current.result.image.shape[:2]), scale)
+            current.strokes_hash = digest
+        current.strokes_id = int(strokes_id)
+
     def exact_render(self, data: dict, request=None) -> dict:
-        """The page's exact preview for new edge settings (a slider let go): {exact, soft?, line}, or {stale}
-        when this image is no longer held (the page then rebuilds it through the queue)."""
+        """The page's exact preview for new edge settings or brush strokes (a slider let go, a stroke ended):
+        {exact, soft?, line}, or {stale} when this image is no longer held (the page then rebuilds it through the
+        queue)."""
         t = self.texts(request)
         if not isinstance(data, dict):
             return {"error": t("bad_setting", error="expected an object of settings")}
@@ -212,6 +230,7 @@ class Handlers:
             settings = self.edge_settings(data.get("threshold"), data.get("feather"), data.get("erode"),
                                           data.get("refine"), data.get("refine_radius"),
                                           data.get("use_input_alpha"), data.get("decontaminate"))
+            self._take_strokes(current, data.get("strokes") or [], data.get("strokes_id", 0))
         except (MattingError, TypeError, ValueError) as exc:
             return {"error": t("bad_setting", error=exc)}
         start = time.perf_counter()
@@ -349,13 +368,14 @@ class Handlers:
             background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
         except (MattingError, TypeError, ValueError) as exc:
             raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
-        key = (kind, settings, self._background_key(background))
+        key = (kind, settings, self._background_key(background), current.strokes_hash)
         cached = current.downloads.get(key)
         if cached and Path(cached).exists():
             return gr.update(value=cached, visible=True)
         progress(0.1, desc=t("stage_download"))
         want_rgba = kind == "rgba" or (kind == "composite" and background is None)
-        full = self.pipe.render(current.result, settings, background=background, preview=False, want_rgba=want_rgba)
+        full = self.pipe.render(current.result, settings, background=background, preview=False, want_rgba=want_rgba,
+                                hints=current.hints)
         stem, session = current.stem, current.session
         if kind == "rgba":
             path = self.store.write_image(session, "download-rgba", full.rgba, "png", f"{stem}_cutout")
@@ -515,17 +535,22 @@ class Handlers:
 
     # ------------------------------------------------------------------ API-only endpoints
     def api_matte(self, image, threshold=0.0, feather=0.0, erode=0, refine=True,
-                  decontaminate=DEFAULTS_DECONTAMINATE, request: gr.Request = None):
-        """/matte: image file in; full-resolution RGBA PNG, alpha PNG and a JSON report out."""
+                  decontaminate=DEFAULTS_DECONTAMINATE, hint=None, request: gr.Request = None):
+        """/matte: image file in (and optionally a hint mask: 0 erases, 255 keeps, anything else leaves the
+        model's matte; any size); full-resolution RGBA PNG, alpha PNG and a JSON report out."""
         t = self.texts(request)
         if not image:
             raise gr.Error(t("no_image"))
         settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
         try:
             result = self.pipe.matte(image, name=_upload_name(image))
+            hints = None
+            if hint:
+                mask = decode_image(hint, name=_upload_name(hint)).rgb
+                hints = hint_mask_from_image(mask, tuple(result.image.shape[:2]))
         except MattingError as exc:
             raise gr.Error(t("failed", error=t.error(exc)), print_exception=False) from None
-        full = self.pipe.render(result, settings, preview=False)
+        full = self.pipe.render(result, settings, preview=False, hints=hints)
         session, stem = _session(request), safe_stem(result.name or _upload_name(image))
         cutout = self.store.write_image(session, "api-cutout", full.rgba, "png", f"{stem}_cutout")
         alpha = self.store.write_image(session, "api-alpha", full.alpha, "png", f"{stem}_alpha")

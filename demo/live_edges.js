@@ -10,13 +10,16 @@ function edgeBuffer(name, length, Type) {
   return b;
 }
 
-// soft: Uint8Array (w*h) of the matte before the edge settings; own: the upload's alpha or null;
-// s: {threshold, erode, feather} with radii already in this image's pixels. Returns Uint8Array alpha (w*h),
-// rounded like the server's 8-bit alpha.
-function shapeEdges(soft, own, w, h, s) {
+// soft: Uint8Array (w*h) of the matte before the edge settings; own: the upload's alpha or null; hints: the
+// brush strokes (0 erase, 255 restore, else the model's: matting/hints.py) or null; s: {threshold, erode,
+// feather} with radii already in this image's pixels. Returns Uint8Array alpha (w*h), rounded like the server's.
+function shapeEdges(soft, own, w, h, s, hints = null) {
   const n = w * h;
   let a = thresholdInto(soft, edgeBuffer("threshold", n, Uint8Array), n, s.threshold);
   if (s.erode) a = erodeDilate(a, w, h, s.erode);
+  if (hints) {   // after erode, before the feather, which softens a stroke's edge like any other
+    for (let i = 0; i < n; i++) { const v = hints[i]; if (v === 0) a[i] = 0; else if (v === 255) a[i] = 255; }
+  }
   const out = edgeBuffer("alpha", n, Uint8Array).subarray(0, n);
   if (s.feather > 0) {
     const f = feather(a, w, h, s.feather);

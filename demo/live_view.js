@@ -24,6 +24,12 @@ const view = {
   bg: null,             // Uint8ClampedArray RGBA at the photo's size
   settings: null,
   moving: false,        // a control is moving: large images are drafted at half size until it stops
+  tool: null,           // the brush in hand: "erase", "restore" or null
+  strokes: [],          // brush strokes {mode, radius, points} in the preview's pixels, in order
+  undone: [],           // strokes taken back by Undo, for Redo
+  stroke: null,         // the stroke being painted
+  strokesId: 0,         // bumped at every change of the strokes; the server echoes it with its render
+  hints: null,          // the strokes drawn into a mask (0 erase, 255 restore, 128 the model's), or null
   mode: "result",
   split: 0.5,
   drawScheduled: false,
@@ -36,9 +42,10 @@ window.mattingLive = view;
 const ctx = view.canvas.getContext("2d", {willReadFrequently: true});
 
 // ---------------------------------------------------------------- settings
-function exactKey(s) {
+function exactKey(s, strokesId = view.strokesId) {
   // What the server's exact render depends on; the background is composited in the page.
-  return [s.threshold, s.feather, s.erode, s.refine, s.refine_radius, s.use_input_alpha, s.decontaminate].join("|");
+  return [s.threshold, s.feather, s.erode, s.refine, s.refine_radius, s.use_input_alpha, s.decontaminate,
+          strokesId].join("|");
 }
 function softKeyOf(s) { return s.refine ? `refine|${s.refine_radius}` : "plain"; }
 function normalise(s) {
@@ -98,9 +105,16 @@ function draftOf(im) {
   if (!im.draft) {
     const w = im.w >> 1, h = im.h >> 1;
     im.draft = {w, h, scale: im.scale * (w / im.w), soft: halve(im.soft, im.w, im.h, 1),
-                own: im.own && halve(im.own, im.w, im.h, 1), photo: halve(im.photo, im.w, im.h, 4), bg: null};
+                own: im.own && halve(im.own, im.w, im.h, 1), photo: halve(im.photo, im.w, im.h, 4), bg: null,
+                hints: null, hintsOf: null};
   }
   if (view.bg && !im.draft.bg) im.draft.bg = halve(view.bg, im.w, im.h, 4);
+  if (im.draft.hintsOf !== view.hints) {   // labels: every other pixel, not an average
+    const d = im.draft, src = view.hints;
+    d.hints = src && new Uint8Array(d.w * d.h);
+    if (src) for (let y = 0; y < d.h; y++) for (let x = 0; x < d.w; x++) d.hints[y * d.w + x] = src[2 * y * im.w + 2 * x];
+    d.hintsOf = src;
+  }
   return im.draft;
 }
 
@@ -110,8 +124,9 @@ function picture(s, mode, exact, draft) {
   const full = view.image, im = draft && !exact ? draftOf(full) : full;
   const bgImage = draft && !exact ? im.bg : view.bg;
   const n = im.w * im.h;
+  const hints = draft && !exact ? im.hints : view.hints;
   const alpha = exact ? exact.alpha : shapeEdges(im.soft, s.use_input_alpha ? im.own : null, im.w, im.h, {
-    threshold: s.threshold, erode: Math.round(s.erode * im.scale), feather: s.feather * im.scale});
+    threshold: s.threshold, erode: Math.round(s.erode * im.scale), feather: s.feather * im.scale}, hints);
   const out = new ImageData(im.w, im.h), o = out.data;
   if (mode === "matte") {
     for (let i = 0, j = 0; i < n; i++, j += 4) { o[j] = o[j + 1] = o[j + 2] = alpha[i]; o[j + 3] = 255; }
@@ -168,7 +183,8 @@ async function requestExact() {
   const seq = ++view.requestSeq;
   let reply;
   try {
-    reply = await view.server.exact_render({...s, image_id: im.id, soft_key: view.softKey});
+    reply = await view.server.exact_render({...s, image_id: im.id, soft_key: view.softKey, strokes: view.strokes,
+                                            strokes_id: view.strokesId});
   } catch (error) {
     view.status.textContent = String(error && error.message || error);
     return;
@@ -184,7 +200,7 @@ async function applyReply(reply, im) {
     reply.soft ? pixelsOf(reply.soft) : null]);
   if (!view.image || view.image.id !== im.id) return;
   if (soft) { im.soft = channel(soft, 0); im.draft = null; view.softKey = reply.soft_key; }
-  view.exact = {key: exactKey(normalise(reply.exact.settings)), alpha: channel(alpha, 0), colour};
+  view.exact = {key: exactKey(normalise(reply.exact.settings), reply.exact.strokes_id), alpha: channel(alpha, 0), colour};
   if (reply.line) view.status.textContent = reply.line;
   scheduleDraw();
 }
@@ -207,6 +223,7 @@ view.release = (settings) => {
 async function load(value) {
   if (!value || !value.photo) {
     view.image = null; view.exact = null; view.bg = null; view.loaded = {};
+    view.strokes = []; view.undone = []; view.stroke = null; view.hints = null;
     view.frame.classList.add("live-empty");
     view.status.textContent = value && value.line ? value.line : "";
     return;
@@ -216,10 +233,13 @@ async function load(value) {
     value.exact.colour ? pixelsOf(value.exact.colour) : null, value.bg ? pixelsOf(value.bg) : null]);
   const keep = new Set([value.photo, value.soft, value.own, value.exact.alpha, value.exact.colour, value.bg]);
   for (const url of Object.keys(view.loaded)) if (!keep.has(url)) delete view.loaded[url];
+  if (!view.image || view.image.id !== value.id) {   // a new photo: its own strokes, none yet
+    view.strokes = []; view.undone = []; view.stroke = null; view.hints = null; view.strokesId = 0;
+  }
   view.image = {id: value.id, w: value.w, h: value.h, scale: value.scale, photo,
                 soft: channel(soft, 0), own: own ? channel(own, 0) : null};
   view.softKey = value.soft_key;
-  view.exact = {key: exactKey(normalise(value.exact.settings)), alpha: channel(alpha, 0), colour};
+  view.exact = {key: exactKey(normalise(value.exact.settings), value.exact.strokes_id), alpha: channel(alpha, 0), colour};
   view.bg = bg;
   if (!view.settings) view.settings = normalise(value.settings);
   view.canvas.width = value.w;
@@ -238,6 +258,7 @@ element.querySelectorAll(".live-modes button").forEach((button) => {
   button.addEventListener("click", () => {
     view.mode = button.dataset.mode;
     element.querySelectorAll(".live-modes button").forEach((b) => b.classList.toggle("selected", b === button));
+    updateTools();
     scheduleDraw();
   });
 });
@@ -254,6 +275,95 @@ view.canvas.addEventListener("pointerdown", (event) => {
 view.canvas.addEventListener("pointermove", (event) => {
   if (view.mode === "compare" && view.canvas.hasPointerCapture(event.pointerId)) splitAt(event);
 });
+
+// ---------------------------------------------------------------- brushes: erase and restore
+const hintCanvas = new OffscreenCanvas(1, 1);
+const hintCtx = hintCanvas.getContext("2d", {willReadFrequently: true});
+// The strokes as a mask at the preview's size, drawn as matting/hints.py draws them at the working size:
+// round-capped, round-joined lines, later strokes over earlier ones.
+function drawHints() {
+  const im = view.image, all = view.stroke ? [...view.strokes, view.stroke] : view.strokes;
+  if (!im || !all.length) { view.hints = null; return; }
+  hintCanvas.width = im.w; hintCanvas.height = im.h;
+  hintCtx.lineCap = "round"; hintCtx.lineJoin = "round";
+  for (const stroke of all) {
+    const colour = stroke.mode === "erase" ? "#000" : "#fff";
+    hintCtx.strokeStyle = colour; hintCtx.fillStyle = colour; hintCtx.lineWidth = 2 * stroke.radius;
+    hintCtx.beginPath();
+    if (stroke.points.length === 1) {
+      const [x, y] = stroke.points[0];
+      hintCtx.arc(x, y, stroke.radius, 0, 2 * Math.PI); hintCtx.fill();
+    } else {
+      stroke.points.forEach(([x, y], i) => (i ? hintCtx.lineTo(x, y) : hintCtx.moveTo(x, y)));
+      hintCtx.stroke();
+    }
+  }
+  const d = hintCtx.getImageData(0, 0, im.w, im.h).data, hints = new Uint8Array(im.w * im.h);
+  for (let i = 0, j = 0; i < hints.length; i++, j += 4) hints[i] = d[j + 3] < 128 ? 128 : d[j] < 128 ? 0 : 255;
+  view.hints = hints;
+}
+function strokesChanged() {
+  view.strokesId += 1;
+  drawHints();
+  updateTools();
+  scheduleDraw();
+  requestExact();
+}
+function updateTools() {
+  element.querySelectorAll(".live-tools [data-tool]").forEach((b) => b.classList.toggle("selected", b.dataset.tool === view.tool));
+  element.querySelector("[data-action=undo]").disabled = !view.strokes.length;
+  element.querySelector("[data-action=redo]").disabled = !view.undone.length;
+  element.querySelector("[data-action=clear]").disabled = !view.strokes.length && !view.undone.length;
+  view.frame.classList.toggle("live-painting", !!view.tool && view.mode !== "compare");
+}
+function imagePoint(event) {
+  const box = view.canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * view.image.w / box.width, (event.clientY - box.top) * view.image.h / box.height];
+}
+const sizeInput = element.querySelector(".live-size input");
+function brushRadius() {   // the size control is in screen pixels; strokes keep the image's
+  const box = view.canvas.getBoundingClientRect();
+  return Math.max(0.5, Number(sizeInput.value) / 2 * view.image.w / Math.max(1, box.width));
+}
+element.querySelectorAll(".live-tools [data-tool]").forEach((button) => {
+  button.addEventListener("click", () => {
+    view.tool = view.tool === button.dataset.tool ? null : button.dataset.tool;
+    updateTools();
+  });
+});
+view.undo = () => { if (view.strokes.length) { view.undone.push(view.strokes.pop()); strokesChanged(); } };
+view.redo = () => { if (view.undone.length) { view.strokes.push(view.undone.pop()); strokesChanged(); } };
+view.clearStrokes = () => { view.strokes = []; view.undone = []; strokesChanged(); };
+element.querySelector("[data-action=undo]").addEventListener("click", view.undo);
+element.querySelector("[data-action=redo]").addEventListener("click", view.redo);
+element.querySelector("[data-action=clear]").addEventListener("click", view.clearStrokes);
+view.canvas.addEventListener("pointerdown", (event) => {
+  if (!view.tool || !view.image || view.mode === "compare") return;
+  view.canvas.setPointerCapture(event.pointerId);
+  view.stroke = {mode: view.tool, radius: brushRadius(), points: [imagePoint(event)]};
+  view.moving = true;
+  drawHints();
+  scheduleDraw();
+});
+view.canvas.addEventListener("pointermove", (event) => {
+  if (!view.stroke) return;
+  const [x, y] = imagePoint(event), last = view.stroke.points.at(-1);
+  if (Math.hypot(x - last[0], y - last[1]) < 1) return;
+  view.stroke.points.push([x, y]);
+  drawHints();
+  scheduleDraw();
+});
+function endStroke() {
+  if (!view.stroke) return;
+  view.strokes.push(view.stroke);
+  view.stroke = null;
+  view.undone = [];
+  view.moving = false;
+  strokesChanged();
+}
+view.canvas.addEventListener("pointerup", endStroke);
+view.canvas.addEventListener("pointercancel", endStroke);
+updateTools();
 
 watch("value", () => view.load(props.value));
 view.load(props.value);

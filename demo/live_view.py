@@ -25,10 +25,20 @@ SETTING_NAMES = ("threshold", "feather", "erode", "refine", "refine_radius", "us
 # Static markup: the template never refers to the value, so a new value never rebuilds the canvas.
 TEMPLATE = """
 <div class="live-view">
-  <div class="live-modes" role="tablist">
-    <button type="button" data-mode="result" class="selected"></button>
-    <button type="button" data-mode="matte"></button>
-    <button type="button" data-mode="compare"></button>
+  <div class="live-bar">
+    <div class="live-modes" role="tablist">
+      <button type="button" data-mode="result" class="selected"></button>
+      <button type="button" data-mode="matte"></button>
+      <button type="button" data-mode="compare"></button>
+    </div>
+    <div class="live-tools">
+      <button type="button" data-tool="erase"></button>
+      <button type="button" data-tool="restore"></button>
+      <label class="live-size"><span></span> <input type="range" min="2" max="100" value="20"></label>
+      <button type="button" data-action="undo" disabled></button>
+      <button type="button" data-action="redo" disabled></button>
+      <button type="button" data-action="clear" disabled></button>
+    </div>
   </div>
   <div class="live-frame live-empty checker">
     <canvas class="live-canvas" width="1" height="1"></canvas>
@@ -39,10 +49,15 @@ TEMPLATE = """
 """
 
 CSS = """
-#live-view .live-modes { display: flex; gap: 4px; margin-bottom: 6px; }
-#live-view .live-modes button { padding: 2px 10px; border-radius: 6px; border: 1px solid var(--border-color-primary);
+#live-view .live-bar { display: flex; flex-wrap: wrap; gap: 6px 14px; margin-bottom: 6px; align-items: center; }
+#live-view .live-modes, #live-view .live-tools { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; }
+#live-view .live-bar button { padding: 2px 10px; border-radius: 6px; border: 1px solid var(--border-color-primary);
   background: var(--background-fill-secondary); color: var(--body-text-color); font-size: 0.9em; cursor: pointer; }
-#live-view .live-modes button.selected { background: var(--color-accent-soft); border-color: var(--color-accent); }
+#live-view .live-bar button.selected { background: var(--color-accent-soft); border-color: var(--color-accent); }
+#live-view .live-bar button:disabled { opacity: 0.45; cursor: default; }
+#live-view .live-size { display: flex; align-items: center; gap: 4px; font-size: 0.85em; }
+#live-view .live-size input { width: 90px; }
+#live-view .live-painting canvas.live-canvas { cursor: crosshair; }
 #live-view .live-frame { display: flex; align-items: center; justify-content: center; min-height: 120px;
   border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 4px; background: transparent; }
 #live-view canvas.live-canvas { display: block; max-width: 100%; max-height: 60vh; width: auto; height: auto;
@@ -56,7 +71,8 @@ CSS = """
 
 def _labels(lang: str) -> str:
     """The view's few words in both languages; the page picks by --lang or, in auto mode, by the browser."""
-    keys = ("view_result", "view_matte", "view_compare", "live_empty")
+    keys = ("view_result", "view_matte", "view_compare", "live_empty", "brush_erase", "brush_restore", "brush_size",
+            "brush_undo", "brush_redo", "brush_clear", "brush_hint")
     table = {"en": {k: EN[k] for k in keys}, "zh": {k: ZH[k] for k in keys}}
     return json.dumps({"lang": lang, "texts": table}, ensure_ascii=False)
 
@@ -64,8 +80,9 @@ def _labels(lang: str) -> str:
 def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
     """The gr.HTML that draws the current image; its value is the payload of ``Handlers._live_value``."""
 
-    # Gradio marks server functions with an attribute, which a bound method cannot take: wrap it.
-    def exact_render(data, request=None):
+    # Gradio marks server functions with an attribute, which a bound method cannot take: wrap it. The annotation
+    # makes Gradio hand over the request (its Accept-Language picks the language of the timing line).
+    def exact_render(data, request: gr.Request = None):
         return handlers.exact_render(data, request)
 
     labels = (f"const LABELS = {_labels(lang)};\n"
@@ -75,7 +92,14 @@ def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
               "element.querySelector('[data-mode=result]').textContent = WORDS.view_result;\n"
               "element.querySelector('[data-mode=matte]').textContent = WORDS.view_matte;\n"
               "element.querySelector('[data-mode=compare]').textContent = WORDS.view_compare;\n"
-              "element.querySelector('.live-placeholder').textContent = WORDS.live_empty;\n")
+              "element.querySelector('.live-placeholder').textContent = WORDS.live_empty;\n"
+              "element.querySelector('[data-tool=erase]').textContent = WORDS.brush_erase;\n"
+              "element.querySelector('[data-tool=restore]').textContent = WORDS.brush_restore;\n"
+              "element.querySelector('.live-size span').textContent = WORDS.brush_size;\n"
+              "element.querySelector('[data-action=undo]').textContent = WORDS.brush_undo;\n"
+              "element.querySelector('[data-action=redo]').textContent = WORDS.brush_redo;\n"
+              "element.querySelector('[data-action=clear]').textContent = WORDS.brush_clear;\n"
+              "element.querySelector('.live-tools').title = WORDS.brush_hint;\n")
     return gr.HTML(None, html_template=TEMPLATE, js_on_load=labels + LIVE_JS, elem_id="live-view",
                    apply_default_css=False, server_functions=[exact_render])
 

@@ -209,6 +209,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
             api_refine = gr.Checkbox(True, label="refine")
             api_decontaminate = gr.Checkbox(defaults.decontaminate, label="decontaminate")
             api_include_alpha = gr.Checkbox(False, label="include_alpha")
+            api_hint = gr.File(label="hint")
             api_cutout = gr.File(label="cutout")
             api_alpha = gr.File(label="alpha")
             api_report = gr.JSON(label="report")
@@ -270,7 +271,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
         batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")
 
         api_matte_button.click(handlers.api_matte, inputs=[api_image, api_threshold, api_feather, api_erode,
-                                                           api_refine, api_decontaminate],
+                                                           api_refine, api_decontaminate, api_hint],
                                outputs=[api_cutout, api_alpha, api_report], api_name="matte",
                                concurrency_id="network", concurrency_limit=network_concurrency)
         api_batch_button.click(handlers.api_batch, inputs=[api_files, api_include_alpha, api_threshold,

@@ -286,10 +286,11 @@ class Pipeline:
 
     # ---------------------------------------------------------------- rendering
     def render(self, result: MatteResult, settings: EdgeSettings | None = None, *, background: Background = None,
-               preview: bool | int = False, want_rgba: bool = True) -> Rendered:
+               preview: bool | int = False, want_rgba: bool = True, hints: np.ndarray | None = None) -> Rendered:
         """Edges and outputs from the cached matte: never runs the network.
 
         ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
+        ``hints``: a touch-up mask (matting.hints: 0 erases, 255 restores), best at the working resolution.
         Renders from many threads take turns on the GPU (see ``device_turn``).
         """
         settings = settings or EdgeSettings()
@@ -299,12 +300,13 @@ class Pipeline:
         with self.device_turn(result):
             with timer("postprocess"):
                 try:
-                    alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba)
+                    alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
+                                                            hints)
                 except torch.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     log.warning("GPU out of memory while rendering; rendering on the CPU")
                     alpha, rgba, composite = render_tensors(_to_cpu(result), settings, background, max_side,
-                                                            want_rgba)
+                                                            want_rgba, hints)
             with timer("download"):
                 alpha_np = alpha.cpu().numpy()
                 rgba_np = None if rgba is None else rgba.cpu().numpy()

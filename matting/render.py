@@ -34,19 +34,31 @@ def photo_at(result: MatteResult, size_hw: tuple[int, int]) -> torch.Tensor:
     return photo
 
 
-def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor) -> torch.Tensor:
-    """(1, 1, H, W) float alpha at the photo's size."""
-    alpha = alpha_from(result.guide, result.matte, photo, settings, photo.shape[-2] / result.image.shape[0])
+def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor,
+                  hints: np.ndarray | None = None) -> torch.Tensor:
+    """(1, 1, H, W) float alpha at the photo's size; ``hints`` a hint mask (hints.py) of any size."""
+    alpha = alpha_from(result.guide, result.matte, photo, settings, photo.shape[-2] / result.image.shape[0],
+                       hints_at(hints, tuple(photo.shape[-2:]), photo.device))
     if settings.use_input_alpha and result.input_alpha is not None:
         alpha = alpha * input_alpha_at(result, tuple(photo.shape[-2:]))
     return alpha
 
 
 def alpha_from(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings,
-               scale: float) -> torch.Tensor:
+               scale: float, hints: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 1, H, W) float alpha from network mattes (B, 1, h, w), their guides and the photos (B, 3, H, W);
     ``scale`` is the render's size over the working size (radii in settings are in working pixels)."""
-    return shape_edges(soft_alpha(guide, matte, photo, settings), settings, scale)
+    return shape_edges(soft_alpha(guide, matte, photo, settings), settings, scale, hints)
+
+
+def hints_at(hints: np.ndarray | None, size_hw: tuple[int, int], device: torch.device) -> torch.Tensor | None:
+    """A hint mask (H, W) uint8 as (1, 1, h, w) at a render's size: nearest, since hints are labels."""
+    if hints is None:
+        return None
+    mask = torch.from_numpy(np.ascontiguousarray(hints)).to(device)[None, None]
+    if tuple(mask.shape[-2:]) != tuple(size_hw):
+        mask = torch.nn.functional.interpolate(mask, size=size_hw, mode="nearest-exact")
+    return mask
 
 
 def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings) -> torch.Tensor:
@@ -60,14 +72,18 @@ def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, se
     return alpha.clamp(0, 1)
 
 
-def shape_edges(alpha: torch.Tensor, settings: EdgeSettings, scale: float) -> torch.Tensor:
-    """Threshold, then erode/dilate, then feather, in that order; radii scaled by ``scale`` (render over working
-    size). demo/live_view.js does the same steps in the browser: change both together."""
+def shape_edges(alpha: torch.Tensor, settings: EdgeSettings, scale: float,
+                hints: torch.Tensor | None = None) -> torch.Tensor:
+    """Threshold, then erode/dilate, then the touch-up hints (hints.py: 0 erases, 255 restores; uint8 at the
+    alpha's size), then feather, in that order; radii scaled by ``scale`` (render over working size).
+    demo/live_edges.js does the same steps in the browser: change both together."""
     if settings.threshold > 0:
         alpha = ops.threshold(alpha, settings.threshold)
     radius = int(round(settings.erode * scale))
     if radius:
         alpha = ops.erode_dilate(alpha, radius)
+    if hints is not None:
+        alpha = torch.where(hints == 0, 0.0, torch.where(hints == 255, 1.0, alpha))
     if settings.feather > 0:
         alpha = ops.feather(alpha, settings.feather * scale)
     return alpha
@@ -102,11 +118,11 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
 
 
 def render_tensors(result: MatteResult, settings: EdgeSettings, background: Background = None,
-                   max_side: int | None = None, want_rgba: bool = True):
+                   max_side: int | None = None, want_rgba: bool = True, hints: np.ndarray | None = None):
     """Return (alpha uint8 (H, W), rgba uint8 (H, W, 4) or None, composite uint8 (H, W, 3) or None), on device."""
     size_hw = output_size(result, max_side)
     photo = photo_at(result, size_hw)
-    alpha = compute_alpha(result, settings, photo)
+    alpha = compute_alpha(result, settings, photo, hints)
     alpha_u8, rgba, composite = _outputs(photo, alpha, lambda: photo_u8(result, max_side)[None], settings,
                                          background, want_rgba)
     return alpha_u8[0], None if rgba is None else rgba[0], None if composite is None else composite[0]

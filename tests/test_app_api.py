@@ -101,6 +101,15 @@ def test_slider_change_rerenders_without_the_network(app, tmp_path):
     reply = exact_render(app, value["id"], **{**UI_DEFAULTS, "refine_radius": 3}, soft_key=value["soft_key"])
     assert reply["soft_key"] == "refine|3" and data_url_image(reply["soft"]).size == (1024, 768)
 
+    # The timing line follows the page's language, as the queue's events do.
+    import httpx
+
+    body = {"data": {**UI_DEFAULTS, "image_id": value["id"], "feather": 6.0}, "fn_name": "exact_render",
+            "component_id": app.demo.live_view._id, "session_hash": "zh"}
+    chinese = httpx.post(f"{app.url}gradio_api/component_server/", json=body, timeout=60,
+                         headers={"Accept-Language": "zh-CN,zh;q=0.9"}).json()
+    assert "网络未运行" in chinese["line"], chinese["line"]
+
     # Bad settings and unknown images are answered, not raised, and the server keeps serving.
     assert "error" in exact_render(app, value["id"], **{**UI_DEFAULTS, "feather": -3})
     assert exact_render(app, "no-such-image", **UI_DEFAULTS) == {"stale": True}
@@ -367,20 +376,24 @@ def test_auth_is_required_when_set(app):
         guarded.close()
 
 
-def test_the_documented_client_snippet_works(app, tmp_path, monkeypatch):
-    """The gradio_client snippet of docs/APP.md (and the README) runs as written against a live app."""
+@pytest.mark.parametrize("doc", ["docs/APP.md", "README.md"])
+def test_the_documented_client_snippet_works(app, tmp_path, monkeypatch, doc):
+    """The gradio_client snippets of docs/APP.md and the README run as written against a live app."""
     from tests.app_server import ROOT
 
-    text = (ROOT / "docs" / "APP.md").read_text(encoding="utf-8")
-    snippet = text.split("<!-- client-snippet -->")[1].split("```python")[1].split("```")[0]
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    marker = "<!-- client-snippet -->" if doc == "docs/APP.md" else "### From another program (gradio_client)"
+    snippet = text.split(marker)[1].split("```python")[1].split("```")[0]
     snippet = snippet.replace("http://127.0.0.1:7860/", app.url)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photo.jpg").write_bytes((EXAMPLES / "rocket.jpg").read_bytes())
     (tmp_path / "more").mkdir()
     for name in ("chelsea.png", "coffee.png"):
         (tmp_path / "more" / name).write_bytes((EXAMPLES / name).read_bytes())
-    exec(compile(snippet, "docs/APP.md", "exec"), {"__name__": "snippet"})
+    exec(compile(snippet, doc, "exec"), {"__name__": "snippet"})
     assert read_image(tmp_path / "photo_cutout.png").size == (640, 427)
+    touched = np.asarray(read_image(tmp_path / "photo_touched_alpha.png"))
+    assert (touched[:100, :100] == 0).all() and touched[100:].any(), "the hint mask erased the corner only"
     assert sorted(_zip_names(tmp_path / "cutouts.zip")) == ["chelsea.png", "coffee.png"]
 
 

@@ -332,3 +332,83 @@ def test_forced_language(app_browser, app):
     finally:
         context.close()
         chinese.close()
+
+
+def test_brushes_erase_and_restore_into_the_downloads(app_page, app, tmp_path):
+    """Erase a stroke across the subject, restore one over the background: the full-resolution download has
+    alpha 0 and 255 under them, still after the feather and threshold move; Undo takes the last stroke back; and
+    /matte with the same hint mask gives the same alpha."""
+    from gradio_client import handle_file
+    from PIL import Image
+
+    from tests.app_server import client
+
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")            # 600 x 400: the cup in the middle, table and wall around
+    image_id = page.evaluate("window.mattingLive.image.id")
+    box = page.locator("#live-view canvas").bounding_box()
+
+    def drag(tool: str, points: list[tuple[float, float]]) -> None:
+        page.locator(f"#live-view [data-tool={tool}]").click()
+        screen = [(box["x"] + x * box["width"] / 600, box["y"] + y * box["height"] / 400) for x, y in points]
+        page.mouse.move(*screen[0])
+        page.mouse.down()
+        for point in screen[1:]:
+            page.mouse.move(*point, steps=8)
+        page.mouse.up()
+
+    def download() -> np.ndarray:
+        with page.expect_download() as saved:
+            page.locator("#download-rgba").click()
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.png"
+        saved.value.save_as(path)
+        return np.asarray(read_image(path))[..., 3]
+
+    plain = app.pipe.render(app.pipe.matte(str(EXAMPLES / "coffee.png"))).alpha
+    assert plain[200, 300] > 200 and plain[40, 60] < 60, "the cup is the subject, the top-left is not"
+    page.locator("#live-view .live-size input").fill("50")   # screen pixels across
+    drag("erase", [(240, 200), (360, 200)])
+    drag("restore", [(40, 60), (120, 60)])
+    page.locator("#live-view [data-tool=restore]").click()    # put the brush down
+    wait_for_exact(page)
+    page.wait_for_function("window.mattingLive.draws.at(-1).exact && window.mattingLive.strokesId === 2")
+    radius = page.evaluate("window.mattingLive.strokes[0].radius")
+    inside = int(radius) - 2
+    assert 20 <= inside <= 50, radius
+
+    def check(alpha: np.ndarray, margin: int = 0) -> None:
+        r = inside - margin
+        assert r >= 1
+        assert (alpha[200 - r:200 + r, 240 + margin:360 - margin] == 0).all(), "erased under the stroke"
+        assert (alpha[60 - r:60 + r, 40 + margin:120 - margin] == 255).all(), "restored under the stroke"
+
+    first = download()
+    check(first)
+    assert (first[300:, :] == plain[300:, :]).all(), "the model's matte away from the strokes"
+
+    # Feather 3 px and threshold 0.03 by keyboard: the strokes hold, away from the feathered rim.
+    for control, presses in (("feather", 6), ("threshold", 3)):
+        slider = page.locator(f"#{control} input[type=range]")
+        slider.focus()
+        for _ in range(presses):
+            slider.press("ArrowRight")
+    page.wait_for_function("(() => { const d = window.mattingLive.draws.at(-1); return d.exact && "
+                           "d.settings.feather === 3 && d.settings.threshold === 0.03; })()")
+    later = download()
+    check(later, margin=10)
+
+    # /matte with the hint mask the strokes made gives the same alpha.
+    hints = app.demo.handlers._live[image_id].hints
+    hint_path = tmp_path / "hint.png"
+    Image.fromarray(hints).save(hint_path)
+    _, api_alpha, _ = client(app).predict(handle_file(str(EXAMPLES / "coffee.png")), 0.03, 3.0, 0, True, True,
+                                          handle_file(str(hint_path)), api_name="/matte")
+    difference = np.abs(np.asarray(read_image(api_alpha)).astype(int) - later)
+    assert difference.max() <= 1, difference.max()
+
+    # Undo: the restore stroke is gone, the erase stroke stays.
+    page.locator("#live-view [data-action=undo]").click()
+    page.wait_for_function("window.mattingLive.draws.at(-1).exact && window.mattingLive.strokesId === 3")
+    undone = download()
+    assert (undone[200 - inside + 10:200 + inside - 10, 250:350] == 0).all()
+    assert (undone[60 - inside:60 + inside, 40:120] < 255).any(), "the restore stroke was undone"
