@@ -77,6 +77,25 @@ def share_warning(share: bool, auth) -> str | None:
     return None
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port, in one line with what to do; None when it can."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))   # no SO_REUSEADDR: a port someone listens on is refused, as uvicorn's is
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is already in use (another copy of the app?); choose another with "
+                    f"--port {port + 1} or MATTING_PORT={port + 1}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"no permission to listen on port {port} (ports below 1024 need root); choose one above 1024"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port"
+    return None
+
+
 def host_warning(host: str, auth) -> str | None:
     if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         return (f"note: listening on {host} without --auth: anyone who can reach this machine on the network "
@@ -92,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"unknown language {args.lang!r}: use auto, en or zh")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = port_problem(args.host, args.port)   # before the model loads: a taken port fails in a second
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     for warning in (share_warning(args.share, auth), host_warning(args.host, auth)):
         if warning:
@@ -121,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
                                     auth=auth, prevent_thread_lock=True)
     if args.max_file_size:
         options["max_file_size"] = args.max_file_size
-    app.launch(**options)
+    try:
+        app.launch(**options)
+    except OSError as exc:   # taken between the check and the launch
+        print(f"error: {port_problem(args.host, args.port) or exc}", file=sys.stderr)
+        return 2
     print(f"Ready in {time.perf_counter() - _START:.1f} s since start.", file=sys.stderr, flush=True)
     if args.share and auth is None:
         print(share_warning(True, None), file=sys.stderr, flush=True)   # again, next to the printed link

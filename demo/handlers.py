@@ -27,6 +27,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from matting.crop import CropMargin, crop_box, cut_to, parse_margin
 from matting.decode import decode_image
 from matting.encode import encode_jpeg, encode_png
 from matting.errors import MattingError
@@ -119,6 +120,11 @@ class Handlers:
         return EdgeSettings(threshold=float(threshold or 0.0), feather=float(feather or 0.0),
                             erode=int(round(float(erode or 0))), refine=bool(refine), refine_radius=radius,
                             use_input_alpha=bool(use_input_alpha), decontaminate=bool(decontaminate))
+
+    @staticmethod
+    def crop_margin(crop, margin) -> CropMargin | None:
+        """None without cropping, else the margin from its text box (raises InvalidParameterError)."""
+        return parse_margin(margin if str(margin or "").strip() else "0") if crop else None
 
     @staticmethod
     def background(mode: str | None, color: str | None, image: np.ndarray | None):
@@ -339,24 +345,28 @@ class Handlers:
             return None
 
     def download_rgba(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                      use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
-                      progress=gr.Progress()):
+                      use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
+                      request: gr.Request = None, progress=gr.Progress()):
         edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("rgba", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+        return self._download("rgba", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
+                              request, progress)
 
     def download_alpha(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                       use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
-                       progress=gr.Progress()):
+                       use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
+                       request: gr.Request = None, progress=gr.Progress()):
         edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("alpha", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+        return self._download("alpha", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
+                              request, progress)
 
     def download_composite(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                           use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request,
-                           progress=gr.Progress()):
+                           use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
+                           request: gr.Request = None, progress=gr.Progress()):
         edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("composite", current, path, edges, (bg_mode, bg_color, bg_image), request, progress)
+        return self._download("composite", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
+                              request, progress)
 
-    def _download(self, kind: str, current: Current | None, path, edges, bg, request: gr.Request, progress):
+    def _download(self, kind: str, current: Current | None, path, edges, bg, cropping, request: gr.Request,
+                  progress):
         """Encode one full-resolution file, only now that it is asked for (and once per setting)."""
         bg_mode, bg_color, bg_image = bg
         t = self.texts(request)
@@ -366,9 +376,10 @@ class Handlers:
         try:
             settings = self.edge_settings(*edges)
             background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
+            margin = self.crop_margin(*cropping)
         except (MattingError, TypeError, ValueError) as exc:
             raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
-        key = (kind, settings, self._background_key(background), current.strokes_hash)
+        key = (kind, settings, self._background_key(background), current.strokes_hash, margin)
         cached = current.downloads.get(key)
         if cached and Path(cached).exists():
             return gr.update(value=cached, visible=True)
@@ -376,6 +387,9 @@ class Handlers:
         want_rgba = kind == "rgba" or (kind == "composite" and background is None)
         full = self.pipe.render(current.result, settings, background=background, preview=False, want_rgba=want_rgba,
                                 hints=current.hints)
+        if margin is not None:
+            full.alpha, full.rgba, full.composite = cut_to(crop_box(full.alpha, margin), full.alpha, full.rgba,
+                                                           full.composite)
         stem, session = current.stem, current.session
         if kind == "rgba":
             path = self.store.write_image(session, "download-rgba", full.rgba, "png", f"{stem}_cutout")
@@ -416,7 +430,7 @@ class Handlers:
         return self._table(self.texts(request), [])
 
     def _start_batch(self, session: str, paths: list[str], out_dir: Path, settings: EdgeSettings, kinds,
-                     background) -> tuple[threading.Event, queue.Queue]:
+                     background, crop: CropMargin | None = None) -> tuple[threading.Event, queue.Queue]:
         """run_batch in a worker thread; its per-image results come back through a queue."""
         from matting.batch import run_batch
 
@@ -431,7 +445,7 @@ class Handlers:
         def work():
             try:
                 summary = run_batch(paths, out_dir, pipeline=self.pipe, settings=settings, kinds=tuple(kinds),
-                                    background=background, cancel=cancel,
+                                    background=background, cancel=cancel, crop=crop,
                                     on_result=lambda r, i, n: events.put(("result", r, i, n)))
                 events.put(("done", summary))
             except BaseException as exc:   # reported to the user; the server keeps serving
@@ -470,7 +484,8 @@ class Handlers:
                     self.store.adopt(session, None, output)
 
     def on_batch(self, files, kinds, threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                 decontaminate, bg_mode, bg_color, bg_image, request: gr.Request, progress=gr.Progress()):
+                 decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0", request: gr.Request = None,
+                 progress=gr.Progress()):
         """Run a batch; yields (table, gallery, zip, status) as images complete; cancel stops it promptly."""
         t = self.texts(request)
         paths = self._batch_inputs(t, files)
@@ -478,6 +493,7 @@ class Handlers:
             settings = self.edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
                                           decontaminate)
             background = self.background(bg_mode, bg_color, bg_image)
+            margin = self.crop_margin(crop, crop_margin)
         except MattingError as exc:
             raise gr.Error(t("bad_setting", error=exc)) from None
         kinds = [k for k in KINDS if k == "cutout" or k in (kinds or [])]
@@ -485,7 +501,7 @@ class Handlers:
             kinds.remove("composite")   # nothing to composite onto: the cutouts already are that
         session = _session(request)
         out_dir = self.store.new_dir(session, "batch")
-        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background)
+        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background, margin)
         rows: list[list] = []
         gallery: list[tuple[str, str]] = []
         summary = None

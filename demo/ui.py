@@ -198,6 +198,9 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                     bg_image = UploadImage(type="filepath", image_mode=None, label=i18n("bg_image_upload"),
                                            sources=["upload", "clipboard"], height=140, elem_id="bg-image",
                                            visible=False)
+                with gr.Group():
+                    crop = gr.Checkbox(False, label=i18n("crop"), info=i18n("crop_info"), elem_id="crop")
+                    crop_margin = gr.Textbox("10", label=i18n("crop_margin"), max_lines=1, elem_id="crop-margin")
 
         # API-only endpoints: hidden inputs and outputs, named for gradio_client.
         with gr.Column(visible=False):
@@ -260,12 +263,12 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
         for button, fn, name in ((dl_rgba, handlers.download_rgba, "download_rgba"),
                                  (dl_alpha, handlers.download_alpha, "download_alpha"),
                                  (dl_composite, handlers.download_composite, "download_composite")):
-            button.click(fn, inputs=[current, image, *edges, *background], outputs=[dl_file],
+            button.click(fn, inputs=[current, image, *edges, *background, crop, crop_margin], outputs=[dl_file],
                          api_name=name, api_visibility="undocumented",
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 
-        batch_run.click(handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background],
+        batch_run.click(handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background, crop, crop_margin],
                         outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
                         concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY)
         batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")

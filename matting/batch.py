@@ -44,6 +44,7 @@ from . import batch_runtime as rt
 from .batch_encode import make_encoder
 from .batch_inputs import Discovery, InputError, InputItem, discover
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
+from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
 from .errors import InvalidParameterError, MattingError
 from .settings import EdgeSettings, parse_color
@@ -97,8 +98,10 @@ class BatchSummary:
 def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = None, kinds=("cutout",),
               background=None, composite_format: str = "jpg", overwrite: bool = False, recursive: bool = False,
               batch_size: int | None = None, workers: int | None = None, cancel: threading.Event | None = None,
-              on_result: Callable[[BatchResult, int, int], None] | None = None) -> BatchSummary:
+              on_result: Callable[[BatchResult, int, int], None] | None = None,
+              crop: CropMargin | None = None) -> BatchSummary:
     """Matte every image of ``inputs`` into ``output`` (a folder, or a path ending in .zip); see the module doc.
+    ``crop``: trim every output to the subject's box plus this margin (matting.crop).
 
     Raises InvalidParameterError for bad arguments and OutputError when the output cannot be used; everything
     that goes wrong with one image is reported in its BatchResult instead.
@@ -128,7 +131,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
             device = pipeline.device
             run = _Run(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
                        batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
-                       cancel or threading.Event())
+                       cancel or threading.Event(), crop)
             with rt.torch_threads(device), rt.gil_switch(device), closing(run.results()) as stream:
                 for result in stream:
                     results.append(result)
@@ -204,8 +207,9 @@ class _Run:
     """One batch in flight: the threads, the queues and the per-stage clocks."""
 
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
-                 workers: int, cancel: threading.Event):
+                 workers: int, cancel: threading.Event, crop: CropMargin | None = None):
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
+        self.crop = crop
         self.settings, self.kinds, self.background = settings, kinds, background
         self.batch_size, self.workers = batch_size, workers
         self.streams = rt.inference_threads(pipe.device)
@@ -449,8 +453,10 @@ class _Run:
             # travel back. A zip is written here, by whichever thread holds its lock.
             paths = ([self.sink.prepared(name) for name in job.names.values()]
                      if hasattr(self.sink, "prepared") else None)
-            encoded = self.encoder(formats, rendered.alpha if "alpha" in job.names else None, rendered.rgba,
-                                   rendered.composite, paths)
+            alpha, rgba, composite = rendered.alpha, rendered.rgba, rendered.composite
+            if self.crop is not None:
+                alpha, rgba, composite = cut_to(crop_box(alpha, self.crop), alpha, rgba, composite)
+            encoded = self.encoder(formats, alpha if "alpha" in job.names else None, rgba, composite, paths)
             t = job.timed("encode", t)
             for name, data in zip(job.names.values(), encoded):
                 if paths is None:

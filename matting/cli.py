@@ -22,6 +22,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from .crop import parse_margin
 from .errors import MattingError
 from .settings import EdgeSettings, parse_color
 
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write <stem>_composite.jpg, the subject on --background")
     kinds.add_argument("--background", default=None, metavar="COLOR",
                        help="composite colour, #RRGGBB or r,g,b (default white; implies --composite)")
+    kinds.add_argument("--crop", nargs="?", const="0", default=None, metavar="MARGIN",
+                       help="trim every output to the subject's bounding box plus MARGIN on each side: pixels (10) "
+                            "or a percentage of the box (5%%); no MARGIN: the box itself")
     kinds.add_argument("--composite-format", choices=("jpg", "png"), default="jpg",
                        help="file type of the composite (default jpg)")
 
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = edge_settings(args)
         kinds = output_kinds(args)
         background = parse_color(args.background) if args.background is not None else None
+        args.crop_margin = parse_margin(args.crop) if args.crop is not None else None
         from .pipeline import Pipeline
 
         pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
@@ -146,7 +151,8 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
             summary = run_batch(args.inputs, args.output, pipeline=pipeline, settings=settings, kinds=kinds,
                                 background=background, composite_format=args.composite_format,
                                 overwrite=args.overwrite, recursive=args.recursive, batch_size=args.batch_size,
-                                workers=args.workers, cancel=cancel, on_result=on_result)
+                                workers=args.workers, cancel=cancel, on_result=on_result,
+                                crop=getattr(args, "crop_margin", None))
     except (OutputError, MattingError) as exc:
         progress.close()
         print(f"error: {exc}", file=sys.stderr)

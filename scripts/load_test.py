@@ -328,7 +328,7 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
                     timed("release", release(value["id"], ui))
                 if isinstance(value, dict) and download and time.monotonic() < deadline:
                     think()
-                    timed("download", event(None, *ui.values(), api_name="/download_rgba"))
+                    timed("download", event(None, *ui.values(), False, "0", api_name="/download_rgba"))
             if path.parent == folder:
                 path.unlink(missing_ok=True)
             shutil.rmtree(downloads, ignore_errors=True)   # the client's copies of the files

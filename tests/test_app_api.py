@@ -313,6 +313,24 @@ def test_command_line_helpers(monkeypatch):
     assert (args.host, args.port, args.lang, args.max_side) == ("127.0.0.1", 8000, "zh", 2048)
 
 
+def test_a_taken_port_is_one_line_with_what_to_do(capsys):
+    """python app.py on a port that something listens on: exit 2 before the model loads, one line naming the
+    port and the two ways to choose another; no traceback."""
+    import socket
+
+    import app as app_module
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert app_module.main(["--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "Loading the model" not in err
+    assert f"port {port}" in err and "--port" in err and "MATTING_PORT" in err
+    assert app_module.port_problem("127.0.0.1", port) is None   # free again
+
+
 def test_batch_cancel_stops_promptly(app, tmp_path):
     """Cancel from the UI: the batch stops after the images in flight and the zip holds what finished."""
     from types import SimpleNamespace
@@ -320,7 +338,7 @@ def test_batch_cancel_stops_promptly(app, tmp_path):
     handlers = app.demo.handlers
     files = [str(write_jpeg(tmp_path / f"c{i:02d}.jpg", 240, 180, seed=i)) for i in range(40)]
     request = SimpleNamespace(session_hash="cancel-test", headers={"accept-language": "en"})
-    run = handlers.on_batch(files, ["cutout"], *ui_args()[:7], "transparent", "#ffffff", None, request,
+    run = handlers.on_batch(files, ["cutout"], *ui_args()[:7], "transparent", "#ffffff", None, request=request,
                             progress=lambda *args, **kwargs: None)
     next(run)                      # the first image has finished
     assert handlers.on_cancel(request).startswith("Stopping")
@@ -413,3 +431,29 @@ def test_output_store_stays_bounded(tmp_path):
     store.close()
     assert not (tmp_path / "store").exists()
     assert safe_stem("../../etc/passwd") == "passwd" and safe_stem("") == "image"
+
+
+def test_downloads_crop_to_the_subject(app):
+    """"Crop to the subject" with a margin: the full-resolution download is the uncropped one cut to the
+    subject's box plus the margin; a bad margin is a clear error and the session keeps working."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from matting.crop import subject_box
+
+    session = client(app)
+    session.predict(handle_file(str(EXAMPLES / "coffee.png")), *ui_args(), api_name="/upload")
+
+    def download(kind: str, crop: bool, margin: str) -> np.ndarray:
+        update = session.predict(None, *ui_args(), crop, margin, api_name=f"/download_{kind}")
+        return np.asarray(read_image(update["value"]))   # the event shows the file: an update with its path
+
+    full, cut = download("rgba", False, "0"), download("rgba", True, "10")
+    left, top, right, bottom = subject_box(full[..., 3])
+    left, top, right, bottom = max(0, left - 10), max(0, top - 10), min(600, right + 10), min(400, bottom + 10)
+    assert cut.shape == (bottom - top, right - left, 4) and cut.shape != full.shape
+    assert np.array_equal(cut, full[top:bottom, left:right])
+    with pytest.raises(AppError, match="crop margin"):
+        download("rgba", True, "lots")
+    alpha = download("alpha", True, "5%")
+    assert alpha.shape[0] < 400 or alpha.shape[1] < 600
