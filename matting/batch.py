@@ -43,6 +43,7 @@ import numpy as np
 from . import batch_runtime as rt
 from .batch_encode import make_encoder
 from .batch_inputs import Discovery, InputError, InputItem, discover
+from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
@@ -120,8 +121,10 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     found = discover(inputs, recursive=recursive, exclude=Path(output) if sink.folder == Path(output) else None)
     results: list[BatchResult] = []
     run = None
+    manifest = Manifest.load(sink, overwrite)
+    recipe = recipe_of(pipeline, settings or EdgeSettings(), background, composite_format, crop)
     try:
-        jobs, early = _plan(found, sink, kinds, composite_format, overwrite)
+        jobs, early = _plan(found, sink, kinds, composite_format, overwrite, manifest, recipe)
         total = len(found.items)
         for result in early:
             results.append(result)
@@ -131,7 +134,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
             device = pipeline.device
             run = _Run(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
                        batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
-                       cancel or threading.Event(), crop)
+                       cancel or threading.Event(), crop, (manifest, recipe))
             with rt.torch_threads(device), rt.gil_switch(device), closing(run.results()) as stream:
                 for result in stream:
                     results.append(result)
@@ -170,6 +173,7 @@ class _Job:
     seconds: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     payload: object = None  # what the next stage needs: DecodedImage, then MatteResult, then Rendered
+    stamp: str = ""         # the input's identity for the record of outputs (batch_manifest.py)
 
     def timed(self, stage: str, started: float) -> float:
         now = time.perf_counter()
@@ -181,8 +185,9 @@ class _Job:
                            list(outputs), list(self.notices))
 
 
-def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool):
-    """Split the items into jobs to run and results known at once (input errors, finished outputs)."""
+def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool, manifest: Manifest, recipe: str):
+    """Split the items into jobs to run and results known at once (input errors, outputs already made the same
+    way); outputs that an earlier recipe made and this run will not make again are removed (batch_manifest.py)."""
     usable = [item for item in found.items if item.error is None]
     names = dict(zip(map(id, usable), allocate_names([i.rel for i in usable], kinds, composite_format)))
     jobs, early = [], []
@@ -190,14 +195,24 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool)
         job = _Job(item, names.get(id(item), {}))
         if item.error is not None:
             early.append(job.outcome("failed", item.error))
-        elif not overwrite and all(sink.has(name) for name in job.names.values()):
-            outputs = [sink.shown(name) for name in job.names.values()]
-            early.append(job.outcome("skipped", outputs=outputs))
-        else:
-            jobs.append(job)
+            continue
+        job.stamp = input_stamp(item)
+        existing = [name for name in job.names.values() if sink.has(name)]
+        if not overwrite and len(existing) == len(job.names) and all(
+                manifest.made_same(name, item.name, job.stamp, recipe) for name in existing):
+            early.append(job.outcome("skipped", outputs=[sink.shown(name) for name in existing]))
+            continue
+        if existing and not overwrite:
+            job.notices.append(REDONE)
+        for name in manifest.stale(item.name, recipe, job.names.values()):
+            sink.remove(name)
+            manifest.forget(name)
+            job.notices.append(f"removed {name}: made with other settings, and not asked for now")
+        jobs.append(job)
     return jobs, early
 
 
+REDONE = "redone: its outputs were made with other settings, another model or an older input"
 _DROPPED = object()   # a job abandoned after a cancel: counted, not reported
 _STOP = object()      # tells an inference thread that no more images will come
 RENDER_JOBS = 16      # GPU: at most this many images per render call (Pipeline.render_many stacks them)
@@ -207,9 +222,10 @@ class _Run:
     """One batch in flight: the threads, the queues and the per-stage clocks."""
 
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
-                 workers: int, cancel: threading.Event, crop: CropMargin | None = None):
+                 workers: int, cancel: threading.Event, crop: CropMargin | None = None, record=None):
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
         self.crop = crop
+        self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
         self.batch_size, self.workers = batch_size, workers
         self.streams = rt.inference_threads(pipe.device)
@@ -385,7 +401,7 @@ class _Run:
             t = time.perf_counter()
             job.payload = self.pipe.prepare(job.payload, job.item.name, use_cache=False)
             job.timed("upload", t)
-            job.notices = list(job.payload.notices)
+            job.notices += list(job.payload.notices)   # after what planning noted (redone, removed)
             return True
         except BaseException as exc:  # noqa: BLE001
             self._fail(job, exc)
@@ -462,6 +478,8 @@ class _Run:
                 if paths is None:
                     self.sink.write(name, data)
                 outputs.append(self.sink.shown(name))
+                if self.manifest is not None:
+                    self.manifest.add(name, job.item.name, job.stamp, self.recipe)
             job.timed("write", t)
         except BaseException as exc:  # noqa: BLE001
             return self._fail(job, exc)

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 KINDS = ("cutout", "alpha", "composite")
+MANIFEST_NAME = ".matting-outputs.jsonl"   # the batch's record of what made each output (batch_manifest.py)
 COMPOSITE_FORMATS = ("jpg", "png")
 
 
@@ -110,6 +111,15 @@ class FolderSink:
     def close(self) -> None:
         pass
 
+    @property
+    def manifest_path(self) -> Path:
+        """Where the batch keeps its record of the outputs (batch_manifest.py): hidden, in the output folder."""
+        return self.root / MANIFEST_NAME
+
+    def remove(self, name: PurePosixPath | str) -> None:
+        """A stale output goes (batch_manifest.py)."""
+        self._path(PurePosixPath(name)).unlink(missing_ok=True)
+
     def _path(self, name: PurePosixPath) -> Path:
         if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive
             raise ValueError(f"unsafe output name {name}")
@@ -136,10 +146,22 @@ class ZipSink:
         except OSError as exc:
             raise OutputError(f"cannot write the archive {path}: {exc.strerror or exc}") from None
         self._new_names: set[str] = set()
+        self._removed: set[str] = set()
         self._lock = threading.Lock()
 
     def has(self, name: PurePosixPath) -> bool:
-        return str(name) in self._old_names
+        return str(name) in self._old_names and str(name) not in self._removed
+
+    @property
+    def manifest_path(self) -> Path:
+        """The record of the outputs (batch_manifest.py) sits beside the archive, hidden: the archive holds only
+        the outputs. Records of members a killed run never put in place name nothing that exists: harmless."""
+        return self.path.with_name(f".{self.path.name}{MANIFEST_NAME}")
+
+    def remove(self, name: PurePosixPath | str) -> None:
+        """A stale member is not carried over into the new archive (batch_manifest.py)."""
+        with self._lock:
+            self._removed.add(str(name))
 
     def shown(self, name: PurePosixPath) -> Path:
         """How an output is reported: its member name."""
@@ -159,7 +181,7 @@ class ZipSink:
             try:
                 if self._old is not None:
                     for info in self._old.infolist():
-                        if info.filename not in self._new_names:
+                        if info.filename not in self._new_names and info.filename not in self._removed:
                             copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
                             copy.external_attr, copy.compress_type = info.external_attr, info.compress_type
                             with self._old.open(info) as src, self._zip.open(copy, "w") as dst:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from matting.batch_manifest import MANIFEST
 from matting.batch import BatchResult, run_batch
 from matting.batch_inputs import MAX_ENTRY_BYTES, discover, safe_member_path
 from matting.batch_outputs import OutputError, allocate_names
@@ -51,7 +52,8 @@ def by_name(summary) -> dict[str, BatchResult]:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    """The outputs in a folder, without the batch's record of them (batch_manifest.MANIFEST)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
 
 
 # ---------------------------------------------------------------- discovery and naming (no network)
@@ -200,7 +202,7 @@ def test_resume_skips_finished_work_and_overwrite_redoes_it(pipe, tmp_path):
     assert (partial.done, partial.skipped) == (1, 1) and by_name(partial)["p1.jpg"].status == "done"
     forced = run_batch([src], out, pipeline=pipe, kinds=("cutout", "alpha"), overwrite=True)
     assert (forced.done, forced.skipped) == (2, 0)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != MANIFEST]  # no temporary files left
 
 
 def test_zip_output_is_written_whole_and_resumes(pipe, tmp_path):
@@ -219,7 +221,8 @@ def test_zip_output_is_written_whole_and_resumes(pipe, tmp_path):
     with zipfile.ZipFile(out) as zf:
         assert sorted(zf.namelist()) == ["a/x.png", "b/x.png", "c.png"]
         assert zf.testzip() is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.zip"]  # no temporary archive left
+    # no temporary archive left; the record of the outputs sits beside the archive
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".out.zip{MANIFEST}", "in", "out.zip"]
 
 
 def test_output_that_is_a_plain_file_is_a_setup_error(pipe, tmp_path):

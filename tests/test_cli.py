@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import matting.pipeline
+from matting.batch_manifest import MANIFEST
 from matting.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,8 @@ def test_all_good_exits_0_and_writes_cutouts_and_alpha(capsys, tmp_path):
     a, b = jpeg(tmp_path / "a.jpg", 1), jpeg(tmp_path / "b.jpg", 2)
     code, err = cli(capsys, a, b, "-o", tmp_path / "out", "--alpha")
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_alpha.png", "b.png", "b_alpha.png"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != MANIFEST)
+    assert written == ["a.png", "a_alpha.png", "b.png", "b_alpha.png"]
     assert Image.open(tmp_path / "out" / "a.png").mode == "RGBA"
     assert Image.open(tmp_path / "out" / "a_alpha.png").mode == "L"
     assert not [line for line in err if line.startswith("failed")]
@@ -163,3 +165,54 @@ def test_ctrl_c_stops_cleanly_exits_130_and_a_rerun_resumes(tmp_path):
     rerun = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, timeout=120)
     assert rerun.returncode == 0
     assert f"{count - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
+
+
+def test_resume_skips_only_outputs_made_the_same_way(capsys, tmp_path):
+    """A rerun with other edge settings, --raw or a changed input redoes the work and says so; the same run
+    again skips it; a matte from an earlier --alpha run that the new settings would make differently goes."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    jpeg(src / "a.jpg", 1)
+    jpeg(src / "b.jpg", 2)
+    assert cli(capsys, src, "-o", out, "--alpha")[0] == 0
+    first = (out / "a.png").read_bytes()
+    code, err = cli(capsys, src, "-o", out, "--alpha")
+    assert code == 0 and "0 done, 2 skipped" in err[-1]
+
+    code, err = cli(capsys, src, "-o", out, "--feather", "2")     # other settings, no --alpha this time
+    assert code == 0 and "2 done, 0 skipped" in err[-1]
+    assert sum("redone" in line for line in err) == 2
+    assert sum("removed" in line and "_alpha.png" in line for line in err) == 2
+    assert not (out / "a_alpha.png").exists() and not (out / "b_alpha.png").exists(), "no stale matte"
+    assert (out / "a.png").read_bytes() != first
+    code, err = cli(capsys, src, "-o", out, "--feather", "2")
+    assert code == 0 and "0 done, 2 skipped" in err[-1]
+
+    code, err = cli(capsys, src, "-o", out, "--raw")
+    assert code == 0 and "2 done, 0 skipped" in err[-1]
+    jpeg(src / "a.jpg", 7)                                         # a changed photo under the same name
+    os.utime(src / "a.jpg", ns=(1, 1))
+    code, err = cli(capsys, src, "-o", out, "--raw")
+    assert code == 0 and "1 done, 1 skipped" in err[-1] and any("a.jpg: redone" in line for line in err)
+
+
+def test_resume_redoes_outputs_it_has_no_record_of(capsys, tmp_path):
+    """An output file that this tool did not make (or made before it kept records) is redone, not trusted."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    jpeg(src / "a.jpg", 1)
+    out.mkdir()
+    (out / "a.png").write_bytes(b"not our cutout")
+    code, err = cli(capsys, src, "-o", out)
+    assert code == 0 and "1 done, 0 skipped" in err[-1]
+    assert Image.open(out / "a.png").mode == "RGBA"
+
+
+def test_zip_resume_follows_the_settings_and_drops_stale_members(capsys, tmp_path):
+    src, archive = tmp_path / "in", tmp_path / "out.zip"
+    jpeg(src / "a.jpg", 1)
+    assert cli(capsys, src, "-o", archive, "--alpha")[0] == 0
+    code, err = cli(capsys, src, "-o", archive, "--alpha")
+    assert code == 0 and "0 done, 1 skipped" in err[-1]
+    code, err = cli(capsys, src, "-o", archive, "--erode", "-2")
+    assert code == 0 and "1 done, 0 skipped" in err[-1]
+    with zipfile.ZipFile(archive) as result:
+        assert result.namelist() == ["a.png"], "the matte made with the old settings is not carried over"

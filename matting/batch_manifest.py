@@ -1,0 +1,101 @@
+"""What made each output of a batch, so that a rerun skips only outputs made the same way and redoes the rest.
+
+Each output is recorded with the input it came from (its name and a stamp: size and modification time of a
+file, size and CRC of a zip member) and the recipe (model weights, precision, working-size cap, edge settings,
+background, composite format, crop). A rerun skips an item only when every output it asks for exists and was
+made from the same input by the same recipe; otherwise the item is redone and its outputs that the new recipe
+does not make (a `_alpha.png` from an earlier `--alpha` run, say) are removed, so nothing stale stays beside
+new work. Outputs with no record (made by something else, or by a version before this file) are redone.
+
+The record is one JSON line per output, appended as outputs are written, so an interrupted run's finished work is
+known to the next run: `.matting-outputs.jsonl` in an output folder, `.<name>.zip.matting-outputs.jsonl` beside an
+output archive (batch_outputs: the sinks' ``manifest_path``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path, PurePosixPath
+
+from .batch_outputs import MANIFEST_NAME as MANIFEST  # noqa: F401 - re-exported: the record's name
+
+
+def input_stamp(item) -> str:
+    """What identifies the input's content without reading it."""
+    if item.member is not None:
+        return f"zip:{item.member.file_size}:{item.member.CRC}"
+    try:
+        stat = item.path.stat()
+    except (OSError, AttributeError):
+        return ""
+    return f"file:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def recipe_of(pipeline, settings, background, composite_format: str, crop) -> str:
+    """A short hash of everything besides the input that shapes an output."""
+    background = None if background is None else [int(c) for c in background]
+    facts = {"model": getattr(pipeline, "_weights_id", None), "precision": getattr(pipeline, "precision", None),
+             "max_side": getattr(pipeline, "max_side", None), "settings": settings.as_dict(),
+             "background": background, "composite_format": composite_format,
+             "crop": None if crop is None else str(crop)}
+    return hashlib.sha1(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Manifest:
+    """The records of one output location; ``add`` is thread-safe."""
+
+    def __init__(self, path: Path, records: dict[str, dict]):
+        self.path = path
+        self.records = records
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, sink, overwrite: bool) -> "Manifest":
+        path = sink.manifest_path
+        text = ""
+        if overwrite:
+            path.unlink(missing_ok=True)
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                text = ""
+        records: dict[str, dict] = {}
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+                if record.get("input") is None:
+                    records.pop(str(record["name"]), None)   # removed as stale
+                else:
+                    records[str(record["name"])] = record
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue   # a line cut short by a killed run
+        return cls(path, records)
+
+    def made_same(self, name: PurePosixPath, input_name: str, stamp: str, recipe: str) -> bool:
+        record = self.records.get(str(name))
+        return bool(record) and (record.get("input"), record.get("stamp"), record.get("recipe")) == (
+            input_name, stamp, recipe)
+
+    def stale(self, input_name: str, recipe: str, keep) -> list[PurePosixPath]:
+        """Outputs recorded for this input, made by another recipe, that this run does not write again."""
+        keep = {str(name) for name in keep}
+        return [PurePosixPath(name) for name, record in self.records.items()
+                if record.get("input") == input_name and record.get("recipe") != recipe and name not in keep]
+
+    def add(self, name: PurePosixPath, input_name: str, stamp: str, recipe: str) -> None:
+        record = {"name": str(name), "input": input_name, "stamp": stamp, "recipe": recipe}
+        line = json.dumps(record, ensure_ascii=False)
+        with self._lock:
+            self.records[str(name)] = record
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+    def forget(self, name: PurePosixPath) -> None:
+        """A stale output was removed: a tombstone line, so the next run does not count it either."""
+        with self._lock:
+            if self.records.pop(str(name), None) is not None:
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"name": str(name), "input": None}) + "\n")
