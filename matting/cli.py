@@ -113,7 +113,9 @@ def output_kinds(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Intermixed: inputs may come after options too (`photos/ -r archive.zip -o out.zip`); plain parse_args
+    # stops taking inputs at the first option.
+    args = build_parser().parse_intermixed_args(argv)
     try:
         settings = edge_settings(args)
         kinds = output_kinds(args)
