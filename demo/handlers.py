@@ -372,7 +372,7 @@ class Handlers:
         t = self.texts(request)
         current = self._restore(current, path, t, request)
         if current is None:
-            raise gr.Error(t("no_image"))
+            raise gr.Error(t("no_image"), print_exception=False)   # expected: no traceback in the log
         try:
             settings = self.edge_settings(*edges)
             background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
@@ -406,9 +406,9 @@ class Handlers:
     def _batch_inputs(self, t: Texts, files) -> list[str]:
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
         if not paths:
-            raise gr.Error(t("no_files"))
+            raise gr.Error(t("no_files"), print_exception=False)
         if len(paths) > self.max_batch_files:
-            raise gr.Error(t("too_many_files", n=len(paths), limit=self.max_batch_files))
+            raise gr.Error(t("too_many_files", n=len(paths), limit=self.max_batch_files), print_exception=False)
         return paths
 
     def _row(self, t: Texts, result) -> list:
@@ -495,7 +495,7 @@ class Handlers:
             background = self.background(bg_mode, bg_color, bg_image)
             margin = self.crop_margin(crop, crop_margin)
         except MattingError as exc:
-            raise gr.Error(t("bad_setting", error=exc)) from None
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
         kinds = [k for k in KINDS if k == "cutout" or k in (kinds or [])]
         if "composite" in kinds and background is None:
             kinds.remove("composite")   # nothing to composite onto: the cutouts already are that
@@ -556,7 +556,7 @@ class Handlers:
         model's matte; any size); full-resolution RGBA PNG, alpha PNG and a JSON report out."""
         t = self.texts(request)
         if not image:
-            raise gr.Error(t("no_image"))
+            raise gr.Error(t("no_image"), print_exception=False)   # expected: no traceback in the log
         settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
         try:
             result = self.pipe.matte(image, name=_upload_name(image))

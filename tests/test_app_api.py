@@ -313,6 +313,16 @@ def test_command_line_helpers(monkeypatch):
     assert (args.host, args.port, args.lang, args.max_side) == ("127.0.0.1", 8000, "zh", 2048)
 
 
+def test_expected_user_errors_log_no_traceback(app, capfd):
+    """"Upload an image first." is an answer, not a fault: the client gets it, the server log gets no traceback."""
+    from gradio_client.exceptions import AppError
+
+    capfd.readouterr()
+    with pytest.raises(AppError, match="Upload an image first"):
+        client(app).predict(None, *ui_args(), False, "0", api_name="/download_rgba")
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_taken_port_is_one_line_with_what_to_do(capsys):
     """python app.py on a port that something listens on: exit 2 before the model loads, one line naming the
     port and the two ways to choose another; no traceback."""
