@@ -15,6 +15,13 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from .ui import build_demo, launch_options  # noqa: E402
-
 __all__ = ["build_demo", "launch_options"]
+
+
+def __getattr__(name: str):
+    """build_demo and launch_options import gradio: only when asked for, so `matting-app --help` stays quick."""
+    if name in __all__:
+        from . import ui
+
+        return getattr(ui, name)
+    raise AttributeError(f"module 'demo' has no attribute {name!r}")

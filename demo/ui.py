@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported: nothing leaves the machine
 
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
+from matting.assets import assets_dir  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
 
@@ -28,8 +28,7 @@ from .handlers import BG_COLOR, BG_IMAGE, BG_TRANSPARENT, Handlers  # noqa: E402
 from .i18n import EN, ZH, check_lang, translations  # noqa: E402
 from .live_view import CSS as LIVE_CSS, INPUT_JS, RELEASE_JS, live_view  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_DIR = ROOT / "assets" / "examples"
+EXAMPLES_DIR = assets_dir() / "examples"
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 QUEUE_MAX_SIZE = 64           # waiting events across all users; past it the client gets "queue full"

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
+from .assets import assets_dir
 from .device import cpu_has_amx, describe, resolve_device
 from .models import create_model, get_spec
 from .runner import ModelRunner
 from .preprocess import network_input
 from .decode import decode_image
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+EXAMPLES = assets_dir() / "examples"
 
 
 def example_photos() -> list[Path]:

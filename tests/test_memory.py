@@ -67,8 +67,32 @@ def test_trim_heap_is_harmless_anywhere():
     assert trim_heap() in (True, False)
 
 
-def test_the_app_starts_it():
-    assert "HeapTrimmer().start()" in (ROOT / "app.py").read_text(encoding="utf-8")
+def test_the_app_starts_it(monkeypatch):
+    """python app.py starts a heap trimmer before it loads the model (seen by running its main, not by grep)."""
+    import socket
+
+    import demo.launch
+    import matting.memory
+    import matting.pipeline
+    from matting.errors import ModelLoadError
+
+    started = []
+
+    class Recorder:
+        def start(self):
+            started.append(True)
+            return self
+
+    def no_model(**kwargs):
+        raise ModelLoadError("stop here: the trimmer is what this test is about")
+
+    monkeypatch.setattr(matting.memory, "HeapTrimmer", Recorder)
+    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert demo.launch.main(["--port", str(port)]) == 2
+    assert started == [True]
 
 
 # Forward passes of U^2-Net-P on the CPU after two warm-up ones, counting page faults: its activation buffers

@@ -9,13 +9,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..assets import assets_dir
 from ..errors import InvalidParameterError, ModelLoadError
 from .isnet import ISNetDIS
 from .precision import Float32Chains
 from .u2net import U2NET, U2NETP
 from .weights import load_weights
 
-ASSETS_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+ASSETS_MODELS = assets_dir() / "models"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -1,0 +1,168 @@
+"""The web app's command line: flags, the model loaded once, the server started. ``python app.py`` and, once
+installed with pip, ``matting-app`` run ``main``.
+
+    python app.py                              # local only, language from the browser
+    python app.py --lang zh --port 8080
+    python app.py --host 0.0.0.0 --auth alice:secret
+    MATTING_AUTH=alice:secret python app.py --share
+
+The model is loaded once, before the server starts; every visitor shares it. Nothing here imports gradio until
+the server is built, so ``--help`` and the start-up checks answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_START = time.perf_counter()
+
+# Before gradio is imported: no usage analytics, no telemetry, no request leaves the machine.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+AUTH_ENV = "MATTING_AUTH"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Image matting web app (Gradio). Everything runs on this machine.")
+    parser.add_argument("--host", default=os.environ.get("MATTING_HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface; "
+                             "env MATTING_HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MATTING_PORT", 7860)),
+                        help="port (default 7860; env MATTING_PORT)")
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public *.gradio.live link through Gradio's tunnel (needs internet); "
+                             "use with --auth")
+    parser.add_argument("--auth", default=None, metavar="USER:PASS",
+                        help=f"require this login (env {AUTH_ENV}=USER:PASS; the flag wins)")
+    parser.add_argument("--device", default=None,
+                        help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
+    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "fp16", "bf16"),
+                        help="network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, else fp32; "
+                             "fp32 is exact); env MATTING_PRECISION")
+    parser.add_argument("--max-side", type=int, default=None,
+                        help="largest working side in px; larger photos are reduced, with a notice "
+                             "(default 4096; env MATTING_MAX_SIDE)")
+    parser.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="weights file for --model: .safetensors, .pth or .onnx (default: embedded)")
+    parser.add_argument("--lang", default=os.environ.get("MATTING_LANG", "auto"), choices=("auto", "en", "zh"),
+                        help="UI language: auto follows the browser (default; env MATTING_LANG)")
+    parser.add_argument("--max-file-size", default=None, metavar="SIZE",
+                        help="largest accepted upload, e.g. 100mb (default 100mb)")
+    parser.add_argument("--queue-size", type=int, default=None,
+                        help="most events waiting in the queue before new ones are refused (default 64)")
+    return parser
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """'user:pass' -> ('user', 'pass'); the password may itself contain ':'."""
+    if value is None or not value.strip():
+        return None
+    user, sep, password = value.strip().partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth / MATTING_AUTH must look like USER:PASS, both non-empty")
+    return user, password
+
+
+def share_warning(share: bool, auth) -> str | None:
+    if share and auth is None:
+        return ("WARNING: --share without --auth: the public *.gradio.live link lets ANYONE on the internet "
+                "upload images to this machine and use its CPU/GPU. Add --auth USER:PASS (or set "
+                f"{AUTH_ENV}=USER:PASS) to require a login.")
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port, in one line with what to do; None when it can."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))   # no SO_REUSEADDR: a port someone listens on is refused, as uvicorn's is
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is already in use (another copy of the app?); choose another with "
+                    f"--port {port + 1} or MATTING_PORT={port + 1}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"no permission to listen on port {port} (ports below 1024 need root); choose one above 1024"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port"
+    return None
+
+
+def host_warning(host: str, auth) -> str | None:
+    if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        return (f"note: listening on {host} without --auth: anyone who can reach this machine on the network "
+                "can use the app.")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    prog = "python app.py" if Path(sys.argv[0]).name == "app.py" else "matting-app"
+    args = build_parser(prog).parse_args(argv)
+    try:
+        auth = parse_auth(args.auth if args.auth is not None else os.environ.get(AUTH_ENV))
+        if args.lang not in ("auto", "en", "zh"):   # from MATTING_LANG, which argparse does not check
+            raise ValueError(f"unknown language {args.lang!r}: use auto, en or zh")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = port_problem(args.host, args.port)   # before the model loads: a taken port fails in a second
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    for warning in (share_warning(args.share, auth), host_warning(args.host, auth)):
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+
+    from matting.errors import MattingError
+    from matting.memory import HeapTrimmer
+    from matting.pipeline import get_pipeline
+
+    HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
+
+    print("Loading the model…", file=sys.stderr, flush=True)
+    try:
+        pipe = get_pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
+                            max_side=args.max_side)
+    except MattingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = pipe.info()
+    print(f"Model {pipe.summary()}, weights {info['weights']}, loaded in {info['load_ms']} ms",
+          file=sys.stderr, flush=True)
+
+    try:
+        import demo as webapp
+        webapp.build_demo   # gradio is imported here (demo/__init__.py)
+    except ImportError as exc:
+        print(f"error: the web app needs gradio ({exc}); install it with pip install -r requirements.txt, or "
+              "pip install '.[app]' from the checkout", file=sys.stderr)
+        return 2
+
+    app = webapp.build_demo(pipe, lang=args.lang, queue_size=args.queue_size)
+    options = webapp.launch_options(app, server_name=args.host, server_port=args.port, share=args.share,
+                                    auth=auth, prevent_thread_lock=True)
+    if args.max_file_size:
+        options["max_file_size"] = args.max_file_size
+    try:
+        app.launch(**options)
+    except OSError as exc:   # taken between the check and the launch
+        print(f"error: {port_problem(args.host, args.port) or exc}", file=sys.stderr)
+        return 2
+    print(f"Ready in {time.perf_counter() - _START:.1f} s since start.", file=sys.stderr, flush=True)
+    if args.share and auth is None:
+        print(share_warning(True, None), file=sys.stderr, flush=True)   # again, next to the printed link
+    try:
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
