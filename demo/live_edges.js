@@ -150,7 +150,10 @@ function convolveRows(d, w, h, k) {   // in place, through a padded copy of each
   for (let y = 0; y < h; y++) {
     const row = y * w;
     line.set(d.subarray(row, row + w), r);
-    for (let j = 1; j <= r; j++) { line[r - j] = d[row + reflect(-j, w)]; line[r + w - 1 + j] = d[row + reflect(w - 1 + j, w)]; }
+    for (let j = 1; j <= r; j++) {
+      line[r - j] = d[row + reflect(-j, w)];
+      line[r + w - 1 + j] = d[row + reflect(w - 1 + j, w)];
+    }
     for (let x = 0; x < w; x++) {
       let acc = 0;
       for (let j = 0; j < k.length; j++) acc += k[j] * line[x + j];
@@ -182,7 +185,10 @@ function boxRows(d, w, h, {r, alpha, norm}) {   // in place, through a padded co
   for (let y = 0; y < h; y++) {
     const row = y * w;
     line.set(d.subarray(row, row + w), p);
-    for (let j = 1; j <= p; j++) { line[p - j] = d[row + reflect(-j, w)]; line[p + w - 1 + j] = d[row + reflect(w - 1 + j, w)]; }
+    for (let j = 1; j <= p; j++) {
+      line[p - j] = d[row + reflect(-j, w)];
+      line[p + w - 1 + j] = d[row + reflect(w - 1 + j, w)];
+    }
     let sum = 0;
     for (let j = 1; j <= 2 * r + 1; j++) sum += line[j];      // the window of x = 0: line[1 .. 2r+1]
     for (let x = 0; x < w; x++) {

@@ -47,7 +47,6 @@ function exactKey(s, strokesId = view.strokesId) {
   return [s.threshold, s.feather, s.erode, s.refine, s.refine_radius, s.use_input_alpha, s.decontaminate,
           strokesId].join("|");
 }
-function softKeyOf(s) { return s.refine ? `refine|${s.refine_radius}` : "plain"; }
 function normalise(s) {
   return {
     threshold: Number(s.threshold) || 0, feather: Number(s.feather) || 0, erode: Math.round(Number(s.erode) || 0),
@@ -112,7 +111,9 @@ function draftOf(im) {
   if (im.draft.hintsOf !== view.hints) {   // labels: every other pixel, not an average
     const d = im.draft, src = view.hints;
     d.hints = src && new Uint8Array(d.w * d.h);
-    if (src) for (let y = 0; y < d.h; y++) for (let x = 0; x < d.w; x++) d.hints[y * d.w + x] = src[2 * y * im.w + 2 * x];
+    for (let y = 0; src && y < d.h; y++) {
+      for (let x = 0; x < d.w; x++) d.hints[y * d.w + x] = src[2 * y * im.w + 2 * x];
+    }
     d.hintsOf = src;
   }
   return im.draft;
@@ -200,7 +201,8 @@ async function applyReply(reply, im) {
     reply.soft ? pixelsOf(reply.soft) : null]);
   if (!view.image || view.image.id !== im.id) return;
   if (soft) { im.soft = channel(soft, 0); im.draft = null; view.softKey = reply.soft_key; }
-  view.exact = {key: exactKey(normalise(reply.exact.settings), reply.exact.strokes_id), alpha: channel(alpha, 0), colour};
+  view.exact = {key: exactKey(normalise(reply.exact.settings), reply.exact.strokes_id), alpha: channel(alpha, 0),
+                colour};
   if (reply.line) view.status.textContent = reply.line;
   scheduleDraw();
 }
@@ -224,6 +226,7 @@ async function load(value) {
   if (!value || !value.photo) {
     view.image = null; view.exact = null; view.bg = null; view.loaded = {};
     view.strokes = []; view.undone = []; view.stroke = null; view.hints = null;
+    updateTools();
     view.frame.classList.add("live-empty");
     view.status.textContent = value && value.line ? value.line : "";
     return;
@@ -239,13 +242,15 @@ async function load(value) {
   view.image = {id: value.id, w: value.w, h: value.h, scale: value.scale, photo,
                 soft: channel(soft, 0), own: own ? channel(own, 0) : null};
   view.softKey = value.soft_key;
-  view.exact = {key: exactKey(normalise(value.exact.settings), value.exact.strokes_id), alpha: channel(alpha, 0), colour};
+  view.exact = {key: exactKey(normalise(value.exact.settings), value.exact.strokes_id), alpha: channel(alpha, 0),
+                colour};
   view.bg = bg;
   if (!view.settings) view.settings = normalise(value.settings);
   view.canvas.width = value.w;
   view.canvas.height = value.h;
   view.frame.classList.remove("live-empty");
   view.status.textContent = value.line || "";
+  updateTools();
   draw();
   // Settings moved while the photo was on its way: bring the exact render up to date.
   if (exactKey(view.settings) !== view.exact.key) requestExact();
@@ -310,7 +315,8 @@ function strokesChanged() {
   requestExact();
 }
 function updateTools() {
-  element.querySelectorAll(".live-tools [data-tool]").forEach((b) => b.classList.toggle("selected", b.dataset.tool === view.tool));
+  element.querySelectorAll(".live-tools [data-tool]").forEach(
+    (b) => b.classList.toggle("selected", b.dataset.tool === view.tool));
   element.querySelector("[data-action=undo]").disabled = !view.strokes.length;
   element.querySelector("[data-action=redo]").disabled = !view.undone.length;
   element.querySelector("[data-action=clear]").disabled = !view.strokes.length && !view.undone.length;
@@ -318,7 +324,8 @@ function updateTools() {
 }
 function imagePoint(event) {
   const box = view.canvas.getBoundingClientRect();
-  return [(event.clientX - box.left) * view.image.w / box.width, (event.clientY - box.top) * view.image.h / box.height];
+  return [(event.clientX - box.left) * view.image.w / box.width,
+          (event.clientY - box.top) * view.image.h / box.height];
 }
 const sizeInput = element.querySelector(".live-size input");
 function brushRadius() {   // the size control is in screen pixels; strokes keep the image's

@@ -63,7 +63,7 @@ def hints_at(hints: np.ndarray | None, size_hw: tuple[int, int], device: torch.d
 
 def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings) -> torch.Tensor:
     """The matte at the photo's size before any edge setting: refined by the photo (or just resized), in [0, 1].
-    The web page redraws threshold, erode and feather from this while a slider moves (demo/live_view.js)."""
+    The web page redraws threshold, erode and feather from this while a slider moves (demo/live_edges.js)."""
     size_hw = tuple(photo.shape[-2:])
     if settings.refine:
         alpha = ops.fast_guided_filter(guide, matte, photo, settings.refine_radius, settings.refine_eps)

@@ -1,8 +1,8 @@
 """The web app through gradio_client, against the app launched in this process on a free port.
 
 Covers the named endpoints (/matte, /batch), the UI's own events (/upload; the live view's exact_render: a slider
-change re-renders without running the network), errors that must come back as our one-line message while the server keeps serving,
-the run-time language, and the command line's helpers.
+change re-renders without running the network), errors that must come back as our one-line message while the
+server keeps serving, the run-time language, and the command line's helpers.
 """
 
 from __future__ import annotations
