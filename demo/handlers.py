@@ -282,11 +282,16 @@ class Handlers:
 
     # ------------------------------------------------------------------ single image
     def on_image(self, path, threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate,
-                 bg_mode, bg_color, bg_image, request: gr.Request, progress=gr.Progress()):
+                 bg_mode, bg_color, bg_image, current: Current | None = None, request: gr.Request = None,
+                 progress=gr.Progress()):
         """A new photo (upload, paste, example): run the network once, then hand the page its live view.
         Returns (state, live view payload)."""
         if not path:
             return None, None
+        if current is not None and current.source == str(path):
+            # Gradio's image input reports a replaced photo twice (its upload, then its stored value): the page
+            # already shows this one.
+            return gr.skip(), gr.skip()
         t = self.texts(request)
         start = time.perf_counter()
         progress(0.05, desc=t("stage_decode"))

@@ -225,7 +225,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
 
         # A new photo: the network runs once; the result (the cached matte) goes into the session state and the
         # page gets what it needs to draw it (demo/live_view.py).
-        image.change(handlers.on_image, inputs=[image, *edges, *background], outputs=live_outputs,
+        image.change(handlers.on_image, inputs=[image, *edges, *background, current], outputs=live_outputs,
                      api_name="upload", api_visibility="undocumented", concurrency_id="network",
                      concurrency_limit=network_concurrency, trigger_mode="always_last")
 

@@ -292,6 +292,26 @@ def test_batch(app_page, app, tmp_path):
     page.screenshot(path=str(SCREENSHOTS / "batch.png"), full_page=True)
 
 
+def test_replacing_the_photo_is_matted_and_shown_once(app_page, app, tmp_path):
+    """Gradio's image input reports a replaced photo twice; the second report must not redo the work (it used to
+    draw everything again and say "network: cached" about a photo the network had just run on)."""
+    page = app_page
+    joins: list[str] = []
+    page.on("request", lambda request: joins.append(request.url) if "queue/join" in request.url else None)
+    upload(page, EXAMPLES / "coffee.png")
+    page.wait_for_timeout(800)
+    before, draws = len(joins), page.evaluate("window.mattingLive.draws.length")
+    fresh = write_jpeg(tmp_path / "never_seen.jpg", 420, 300, seed=991)
+    upload(page, fresh)
+    page.wait_for_timeout(1500)   # the second report comes right after the first
+    assert len(joins) - before >= 1
+    expect(page.locator("#timings")).to_contain_text("420 × 300")
+    line = page.locator("#timings").inner_text()
+    assert "cached" not in line, line
+    loads = page.evaluate(f"window.mattingLive.draws.slice({draws}).filter(d => d.exact).length")
+    assert loads == 1, f"the new photo was drawn {loads} times from the server"
+
+
 def test_example_is_one_click_away(app_page, app):
     page = app_page
     page.locator("#examples img").nth(1).click()     # chelsea.png, 451 x 300
