@@ -312,6 +312,23 @@ def test_replacing_the_photo_is_matted_and_shown_once(app_page, app, tmp_path):
     assert loads == 1, f"the new photo was drawn {loads} times from the server"
 
 
+@pytest.mark.parametrize("key", ["Enter", "Tab"])
+def test_a_typed_hex_colour_redraws_the_background(app_page, app, key):
+    """Typing a hex code in the colour picker and pressing Enter or Tab recolours the background (it used to
+    change the swatch only)."""
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    page.locator("#bg-mode label").filter(has_text="Colour").click()
+    page.locator("#bg-color button.dialog-button").click()
+    field = page.locator("#bg-color input[type=text]")
+    field.fill("#00ff00")
+    field.press(key)
+    page.wait_for_function("(() => { const d = window.mattingLive.draws.at(-1);"
+                           " return d.settings.bg_mode === 'color' && d.settings.bg_color === '#00ff00'; })()")
+    corner = canvas_pixels(page, "() => window.mattingLive.canvas.getContext('2d').getImageData(0, 0, 6, 6)")
+    assert (corner[..., 1] > 200).all() and (corner[..., 0] < 60).all(), corner[0, 0]
+
+
 def test_example_is_one_click_away(app_page, app):
     page = app_page
     page.locator("#examples img").nth(1).click()     # chelsea.png, 451 x 300
