@@ -159,7 +159,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                                 with gr.Row():
                                     batch_run = gr.Button(i18n("batch_run"), variant="primary", elem_id="batch-run")
                                     batch_cancel = gr.Button(i18n("batch_cancel"), variant="stop",
-                                                             elem_id="batch-cancel")
+                                                             elem_id="batch-cancel", interactive=False)
                         batch_status = gr.Markdown(elem_id="batch-status")
                         batch_table = gr.Dataframe(label=i18n("batch_table"), interactive=False, wrap=True,
                                                    elem_id="batch-table", max_height=320,
@@ -267,9 +267,14 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 
-        batch_run.click(handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background, crop, crop_margin],
-                        outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
-                        concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY)
+        # Cancel can be pressed only while a batch runs.
+        batch_run.click(lambda: gr.update(interactive=True), outputs=[batch_cancel], queue=False,
+                        api_visibility="private", show_progress="hidden").then(
+            handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background, crop, crop_margin],
+            outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
+            concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY).then(
+            lambda: gr.update(interactive=False), outputs=[batch_cancel], queue=False, api_visibility="private",
+            show_progress="hidden")
         batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")
 
         api_matte_button.click(handlers.api_matte, inputs=[api_image, api_threshold, api_feather, api_erode,

@@ -265,6 +265,7 @@ def test_batch(app_page, app, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes((EXAMPLES / "rocket.jpg").read_bytes()[:900])
     page.get_by_role("tab", name="Batch").click()
+    expect(page.locator("#batch-cancel")).to_be_disabled()   # nothing to cancel yet
     page.locator("#batch-files input[type=file]").set_input_files([str(good[0]), str(bad), str(good[1])])
     expect(page.locator("#batch-files")).to_contain_text("broken")
     page.locator("#batch-kinds label").filter(has_text="Alpha mattes").click()
@@ -276,6 +277,7 @@ def test_batch(app_page, app, tmp_path):
     expect(table).to_contain_text("broken.jpg")
     expect(table).to_contain_text("failed")
     expect(page.locator("#batch-status")).to_contain_text("2 done, 1 failed")
+    expect(page.locator("#batch-cancel")).to_be_disabled()   # and nothing once it is over
     expect(page.locator("#batch-gallery img")).to_have_count(2)
 
     with page.expect_download() as download:
