@@ -145,7 +145,7 @@ class Handlers:
         try:
             return self.edge_settings(*edges)
         except (MattingError, TypeError, ValueError) as exc:
-            gr.Warning(t("bad_setting", error=exc))
+            gr.Warning(t("bad_setting", error=exc), title=t("toast_warning"))
             return None
 
     # ------------------------------------------------------------------ the page's live view
@@ -259,10 +259,11 @@ class Handlers:
         if result.was_reduced:
             (w0, h0), (w1, h1) = result.original_size, result.size
             reduce_notice = plan_resize(w0, h0, self.pipe.max_side).notice()
-            gr.Info(t("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.pipe.max_side), duration=15)
+            gr.Info(t("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.pipe.max_side), duration=8,
+                    title=t("toast_info"))   # 8 s: it covers the side panel's top while it shows
         for text in result.notices:
             if text != reduce_notice:
-                gr.Info(t.notice(text), duration=10)
+                gr.Info(t.notice(text), duration=10, title=t("toast_info"))
 
     def _current_for(self, result: MatteResult, path: str, request: gr.Request | None) -> Current:
         stem = safe_stem(result.name or _upload_name(path))
@@ -276,7 +277,7 @@ class Handlers:
         try:
             result = self.pipe.matte(path, name=_upload_name(path))
         except (MattingError, OSError) as exc:
-            gr.Warning(t("failed", error=t.error(exc)))
+            gr.Warning(t("failed", error=t.error(exc)), title=t("toast_warning"))
             return None
         return self._current_for(result, path, request)
 
@@ -301,7 +302,7 @@ class Handlers:
             background = self.background(bg_mode, bg_color, bg_image)
             result = self.pipe.matte(path, name=_upload_name(path))
         except MattingError as exc:
-            gr.Warning(t("failed", error=t.error(exc)), duration=15)
+            gr.Warning(t("failed", error=t.error(exc)), duration=15, title=t("toast_warning"))
             return None, None
         progress(0.75, desc=t("stage_render"))
         current = self._current_for(result, path, request)
@@ -332,7 +333,7 @@ class Handlers:
         try:
             background = self.background(bg_mode, bg_color, bg_image)
         except MattingError as exc:
-            gr.Warning(t("bad_setting", error=exc))
+            gr.Warning(t("bad_setting", error=exc), title=t("toast_warning"))
             return gr.skip(), gr.skip()
         value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
         value["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
@@ -346,7 +347,8 @@ class Handlers:
         try:
             return decode_image(path, name=_upload_name(path)).rgb
         except MattingError as exc:
-            gr.Warning(self.texts(request)("bad_background", error=exc))
+            t = self.texts(request)
+            gr.Warning(t("bad_background", error=exc), title=t("toast_warning"))
             return None
 
     def download_rgba(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
@@ -377,13 +379,14 @@ class Handlers:
         t = self.texts(request)
         current = self._restore(current, path, t, request)
         if current is None:
-            raise gr.Error(t("no_image"), print_exception=False)   # expected: no traceback in the log
+            # expected, not a fault: no traceback in the log
+            raise gr.Error(t("no_image"), print_exception=False, title=t("toast_error"))
         try:
             settings = self.edge_settings(*edges)
             background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
             margin = self.crop_margin(*cropping)
         except (MattingError, TypeError, ValueError) as exc:
-            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
         key = (kind, settings, self._background_key(background), current.strokes_hash, margin)
         cached = current.downloads.get(key)
         if cached and Path(cached).exists():
@@ -411,9 +414,10 @@ class Handlers:
     def _batch_inputs(self, t: Texts, files) -> list[str]:
         paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
         if not paths:
-            raise gr.Error(t("no_files"), print_exception=False)
+            raise gr.Error(t("no_files"), print_exception=False, title=t("toast_error"))
         if len(paths) > self.max_batch_files:
-            raise gr.Error(t("too_many_files", n=len(paths), limit=self.max_batch_files), print_exception=False)
+            raise gr.Error(t("too_many_files", n=len(paths), limit=self.max_batch_files), print_exception=False,
+                           title=t("toast_error"))
         return paths
 
     def _row(self, t: Texts, result) -> list:
@@ -500,7 +504,7 @@ class Handlers:
             background = self.background(bg_mode, bg_color, bg_image)
             margin = self.crop_margin(crop, crop_margin)
         except MattingError as exc:
-            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
         kinds = [k for k in KINDS if k == "cutout" or k in (kinds or [])]
         if "composite" in kinds and background is None:
             kinds.remove("composite")   # nothing to composite onto: the cutouts already are that
@@ -529,7 +533,7 @@ class Handlers:
                     summary = event[1]
                     break
                 else:
-                    raise gr.Error(t("failed", error=t.error(event[1])))
+                    raise gr.Error(t("failed", error=t.error(event[1])), title=t("toast_error"))
         finally:
             cancel.set()    # the generator was closed (page left, error): stop the worker too
             self._finish_batch(session, cancel)
@@ -561,7 +565,8 @@ class Handlers:
         model's matte; any size); full-resolution RGBA PNG, alpha PNG and a JSON report out."""
         t = self.texts(request)
         if not image:
-            raise gr.Error(t("no_image"), print_exception=False)   # expected: no traceback in the log
+            # expected, not a fault: no traceback in the log
+            raise gr.Error(t("no_image"), print_exception=False, title=t("toast_error"))
         settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
         try:
             result = self.pipe.matte(image, name=_upload_name(image))
@@ -570,7 +575,7 @@ class Handlers:
                 mask = decode_image(hint, name=_upload_name(hint)).rgb
                 hints = hint_mask_from_image(mask, tuple(result.image.shape[:2]))
         except MattingError as exc:
-            raise gr.Error(t("failed", error=t.error(exc)), print_exception=False) from None
+            raise gr.Error(t("failed", error=t.error(exc)), print_exception=False, title=t("toast_error")) from None
         full = self.pipe.render(result, settings, preview=False, hints=hints)
         session, stem = _session(request), safe_stem(result.name or _upload_name(image))
         cutout = self.store.write_image(session, "api-cutout", full.rgba, "png", f"{stem}_cutout")
@@ -587,7 +592,7 @@ class Handlers:
         try:
             return self.edge_settings(threshold, feather, erode, refine, DEFAULTS.refine_radius, True, decontaminate)
         except (MattingError, TypeError, ValueError) as exc:
-            raise gr.Error(t("bad_setting", error=exc), print_exception=False) from None
+            raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
 
     def api_batch(self, files, include_alpha=False, threshold=0.0, feather=0.0, erode=0, refine=True,
                   decontaminate=DEFAULTS_DECONTAMINATE, request: gr.Request = None):
@@ -606,7 +611,7 @@ class Handlers:
                     summary = event[1]
                     break
                 if event[0] == "error":
-                    raise gr.Error(t("failed", error=t.error(event[1])), print_exception=False)
+                    raise gr.Error(t("failed", error=t.error(event[1])), print_exception=False, title=t("toast_error"))
         finally:
             cancel.set()
             self._finish_batch(session, cancel)

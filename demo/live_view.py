@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .i18n import EN, ZH
+from .i18n import EN, RUNTIME_ZH, ZH
 
 # The edge steps (live_edges.js) first, then the view that uses them (live_view.js).
 LIVE_JS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
@@ -69,12 +69,30 @@ CSS = """
 """
 
 
+TOAST_TITLES_JS = """
+if (LANG === 'zh' && !window.mattingToastTitles) {
+  window.mattingToastTitles = true;
+  const retitle = () => document.querySelectorAll('.toast-title').forEach((title) => {
+    title.childNodes.forEach((node) => {
+      const word = node.nodeType === Node.TEXT_NODE ? node.textContent.trim() : '';
+      if (LABELS.zh_toasts[word]) node.textContent = LABELS.zh_toasts[word] + ' ';
+    });
+  });
+  new MutationObserver(retitle).observe(document.body, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
 def _labels(lang: str) -> str:
     """The view's few words in both languages; the page picks by --lang or, in auto mode, by the browser."""
     keys = ("view_result", "view_matte", "view_compare", "live_empty", "brush_erase", "brush_restore", "brush_size",
             "brush_undo", "brush_redo", "brush_clear", "brush_hint")
     table = {"en": {k: EN[k] for k in keys}, "zh": {k: ZH[k] for k in keys}}
-    return json.dumps({"lang": lang, "texts": table}, ensure_ascii=False)
+    # Gradio 6 titles its toasts from their kind, in English, whatever title the server gives: the page swaps
+    # these words for Chinese ones.
+    toasts = {"Info": RUNTIME_ZH["toast_info"], "Warning": RUNTIME_ZH["toast_warning"],
+              "Error": RUNTIME_ZH["toast_error"]}
+    return json.dumps({"lang": lang, "texts": table, "zh_toasts": toasts}, ensure_ascii=False)
 
 
 def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
@@ -99,7 +117,8 @@ def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
               "element.querySelector('[data-action=undo]').textContent = WORDS.brush_undo;\n"
               "element.querySelector('[data-action=redo]').textContent = WORDS.brush_redo;\n"
               "element.querySelector('[data-action=clear]').textContent = WORDS.brush_clear;\n"
-              "element.querySelector('.live-tools').title = WORDS.brush_hint;\n")
+              "element.querySelector('.live-tools').title = WORDS.brush_hint;\n"
+              + TOAST_TITLES_JS)
     return gr.HTML(None, html_template=TEMPLATE, js_on_load=labels + LIVE_JS, elem_id="live-view",
                    apply_default_css=False, server_functions=[exact_render])
 

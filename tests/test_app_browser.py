@@ -350,7 +350,7 @@ def test_chinese_interface(app_browser, app):
     context.close()
 
 
-def test_forced_language(app_browser, app):
+def test_forced_language(app_browser, app, tmp_path):
     """--lang zh: Chinese labels and run-time text even for an English browser."""
     from demo import build_demo, launch_options
     from tests.app_server import free_port
@@ -368,6 +368,12 @@ def test_forced_language(app_browser, app):
         expect(page.locator("#model-info")).to_contain_text("模型")
         page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "coffee.png"))
         expect(page.locator("#timings")).to_contain_text("毫秒")
+        # Toasts speak Chinese too, their titles included.
+        wide = write_jpeg(tmp_path / "wide.jpg", 5000, 400, seed=3)
+        page.locator("#input-image input[type=file]").set_input_files(str(wide))
+        toast = page.get_by_test_id("toast-body").filter(has_text="5000 × 400")
+        expect(toast).to_be_visible()
+        expect(toast.locator(".toast-title")).to_have_text("提示")
     finally:
         context.close()
         chinese.close()
