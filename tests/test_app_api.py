@@ -387,9 +387,12 @@ def test_auth_is_required_when_set(app):
                                     prevent_thread_lock=True, quiet=True))
     url = f"http://127.0.0.1:{port}/"
     try:
-        with pytest.raises(Exception):
+        from gradio_client.exceptions import AuthenticationError
+
+        # The server answered and asked for a login (a refused connection would be another error).
+        with pytest.raises(AuthenticationError, match="Please login"):
             Client(url, analytics_enabled=False, verbose=False)
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError, match="Could not login"):
             Client(url, auth=("alice", "wrong"), analytics_enabled=False, verbose=False)
         logged_in = Client(url, auth=("alice", "s3cret"), analytics_enabled=False, verbose=False)
         cutout, _, _ = logged_in.predict(handle_file(str(EXAMPLES / "coffee.png")), api_name="/matte")

@@ -116,10 +116,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelLoadError(f"weights file not found: {path}")
     try:
         state, metadata = _read_state(path)
-    except ModelLoadError:
-        raise
+    except ModelLoadError as exc:
+        raise ModelLoadError(str(exc), source=path.name) from exc
     except Exception as exc:  # corrupt files raise anything from struct errors to pickle errors
-        raise ModelLoadError(f"cannot read weights file {path.name}: {exc}") from exc
+        # one line: torch.load's refusals run to a dozen lines of advice
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelLoadError(f"cannot read weights file {path.name}: {first}") from exc
     if isinstance(state, bytes):  # ONNX: folded, mapped by execution order
         fuse_batchnorm(model)
         try:
