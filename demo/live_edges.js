@@ -145,15 +145,20 @@ function gaussianKernel(sigma) {
   for (let j = 0; j < k.length; j++) k[j] /= total;
   return k;
 }
+// Row `row` of d (width w) copied into a reused buffer with `pad` reflected values on each side.
+function paddedRow(d, row, w, pad) {
+  const line = edgeBuffer("line", w + 2 * pad, Float32Array);
+  line.set(d.subarray(row, row + w), pad);
+  for (let j = 1; j <= pad; j++) {
+    line[pad - j] = d[row + reflect(-j, w)];
+    line[pad + w - 1 + j] = d[row + reflect(w - 1 + j, w)];
+  }
+  return line;
+}
 function convolveRows(d, w, h, k) {   // in place, through a padded copy of each row
-  const r = (k.length - 1) >> 1, line = edgeBuffer("line", w + 2 * r, Float32Array);
+  const r = (k.length - 1) >> 1;
   for (let y = 0; y < h; y++) {
-    const row = y * w;
-    line.set(d.subarray(row, row + w), r);
-    for (let j = 1; j <= r; j++) {
-      line[r - j] = d[row + reflect(-j, w)];
-      line[r + w - 1 + j] = d[row + reflect(w - 1 + j, w)];
-    }
+    const row = y * w, line = paddedRow(d, row, w, r);
     for (let x = 0; x < w; x++) {
       let acc = 0;
       for (let j = 0; j < k.length; j++) acc += k[j] * line[x + j];
@@ -181,14 +186,9 @@ function extendedBox(variance) {
   return {r, alpha, norm: 1 / (2 * r + 1 + 2 * alpha)};
 }
 function boxRows(d, w, h, {r, alpha, norm}) {   // in place, through a padded copy of each row
-  const p = r + 1, line = edgeBuffer("line", w + 2 * p, Float32Array);
+  const p = r + 1;
   for (let y = 0; y < h; y++) {
-    const row = y * w;
-    line.set(d.subarray(row, row + w), p);
-    for (let j = 1; j <= p; j++) {
-      line[p - j] = d[row + reflect(-j, w)];
-      line[p + w - 1 + j] = d[row + reflect(w - 1 + j, w)];
-    }
+    const row = y * w, line = paddedRow(d, row, w, p);
     let sum = 0;
     for (let j = 1; j <= 2 * r + 1; j++) sum += line[j];      // the window of x = 0: line[1 .. 2r+1]
     for (let x = 0; x < w; x++) {

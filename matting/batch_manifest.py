@@ -19,7 +19,6 @@ import json
 import threading
 from pathlib import Path, PurePosixPath
 
-from .batch_outputs import MANIFEST_NAME as MANIFEST  # noqa: F401 - re-exported: the record's name
 
 
 def input_stamp(item) -> str:

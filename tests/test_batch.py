@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matting.batch_manifest import MANIFEST
 from matting.batch import BatchResult, run_batch
 from matting.batch_inputs import MAX_ENTRY_BYTES, discover, safe_member_path
-from matting.batch_outputs import OutputError, allocate_names
+from matting.batch_outputs import MANIFEST_NAME as MANIFEST, OutputError, allocate_names
 from matting.errors import InvalidParameterError
 from matting.pipeline import Pipeline
 from matting.settings import EdgeSettings
@@ -52,7 +51,7 @@ def by_name(summary) -> dict[str, BatchResult]:
 
 
 def files_under(folder: Path) -> set[str]:
-    """The outputs in a folder, without the batch's record of them (batch_manifest.MANIFEST)."""
+    """The outputs in a folder, without the batch's record of them (batch_outputs.MANIFEST_NAME)."""
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import matting.pipeline
-from matting.batch_manifest import MANIFEST
+from matting.batch_outputs import MANIFEST_NAME as MANIFEST
 from matting.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
