@@ -24,6 +24,7 @@ import uuid
 import zipfile
 from collections import OrderedDict, deque
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -50,7 +51,9 @@ def default_root() -> Path:
 
 class OutputStore:
     def __init__(self, root: str | Path | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 keep_per_slot: int = DEFAULT_KEEP_PER_SLOT):
+                 keep_per_slot: int = DEFAULT_KEEP_PER_SLOT, encoder: Callable[[np.ndarray, str], bytes] = encode):
+        """``encoder(array, fmt)``: the engine's encoder in this thread, or a pool's (matting.batch_encode)."""
+        self.encoder = encoder
         self.root = Path(root) if root else default_root()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
@@ -69,11 +72,11 @@ class OutputStore:
         return path
 
     def write_image(self, session: str | None, slot: str, array: np.ndarray, fmt: str, name: str) -> str:
-        """Encode ``array`` (engine encoders: fpng/OpenCV PNG, OpenCV JPEG) to a new file; return its path.
+        """Encode ``array`` with the store's encoder to a new file; return its path.
 
         Every call gets a new path, so the browser always sees a new URL after a re-render.
         """
-        data = encode(array, fmt)
+        data = self.encoder(array, fmt)
         return self.write_bytes(session, slot, data, f"{safe_stem(name)}.{fmt}")
 
     def write_bytes(self, session: str | None, slot: str, data: bytes, filename: str) -> str:

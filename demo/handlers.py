@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ LIVE_RENDERS = max(4, os.cpu_count() or 1)
 # GIL's time under 64 users on an H200, docs/RELIABILITY.md), in 3 ms and a quarter of the bytes of a PNG; 4:4:4
 # keeps colour at full resolution; at quality 95 a 1024 px camera photo is about one level from the original.
 PHOTO_QUALITY = 95
+_PAGE_POOL = ThreadPoolExecutor(max_workers=LIVE_RENDERS, thread_name_prefix="page-image")
 BG_QUALITY = 92             # a background image's screen-sized copy
 COLOUR_QUALITY = 90         # the decontaminated colour (used only at soft edges, where it shows times alpha)
 DEFAULTS = EdgeSettings()
@@ -189,22 +191,24 @@ class Handlers:
         return self._page_image(current, ("soft", self._soft_key(settings)), make)
 
     def _live_value(self, current: Current, settings: EdgeSettings, bg_image, line: str) -> tuple[dict, float, float]:
-        """Everything the page needs to draw this image and redraw its edges: (payload, render ms, encode ms)."""
+        """Everything the page needs to draw this image and redraw its edges: (payload, render ms, encode ms).
+        The page's images are made in helper threads while this one renders the exact preview: their encoders
+        release the GIL, so a new photo's four images cost about the slowest one, not their sum."""
         result = current.result
-        exact, render_ms, encode_ms = self._exact(current, settings)
         start = time.perf_counter()
-        photo = self._page_image(current, ("photo",), lambda: data_url(encode_jpeg(
-            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg"))
-        own = None
+        made = {"photo": _PAGE_POOL.submit(self._page_image, current, ("photo",), lambda: data_url(encode_jpeg(
+            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg")),
+            "soft": _PAGE_POOL.submit(self._soft, current, settings)}
         if result.input_alpha is not None:
-            own = self._page_image(current, ("own",), lambda: data_url(encode_png(
+            made["own"] = _PAGE_POOL.submit(self._page_image, current, ("own",), lambda: data_url(encode_png(
                 self.pipe.soft_alpha(result, EdgeSettings(refine=False), preview=True)[1]), "image/png"))
-        bg = None
         if bg_image is not None:
-            bg = self._page_image(current, ("bg", id(bg_image)), lambda: data_url(encode_jpeg(
-                self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
-        soft = self._soft(current, settings)
-        encode_ms += (time.perf_counter() - start) * 1000
+            made["bg"] = _PAGE_POOL.submit(self._page_image, current, ("bg", id(bg_image)), lambda: data_url(
+                encode_jpeg(self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
+        exact, render_ms, _ = self._exact(current, settings)
+        made = {name: job.result() for name, job in made.items()}
+        photo, soft, own, bg = made["photo"], made["soft"], made.get("own"), made.get("bg")
+        encode_ms = max(0.0, (time.perf_counter() - start) * 1000 - render_ms)   # wall time beyond the render
         height, width = self.pipe.photo_size(result, preview=True)
         value = {"id": current.image_id, "w": width, "h": height, "scale": height / result.image.shape[0],
                  "photo": photo, "soft": soft, "soft_key": self._soft_key(settings), "own": own, "bg": bg,

@@ -9,6 +9,7 @@ background controls that both tabs use. Hidden components carry the API-only end
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -18,6 +19,7 @@ import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from matting.assets import assets_dir  # noqa: E402
+from matting.batch_encode import download_encoder  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
 
@@ -103,7 +105,10 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
     """The app around one loaded pipeline. ``lang``: "auto" (browser), "en" or "zh"."""
     lang = check_lang(lang)
     i18n = gr.I18n(**translations(lang))
-    store = store or OutputStore()
+    if store is None:
+        encoder = download_encoder(pipe.device)   # GPU: helper processes, so downloads leave the GIL free
+        atexit.register(encoder.close)
+        store = OutputStore(encoder=encoder.one)
     handlers = Handlers(pipe, store, lang=lang)
     if network_concurrency is None:
         network_concurrency = NETWORK_CONCURRENCY_CUDA if pipe.device.type == "cuda" else NETWORK_CONCURRENCY

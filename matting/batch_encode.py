@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch_outputs import write_atomic
-from .encode import encode_jpeg, encode_png
+from .encode import encode, encode_jpeg, encode_png
 from .errors import MattingError
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,23 @@ def encode_outputs(formats: list[tuple[str, str]], alpha, rgba, composite) -> li
     return out
 
 
+def _one_job(array: np.ndarray, fmt: str):
+    """One image as an (formats, alpha, rgba, composite) job: a grey matte, a PNG cutout or a JPEG composite."""
+    fmt = fmt.lower().lstrip(".")
+    if array.ndim == 2:
+        return [("alpha", "png")], array, None, None
+    if fmt == "png":
+        return [("cutout", "png")], None, array, None
+    return [("composite", fmt)], None, None, array
+
+
 class ThreadEncoder:
     processes = 0
+
+    @staticmethod
+    def one(array: np.ndarray, fmt: str) -> bytes:
+        """One image's bytes in ``fmt`` (png or jpg), encoded in the calling thread."""
+        return encode(array, fmt)
 
     def __call__(self, formats, alpha, rgba, composite, paths=None) -> list[bytes]:
         """Encoded bytes per output; with ``paths`` (files of a folder output) they are also written there."""
@@ -148,6 +163,13 @@ class ProcessEncoder:
         self._idle.put(helper)
         return result
 
+    def one(self, array: np.ndarray, fmt: str) -> bytes:
+        """One image's bytes in ``fmt`` (png or jpg), encoded by a free helper while this thread waits GIL-free."""
+        if fmt.lower().lstrip(".") not in ("png", "jpg", "jpeg"):
+            return encode(array, fmt)   # the engine's own error for the format, in this thread
+        formats, alpha, rgba, composite = _one_job(array, fmt)
+        return self(formats, alpha, rgba, composite)[0]
+
     def close(self) -> None:
         with self._lock:
             helpers, self._all = self._all, []
@@ -175,6 +197,13 @@ def make_encoder(device, workers: int) -> ThreadEncoder | ProcessEncoder:
     except (OSError, RuntimeError, EOFError) as exc:
         log.warning("encoder processes could not start (%s); encoding in threads", exc)
         return ThreadEncoder()
+
+
+def download_encoder(device, cpus: int | None = None) -> ThreadEncoder | ProcessEncoder:
+    """The web app's encoder for full-resolution downloads: on a GPU with fpng, a few helper processes (a quarter
+    of the cores, at least 2), so that one user's 8 MP PNG does not hold the GIL every other request needs."""
+    cpus = cpus or os.cpu_count() or 1
+    return make_encoder(device, max(2, cpus // 4))
 
 
 def _serve(read_fd: int, write_fd: int) -> None:

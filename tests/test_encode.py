@@ -57,3 +57,44 @@ def test_write_image_by_suffix_and_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.JPG"]  # no leftover temp files
     with pytest.raises(InvalidParameterError, match="unsupported output format"):
         encode.write_image(tmp_path / "c.gif", sample((4, 4, 3)))
+
+
+def test_download_encoder_processes_match_the_engine_and_survive_bad_input(monkeypatch):
+    """The app's download pool (helper processes on a GPU; forced here) gives the engine's bytes for each kind of
+    download, refuses a bad array with the engine's message, and the same helpers go on serving."""
+    from matting.batch_encode import ProcessEncoder, ThreadEncoder, download_encoder
+    from matting.errors import MattingError
+
+    assert isinstance(download_encoder("cpu"), ThreadEncoder)   # the CPU default: no helpers
+    monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "2")
+    pool = download_encoder("cpu")
+    try:
+        assert isinstance(pool, ProcessEncoder) and pool.processes == 2
+        for shape, fmt in (((37, 53, 4), "png"), ((37, 53), "png"), ((37, 53, 3), "jpg"), ((37, 53, 3), "png")):
+            image = sample(shape)
+            assert pool.one(image, fmt) == encode.encode(image, fmt), (shape, fmt)
+        with pytest.raises(MattingError, match="cannot encode an array of shape"):
+            pool.one(np.zeros((4, 4, 4), np.float32), "png")
+        with pytest.raises(InvalidParameterError, match="unsupported output format"):
+            pool.one(sample((4, 4, 3)), "gif")
+        image = sample((20, 30, 4))
+        assert Image.open(io.BytesIO(pool.one(image, "png"))).size == (30, 20)
+        assert len(pool._all) == 2
+    finally:
+        pool.close()
+
+
+def test_output_store_encodes_with_the_encoder_it_is_given(tmp_path):
+    from demo.files import OutputStore
+
+    calls = []
+
+    def encoder(array, fmt):
+        calls.append((array.shape, fmt))
+        return encode.encode(array, fmt)
+
+    store = OutputStore(tmp_path / "store", encoder=encoder)
+    path = store.write_image("s", "download-rgba", sample((8, 9, 4)), "png", "photo_cutout")
+    assert calls == [((8, 9, 4), "png")] and path.endswith("photo_cutout.png")
+    assert Image.open(path).size == (9, 8)
+    store.close()
