@@ -27,7 +27,7 @@ class MatteResult:
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)   # milliseconds per stage
     cached: bool = False                # the matte came from the cache: the network did not run
-    _previews: dict = field(default_factory=dict, repr=False)  # (h, w) -> float image, reused across re-renders
+    _previews: dict = field(default_factory=dict, repr=False)  # (h, w) -> photo; ("soft", (h, w)) -> soft alpha
 
     @property
     def size(self) -> tuple[int, int]:

@@ -129,6 +129,27 @@ def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
     assert len({r.tobytes() for r in renders}) == len(renders)  # every setting changed the output
 
 
+def test_a_kept_preview_soft_matte_renders_what_a_fresh_one_renders(pipe):
+    """Previews keep the refined soft matte between renders (render.soft_at): a sequence of edge settings,
+    refinement changes and brush hints on one result must give exactly what each gives on a fresh result, so
+    nothing modifies the kept matte in place and a refinement change is never served a stale one."""
+    path = EXAMPLES / "coffee.png"
+    hints = np.full((40, 60), 128, np.uint8)
+    hints[5:15, 5:30], hints[20:30, 30:55] = 0, 255
+    sequence = [(EdgeSettings(), None), (EdgeSettings(threshold=0.5), None), (EdgeSettings(erode=4), None),
+                (EdgeSettings(erode=-3, feather=2.5), hints), (EdgeSettings(refine_radius=3), None),
+                (EdgeSettings(refine=False, feather=4), None), (EdgeSettings(decontaminate=False), hints),
+                (EdgeSettings(), None)]
+    kept = pipe.matte(path)
+    for settings, hint in sequence:
+        fresh = pipe.matte(path)   # same cached matte, new result: nothing kept with it
+        fresh._previews.clear()
+        got = pipe.render(kept, settings, preview=256, hints=hint)
+        want = pipe.render(fresh, settings, preview=256, hints=hint)
+        assert np.array_equal(got.alpha, want.alpha) and np.array_equal(got.rgba, want.rgba), settings
+    assert any(key[0] == "soft" for key in kept._previews if isinstance(key[0], str))
+
+
 def test_cache_key_depends_on_pixels(pipe):
     a = pipe.matte(EXAMPLES / "coffee.png")
     pixels = np.asarray(Image.open(EXAMPLES / "coffee.png").convert("RGB")).copy()
