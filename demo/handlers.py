@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,10 +185,28 @@ class Handlers:
         return f"refine|{settings.refine_radius}" if settings.refine else "plain"
 
     def _soft(self, current: Current, settings: EdgeSettings) -> str:
-        def make():
-            soft, _ = self.pipe.soft_alpha(current.result, settings.with_(use_input_alpha=False), preview=True)
-            return data_url(encode_png(soft), "image/png")
-        return self._page_image(current, ("soft", self._soft_key(settings)), make)
+        return self._soft_jobs(current, settings)[0].result()
+
+    def _soft_jobs(self, current: Current, settings: EdgeSettings) -> tuple[Future, Future | None]:
+        """Futures of the soft matte's data URL and, for an upload with an alpha of its own, that alpha's. The
+        mattes are made now, in this thread (render.soft_at keeps the soft one, so the exact render that follows
+        does not refine again); their PNGs in helper threads."""
+        soft_key, own_key = ("soft", self._soft_key(settings)), ("own",)
+        want_own = current.result.input_alpha is not None
+        if soft_key in current.page and (not want_own or own_key in current.page):
+            return _done(current.page[soft_key]), _done(current.page[own_key]) if want_own else None
+        soft, own = self.pipe.soft_alpha(current.result, settings.with_(use_input_alpha=want_own), preview=True)
+        return self._png_job(current, soft_key, soft), self._png_job(current, own_key, own) if want_own else None
+
+    @staticmethod
+    def _png_job(current: Current, key: tuple, matte: np.ndarray) -> Future:
+        if key in current.page:
+            return _done(current.page[key])
+
+        def encode() -> str:
+            current.page[key] = data_url(encode_png(matte), "image/png")
+            return current.page[key]
+        return _PAGE_POOL.submit(encode)
 
     def _live_value(self, current: Current, settings: EdgeSettings, bg_image, line: str) -> tuple[dict, float, float]:
         """Everything the page needs to draw this image and redraw its edges: (payload, render ms, encode ms).
@@ -197,16 +215,13 @@ class Handlers:
         result = current.result
         start = time.perf_counter()
         made = {"photo": _PAGE_POOL.submit(self._page_image, current, ("photo",), lambda: data_url(encode_jpeg(
-            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg")),
-            "soft": _PAGE_POOL.submit(self._soft, current, settings)}
-        if result.input_alpha is not None:
-            made["own"] = _PAGE_POOL.submit(self._page_image, current, ("own",), lambda: data_url(encode_png(
-                self.pipe.soft_alpha(result, EdgeSettings(refine=False), preview=True)[1]), "image/png"))
+            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg"))}
+        made["soft"], made["own"] = self._soft_jobs(current, settings)
         if bg_image is not None:
             made["bg"] = _PAGE_POOL.submit(self._page_image, current, ("bg", id(bg_image)), lambda: data_url(
                 encode_jpeg(self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
         exact, render_ms, _ = self._exact(current, settings)
-        made = {name: job.result() for name, job in made.items()}
+        made = {name: job.result() for name, job in made.items() if job is not None}
         photo, soft, own, bg = made["photo"], made["soft"], made.get("own"), made.get("bg")
         encode_ms = max(0.0, (time.perf_counter() - start) * 1000 - render_ms)   # wall time beyond the render
         height, width = self.pipe.photo_size(result, preview=True)
@@ -648,6 +663,13 @@ class Handlers:
         if cancel is not None:
             cancel.set()
         self.store.drop_session(session)
+
+
+def _done(value) -> Future:
+    """A future that already holds ``value``."""
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _image_or_none(background):
