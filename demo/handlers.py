@@ -167,11 +167,12 @@ class Handlers:
                                     hints=current.hints)
         start = time.perf_counter()
         colour = None
-        if settings.decontaminate:
-            colour = data_url(encode_jpeg(rendered.rgba[..., :3], quality=COLOUR_QUALITY, full_chroma=True),
-                              "image/jpeg")
+        if settings.decontaminate:   # in a helper thread while this one encodes the alpha (both GIL-free)
+            colour = _PAGE_POOL.submit(lambda: data_url(encode_jpeg(rendered.rgba[..., :3], quality=COLOUR_QUALITY,
+                                                                    full_chroma=True), "image/jpeg"))
+        alpha = data_url(encode_png(rendered.alpha), "image/png")
         exact = {"settings": self._settings_dict(settings), "strokes_id": current.strokes_id,
-                 "alpha": data_url(encode_png(rendered.alpha), "image/png"), "colour": colour}
+                 "alpha": alpha, "colour": colour and colour.result()}
         return exact, sum(rendered.timings.values()), (time.perf_counter() - start) * 1000
 
     @staticmethod

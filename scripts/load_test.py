@@ -8,8 +8,10 @@ What it does:
 1. unless ``--url`` is given, starts ``python app.py --port <free port> --device <--device>`` as a subprocess,
    with GRADIO_ANALYTICS_ENABLED=False and GRADIO_TEMP_DIR set to a fresh temp folder (so the folder can be
    measured and is removed afterwards); it waits for the page to answer;
-2. runs ``--users`` simulated visitors spread over ``--processes`` client processes (one Python client process
-   tops out near 18 requests/s, docs/RELIABILITY.md), one thread and one gradio_client session per visitor.
+2. runs ``--users`` simulated visitors spread over ``--processes`` client processes, one thread and one
+   session per visitor. A visitor talks as the page does (``--client page``, scripts/page_client.py: kept
+   connections) or through gradio_client (``--client gradio``: a new HTTP client per call, about 100 ms more
+   per event, and one process tops out near 18 requests/s, docs/RELIABILITY.md).
    Each visitor loops until the deadline, doing what the page does: uploads a photo from assets/examples (or
    ``--photos``) through the UI's /upload event (every ``--matte-every``-th time through /matte instead), then lets
    go of a slider ``--releases`` times (the live view's exact_render, a POST outside the queue: the page draws
@@ -171,7 +173,7 @@ class Stats:
         with self.lock:
             if is_queue_full(exc):
                 self.rejected[kind] += 1
-            elif isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
+            elif isinstance(exc, TimeoutError) or type(exc).__name__.endswith("Timeout"):   # httpx's too
                 self.timeouts[kind] += 1
             else:
                 self.errors[kind] += 1
@@ -250,22 +252,84 @@ RELEASES = (("feather", (2.0, 4.0, 8.0, 12.0)), ("threshold", (0.0, 0.2, 0.5)), 
             ("refine_radius", (4, 8, 12)))
 
 
+class GradioClientVisitor:
+    """A visitor through gradio_client (``--client gradio``): a new HTTP client per upload, join and stream."""
+
+    def __init__(self, url: str, args, downloads: Path):
+        from gradio_client import Client
+
+        self.client = Client(url, analytics_enabled=False, verbose=False, download_files=str(downloads),
+                             httpx_kwargs={"timeout": args.timeout})
+        self.session_hash = self.client.session_hash
+        self.live_id = next(c["id"] for c in self.client.config["components"]
+                            if c.get("props", {}).get("elem_id") == "live-view")
+
+    def _run(self, api_name: str, inputs, timeout: float):
+        job = self.client.submit(*inputs, api_name=api_name)
+        try:
+            return job.result(timeout=timeout)
+        except Exception:
+            job.cancel()
+            raise
+
+    def upload(self, path: Path, ui: dict, timeout: float):
+        from gradio_client import handle_file
+
+        return self._run("/upload", (handle_file(str(path)), *ui.values()), timeout)
+
+    def matte(self, path: Path, timeout: float):
+        from gradio_client import handle_file
+
+        return self._run("/matte", (handle_file(str(path)), 0.0, 0.0, 0, True, True), timeout)
+
+    def download(self, ui: dict, timeout: float):
+        return self._run("/download_rgba", (None, *ui.values(), False, "0"), timeout)
+
+    def close(self) -> None:
+        pass
+
+
+class PageVisitor:
+    """A visitor the way the page talks (``--client page``, scripts/page_client.py): one keep-alive connection
+    pool, upload + queue join + event stream per event; files fetched from their links."""
+
+    def __init__(self, url: str, args, downloads: Path):
+        from page_client import PageSession
+
+        self.session = PageSession(url, timeout=args.timeout)
+        self.session_hash = self.session.session_hash
+        self.live_id = self.session.component_id("live-view")
+
+    def upload(self, path: Path, ui: dict, timeout: float):
+        return self.session.call("/upload", self.session.upload(path, timeout), *ui.values(), timeout=timeout)[0]
+
+    def matte(self, path: Path, timeout: float):
+        files = self.session.call("/matte", self.session.upload(path, timeout), 0.0, 0.0, 0, True, True, None,
+                                  timeout=timeout)
+        return [self.session.fetch(f, timeout) for f in files if isinstance(f, dict) and "path" in f]
+
+    def download(self, ui: dict, timeout: float):
+        update = self.session.call("/download_rgba", None, *ui.values(), False, "0", timeout=timeout)[0]
+        return self.session.fetch(update.get("value") or update, timeout)
+
+    def close(self) -> None:
+        self.session.close()
+
+
 def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir: Path,
               examples: list[Path], images: dict[Path, Image.Image]) -> None:
     import httpx
-    from gradio_client import Client, handle_file
 
     rng = random.Random(user)
     folder = work_dir / f"user{user:02d}"
     folder.mkdir(parents=True, exist_ok=True)
     downloads = folder / "downloads"
     try:
-        client = Client(url, analytics_enabled=False, verbose=False, download_files=str(downloads),
-                        httpx_kwargs={"timeout": args.timeout})
-        live_id = next(c["id"] for c in client.config["components"] if c.get("props", {}).get("elem_id") == "live-view")
+        visitor = (PageVisitor if args.client == "page" else GradioClientVisitor)(url, args, downloads)
     except Exception as exc:   # noqa: BLE001 - counted and reported
         stats.failed("connect", exc)
         return
+    live_id = visitor.live_id
     http = httpx.Client(timeout=args.timeout)
 
     def timed(kind: str, run) -> object | None:
@@ -281,20 +345,10 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         stats.ok(kind, time.perf_counter() - start)
         return value
 
-    def event(*inputs, api_name: str):
-        def run(timeout: float):
-            job = client.submit(*inputs, api_name=api_name)
-            try:
-                return job.result(timeout=timeout)
-            except Exception:
-                job.cancel()
-                raise
-        return run
-
     def release(image_id: str, ui: dict):
         def run(timeout: float):
             body = {"data": {"image_id": image_id, **ui}, "component_id": live_id, "fn_name": "exact_render",
-                    "session_hash": client.session_hash}
+                    "session_hash": visitor.session_hash}
             reply = http.post(f"{url}gradio_api/component_server/", json=body, timeout=timeout)
             reply.raise_for_status()
             answer = reply.json()
@@ -316,9 +370,9 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
             download = args.download_every > 0 and n % args.download_every == args.download_every - 1
             n += 1
             if use_matte:
-                timed("matte", event(handle_file(str(path)), 0.0, 0.0, 0, True, True, api_name="/matte"))
+                timed("matte", lambda timeout: visitor.matte(path, timeout))
             else:
-                value = timed("upload", event(handle_file(str(path)), *ui.values(), api_name="/upload"))
+                value = timed("upload", lambda timeout: visitor.upload(path, ui, timeout))
                 for i in range(args.releases):
                     if not isinstance(value, dict) or time.monotonic() >= deadline:
                         break
@@ -328,13 +382,14 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
                     timed("release", release(value["id"], ui))
                 if isinstance(value, dict) and download and time.monotonic() < deadline:
                     think()
-                    timed("download", event(None, *ui.values(), False, "0", api_name="/download_rgba"))
+                    timed("download", lambda timeout: visitor.download(dict(ui), timeout))
             if path.parent == folder:
                 path.unlink(missing_ok=True)
             shutil.rmtree(downloads, ignore_errors=True)   # the client's copies of the files
             think()
     finally:
         http.close()
+        visitor.close()
 
 
 def client_process(index: int, users: list[int], url: str, args, start_at: float, out_path: str) -> None:
@@ -466,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="niceness of the client processes, which share this machine with the server "
                              "(default 10: the server's work comes first, as with visitors on other machines; "
                              "0 to compete as equals)")
+    parser.add_argument("--client", choices=("page", "gradio"), default="page",
+                        help="how visitors talk to the app: 'page' as the browser does (kept connections, "
+                             "scripts/page_client.py; default), 'gradio' through gradio_client (a new HTTP "
+                             "client per call: about 100 ms more per event, and fewer requests per process)")
     parser.add_argument("--photos", type=Path, default=None,
                         help="folder of .jpg/.png photos to upload (default assets/examples)")
     parser.add_argument("--releases", type=int, default=4,
