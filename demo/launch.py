@@ -25,6 +25,8 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from matting.engine_flags import PRECISION_CHOICES, PRECISION_HELP  # noqa: E402
+
 AUTH_ENV = "MATTING_AUTH"
 
 
@@ -43,9 +45,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"require this login (env {AUTH_ENV}=USER:PASS; the flag wins)")
     parser.add_argument("--device", default=None,
                         help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
-    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "fp16", "bf16"),
-                        help="network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, else fp32; "
-                             "fp32 is exact); env MATTING_PRECISION")
+    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
     parser.add_argument("--max-side", type=int, default=None,
                         help="largest working side in px; larger photos are reduced, with a notice "
                              "(default 4096; env MATTING_MAX_SIDE)")

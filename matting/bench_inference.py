@@ -1,15 +1,21 @@
 """The network alone: eager vs CUDA graphs, fp32 vs fp16/bf16 (with and without the spec's float32 layers),
-batch 1 vs large batches.
+int8 through OpenVINO on the CPU, onnxruntime fp32 on the original ONNX as the yardstick, batch 1 vs large
+batches.
 
     python -m matting.bench_inference [--device cuda] [--repeat 50]
+    python -m matting.bench_inference --device cpu --onnx u2netp.onnx     # with onnxruntime side by side
 
-Prints ms per call and per image (medians) and each variant's difference from fp32 on the example photos.
+Prints ms per call and per image (medians), each variant's speed against onnxruntime's when it ran, and each
+variant's difference from fp32 on the example photos. On the CPU every variant runs with torch's thread count
+(--threads). To see an AMX machine as one without AMX, run with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI: PyTorch's
+oneDNN reads it, and so does the oneDNN inside OpenVINO's CPU plugin (docs/BENCHMARKS.md says what was checked).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -52,6 +58,36 @@ def time_call(fn, x, repeat: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def cpu_extra_runners(spec, args) -> dict:
+    """The CPU's other runtimes, each called like a ModelRunner: onnxruntime fp32 on the original ONNX (the
+    yardstick of issue 14) and our int8 network through OpenVINO, where they are installed."""
+    import numpy as np
+
+    runners = {}
+    threads = torch.get_num_threads()
+    if args.onnx:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            print("(onnxruntime not installed: no yardstick row)")
+        else:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+
+            def onnxruntime_fp32(x: torch.Tensor) -> torch.Tensor:   # the file's first output is the sigmoid
+                return torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
+            onnxruntime_fp32.dtype = torch.float32
+            runners["onnxruntime fp32, original ONNX"] = onnxruntime_fp32
+    if spec.int8_network is not None and spec.int8_network.is_file():
+        from .openvino_runner import OpenVINORunner, openvino_available
+
+        if openvino_available():
+            runners["int8, OpenVINO"] = OpenVINORunner(spec.int8_network, spec)
+    return runners
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m matting.bench_inference", description=__doc__)
     parser.add_argument("--device", default=None)
@@ -59,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--bf16", action="store_true", help="time bf16 on the CPU even without AMX (slow there)")
+    parser.add_argument("--onnx", default=os.environ.get("MATTING_U2NETP_ONNX"),
+                        help="the original u2netp.onnx, timed with onnxruntime fp32 beside ours (default "
+                             "$MATTING_U2NETP_ONNX; scripts/build_u2netp_weights.py --onnx-out writes it)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for every variant")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     spec = get_spec(args.model)
     print(f"{args.model} on {describe(device)}, torch {torch.__version__}")
@@ -76,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | batch | ms per call | ms per image |")
     print("| --- | ---: | ---: | ---: |")
     runners = {}
+    timed: dict[str, float] = {}
+    if device.type == "cpu":
+        for label, runner in cpu_extra_runners(spec, args).items():
+            runners[label] = runner
+            timed[label] = time_call(runner, torch.randn(1, 3, *spec.input_size), args.repeat, device)
+            print(f"| {label} | 1 | {timed[label]:.2f} | {timed[label]:.3f} |")
     for label, dtype, graphs, variant_spec in variants:
         runner = ModelRunner(create_model(args.model), variant_spec, device, dtype, use_cuda_graphs=graphs)
         runner.warm_up()
@@ -85,12 +133,19 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.randn(batch, 3, *spec.input_size, device=device, dtype=dtype)
             ms = time_call(runner, x, max(5, args.repeat // max(1, batch // 4)), device)
             print(f"| {label} | {batch} | {ms:.2f} | {ms / batch:.3f} |")
+            if batch == 1:
+                timed[label] = ms
+    yardstick = next((ms for label, ms in timed.items() if label.startswith("onnxruntime")), None)
+    if yardstick:
+        print("\nSpeed against onnxruntime fp32 on the original ONNX (batch 1, same run, same threads):")
+        for label, ms in timed.items():
+            print(f"- {label}: {yardstick / ms:.2f}x")
     photos = example_photos()
     inputs = network_inputs(photos, spec, device)
     reference = [runners["fp32 eager"](x) for x in inputs]
     print(f"\n|variant - fp32| on the {len(photos)} example photos, matte in [0, 1]: mean, and the largest")
     for label, runner in runners.items():
-        diffs = [(runner(x.to(runner.dtype)) - r).abs() for x, r in zip(inputs, reference)]
+        diffs = [(runner(x.to(runner.dtype)).float() - r).abs() for x, r in zip(inputs, reference)]
         mean = statistics.mean(d.mean().item() for d in diffs)
         print(f"{label}: mean {mean:.5f}, max {max(d.max().item() for d in diffs):.5f}")
     return 0

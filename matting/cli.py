@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .crop import parse_margin
+from .engine_flags import PRECISION_CHOICES, PRECISION_HELP
 from .errors import MattingError
 from .settings import EdgeSettings, parse_color
 
@@ -81,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
-    engine.add_argument("--precision", default=None, choices=["auto", "fp32", "fp16", "bf16"],
-                        help="network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, else fp32; "
-                             "fp32 is exact); env MATTING_PRECISION")
+    engine.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
     engine.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
     engine.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
     engine.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")

@@ -7,6 +7,7 @@ import os
 
 import torch
 
+from .engine_flags import PRECISIONS
 from .errors import InvalidParameterError
 
 DEVICE_ENV = "MATTING_DEVICE"
@@ -44,33 +45,67 @@ def cuda_usable() -> bool:
 
 
 PRECISION_ENV = "MATTING_PRECISION"
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The float type the runner takes in: int8 is the arithmetic inside the OpenVINO network, fed float32.
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
-def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_checked: bool = False) -> torch.dtype:
-    """``requested`` or $MATTING_PRECISION ("auto", "fp32", "fp16", "bf16").
+def resolve_precision(device: torch.device, requested: str | None = None, *, bf16_checked: bool = False,
+                      int8_ready: bool = False) -> str:
+    """``requested`` or $MATTING_PRECISION: "auto", "fp32", "fp16", "bf16" or "int8".
 
     auto on CUDA: fp16, with the spec's fragile layers in true fp32. On an H100 that runs U^2-Net-P in 2.4 ms
     with CUDA graphs, against 5.5 ms for true fp32; its matte differs from fp32's by 0.0002 on average and at
     most 0.016 on the example photos (every layer in fp16: 0.0014 and 0.15).
-    auto on the CPU: bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was
-    measured (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use), else fp32.
-    U^2-Net-P in bf16 on AMX, with its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as
-    fp32 (71 against 191 ms on 2 cores) and its matte stays within 0.2-0.4/255 of fp32's on average
-    (models/precision.py, docs/QUALITY.md). Without AMX, bf16 is slower than fp32 (232 against 197 ms on
-    AVX-512-BF16). fp16 on the CPU is refused: without AMX-FP16 it is slower than fp32.
+    auto on the CPU, fastest first:
+    - bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was measured
+      (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use). U^2-Net-P in bf16
+      on AMX, with its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as fp32 (71 against
+      191 ms on 2 cores) and its matte stays within 0.2-0.4/255 of fp32's on average (models/precision.py).
+    - int8 where the CPU has VNNI (AVX512-VNNI or AVX-VNNI: Intel since Cascade Lake / Alder Lake, AMD since
+      Zen 4) and ``int8_ready`` (OpenVINO installed, the embedded weights in use, their int8 network at hand):
+      on a 2-core Zen 4, 58 ms against 157 for onnxruntime fp32 (openvino_runner.py, docs/BENCHMARKS.md).
+    - fp32 otherwise. Without AMX, bf16 is slower than fp32 (232 against 197 ms on AVX-512-BF16).
+    fp16 on the CPU is refused (without AMX-FP16 it is slower than fp32), int8 on CUDA too (it is the CPU path).
     """
     choice = (requested or os.environ.get(PRECISION_ENV, "auto")).strip().lower() or "auto"
     if choice == "auto":
         if device.type == "cuda":
-            return torch.float16
-        fast_bf16 = bf16_checked and torch.backends.mkldnn.enabled and cpu_has_amx()
-        return torch.bfloat16 if fast_bf16 else torch.float32
-    if choice not in _DTYPES:
-        raise InvalidParameterError(f"unknown precision {choice!r}: use auto, fp32, fp16 or bf16")
+            return "fp16"
+        if bf16_checked and torch.backends.mkldnn.enabled and cpu_has_amx():
+            return "bf16"
+        return "int8" if int8_ready and cpu_has_vnni() else "fp32"
+    if choice not in PRECISIONS:
+        raise InvalidParameterError(f"unknown precision {choice!r}: use auto, fp32, fp16, bf16 or int8")
     if device.type == "cpu" and choice == "fp16":
-        raise InvalidParameterError("precision fp16 is for CUDA; on the CPU use fp32 or bf16")
-    return _DTYPES[choice]
+        raise InvalidParameterError("precision fp16 is for CUDA; on the CPU use fp32, bf16 or int8")
+    if device.type == "cuda" and choice == "int8":
+        raise InvalidParameterError("precision int8 is for the CPU; on CUDA use fp16, bf16 or fp32")
+    return choice
+
+
+def resolve_dtype(device: torch.device, requested: str | None = None, *, bf16_checked: bool = False,
+                  int8_ready: bool = False) -> torch.dtype:
+    """The float type of ``resolve_precision``'s choice (float32 for int8, whose runner takes float32)."""
+    return dtype_of(resolve_precision(device, requested, bf16_checked=bf16_checked, int8_ready=int8_ready))
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    return _DTYPES[precision]
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty off Linux)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            return next((set(line.partition(":")[2].split()) for line in handle if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+@functools.lru_cache(maxsize=4)
+def cpu_has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI): where int8 pays."""
+    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags(cpuinfo))
 
 
 @functools.lru_cache(maxsize=4)
@@ -78,11 +113,7 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """True when the CPU has AMX bf16 tiles (Intel Xeon 4th generation and later) that this process may use:
     oneDNN runs bf16 convolutions on them. The flags come from /proc/cpuinfo, so False off Linux (auto then stays
     fp32); the kernel must also grant the tile state (Linux 5.16+), which torch asks for where it can."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
-            flags = next((set(line.partition(":")[2].split()) for line in handle if line.startswith("flags")), set())
-    except OSError:
-        return False
+    flags = cpu_flags(cpuinfo)
     if not {"amx_tile", "amx_bf16"} <= flags or not torch.backends.mkldnn.is_available():
         return False
     isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
@@ -90,10 +121,6 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
         return False
     request_tiles = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)  # private: absent in some builds
     return bool(request_tiles()) if request_tiles is not None else True
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
 def describe(device: torch.device) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from . import foreground, metrics, ops
+from .engine_flags import PRECISION_CHOICES, PRECISION_HELP
 from .errors import MattingError
 from .settings import EdgeSettings
 
@@ -483,9 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="u2netp", help="model name (default u2netp)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file for the model")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default=None,
-                        help="the network's precision (default auto: fp16 on CUDA; on the CPU bf16 where "
-                             "it has AMX, else fp32)")
+    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
     parser.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
     edges = EdgeSettings()
     parser.add_argument("--raw", action="store_true", help="every edge option off: the network's matte resized")

@@ -30,8 +30,8 @@ from . import ops
 from .cache import ByteLRU
 from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from .device import describe, precision_name, resolve_device, resolve_dtype
-from .errors import InferenceError, MattingError
+from .device import describe, dtype_of, resolve_device, resolve_precision
+from .errors import InferenceError, MattingError, ModelLoadError
 from .memory import keep_large_buffers_in_heap
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
@@ -40,6 +40,7 @@ from .render import (Background, background_tensor, output_size, photo_u8, rende
                      soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
+from .openvino_runner import OpenVINORunner, openvino_available
 from .runner import ModelRunner
 from .settings import EdgeSettings
 
@@ -90,11 +91,21 @@ class Pipeline:
         self.device = resolve_device(device)
         self.spec = get_spec(model)
         self.weights = Path(weights) if weights else self.spec.default_weights
-        self.dtype = resolve_dtype(self.device, precision, bf16_checked=self._bf16_checked())
+        int8_problem = self._int8_problem() if self.device.type == "cpu" else None   # int8 is a CPU path
+        self._precision = resolve_precision(self.device, precision, bf16_checked=self._bf16_checked(),
+                                            int8_ready=int8_problem is None)
+        self.dtype = dtype_of(self._precision)
         self.max_side = resolve_max_side(max_side)
         self.max_pixels = max_pixels
-        self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype, use_cuda_graphs)
-        self._cpu_runner: ModelRunner | None = None
+        self.runner: ModelRunner | OpenVINORunner
+        if self._precision == "int8":
+            if int8_problem:
+                raise ModelLoadError(f"precision int8 is not available: {int8_problem}")
+            self.runner = OpenVINORunner(self.spec.int8_network, self.spec)
+        else:
+            self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype,
+                                      use_cuda_graphs)
+        self._cpu_runner: ModelRunner | OpenVINORunner | None = None
         self._gpu_turn = threading.Lock()   # see device_turn
         self._weights_id = f"{self.spec.name}:{file_md5(self.weights)[:12]}" if self.weights else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
@@ -109,20 +120,31 @@ class Pipeline:
     # ---------------------------------------------------------------- reporting
     @property
     def precision(self) -> str:
-        return precision_name(self.dtype)
+        return self._precision
 
     def info(self) -> dict[str, str]:
         return {"model": self.spec.name, "description": self.spec.description, "device": describe(self.device),
-                "precision": self.precision, "float32_layers": ", ".join(self.runner.float32_layers) or "none",
+                "precision": self.precision, "runtime": self.runtime,
+                "float32_layers": ", ".join(self.runner.float32_layers) or "none",
                 "weights": self.weights.name if self.weights else "random",
                 "max_side": str(self.max_side), "cuda_graphs": str(bool(self.runner.use_cuda_graphs)),
                 "load_ms": f"{self.load_ms:.0f}"}
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: PyTorch, or OpenVINO for the int8 CPU path."""
+        if isinstance(self.runner, OpenVINORunner):
+            import openvino
+
+            return f"OpenVINO {openvino.__version__.split('-')[0]}"
+        return f"PyTorch {torch.__version__.split('+')[0]}"
 
     def summary(self) -> str:
         info = self.info()
         kept = len(self.runner.float32_layers)
         line = f"{info['model']} on {info['device']}, {info['precision']}"
-        return line + (f" ({kept} layers in fp32)" if kept else "")
+        line += f" ({kept} layers in fp32)" if kept else ""
+        return line + (f" via {self.runtime}" if isinstance(self.runner, OpenVINORunner) else "")
 
     # ---------------------------------------------------------------- network
     def matte(self, source, *, name: str | None = None) -> MatteResult:
@@ -268,14 +290,35 @@ class Pipeline:
         except RuntimeError as exc:
             raise InferenceError(f"the model could not run, even on the CPU: {exc}") from exc
 
-    def _cpu(self) -> ModelRunner:
+    def _cpu(self) -> ModelRunner | OpenVINORunner:
+        """The runner for images that stayed on the CPU (out of GPU memory, or too large to move)."""
         if self._cpu_runner is None:
+            if isinstance(self.runner, OpenVINORunner):   # already the CPU's runner
+                self._cpu_runner = self.runner
+                return self._cpu_runner
             cpu = torch.device("cpu")
             # fp32 stays exact; a reduced precision becomes the CPU's own choice (bf16 is slow without AMX).
-            dtype = torch.float32 if self.dtype == torch.float32 else resolve_dtype(
-                cpu, "auto", bf16_checked=self._bf16_checked())
-            self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu, dtype, False)
+            precision = "fp32" if self.precision == "fp32" else resolve_precision(
+                cpu, "auto", bf16_checked=self._bf16_checked(), int8_ready=self._int8_problem() is None)
+            if precision == "int8":
+                self._cpu_runner = OpenVINORunner(self.spec.int8_network, self.spec)
+            else:
+                self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu,
+                                               dtype_of(precision), False)
         return self._cpu_runner
+
+    def _int8_problem(self) -> str | None:
+        """Why the int8 CPU path cannot run for these weights here, or None when it can."""
+        if self.spec.int8_network is None:
+            return f"no int8 network for {self.spec.name}"
+        embedded = self.spec.default_weights
+        if self.weights is None or embedded is None or self.weights.resolve() != embedded.resolve():
+            return "it is derived from the embedded weights, and other weights are in use"
+        if not self.spec.int8_network.is_file():
+            return f"{self.spec.int8_network.name} is missing (python scripts/build_u2netp_int8.py makes it)"
+        if not openvino_available():
+            return "OpenVINO is not installed (pip install openvino)"
+        return None
 
     def _bf16_checked(self) -> bool:
         """Whether bf16 was measured for this network: a spec naming its fp32 layers, with the embedded weights

@@ -104,6 +104,6 @@ def test_precision_choice(monkeypatch):
     with pytest.raises(InvalidParameterError, match="CUDA"):
         resolve_dtype(cpu)
     with pytest.raises(InvalidParameterError, match="unknown precision"):
-        resolve_dtype(cpu, "int8")
+        resolve_dtype(cpu, "int4")
     assert main(["--precision", "fp16", "--device", "cpu", "-o", "unused", "x.jpg"]) == 2
     assert resolve_dtype(cpu, "bf16") == torch.bfloat16  # asked for: runs with or without AMX (test_precision.py)

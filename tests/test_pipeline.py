@@ -13,7 +13,8 @@ from PIL import Image
 
 from matting import pipeline as pipeline_module
 from matting.decode import decode_image
-from matting.device import cpu_has_amx
+from matting.device import cpu_has_amx, cpu_has_vnni
+from matting.openvino_runner import openvino_available
 from matting.errors import CorruptImageError, MattingError
 from matting.pipeline import Pipeline, get_pipeline, reset_pipeline
 from matting.settings import EdgeSettings
@@ -35,9 +36,10 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def test_reports_what_it_runs(pipe):
     info = pipe.info()
-    auto = "bf16" if cpu_has_amx() else "fp32"  # tests/test_precision.py checks the rule itself
+    # tests/test_precision.py and tests/test_int8.py check the rule itself
+    auto = "bf16" if cpu_has_amx() else "int8" if cpu_has_vnni() and openvino_available() else "fp32"
     assert info["model"] == "u2netp" and info["precision"] == auto and info["device"].startswith("cpu")
-    assert info["float32_layers"] == ("stage2d.rebnconv2d, stage2d.rebnconv1d" if auto == "bf16" else "none")
+    assert info["float32_layers"] == ("none" if auto == "fp32" else "stage2d.rebnconv2d, stage2d.rebnconv1d")
     assert "u2netp on cpu" in pipe.summary()
 
 

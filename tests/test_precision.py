@@ -100,20 +100,29 @@ def test_amx_the_kernel_does_not_grant_counts_as_none(tmp_path, monkeypatch):
 
 def test_the_gpu_fallback_runs_the_cpu_in_a_precision_it_has(monkeypatch):
     """A CUDA pipeline that falls back to the CPU keeps fp32 if asked for it; fp16 or bf16 become the CPU's
-    automatic choice (fp16 does not run there, bf16 is slow without AMX)."""
+    automatic choice (fp16 does not run there, bf16 is slow without AMX, int8 needs VNNI)."""
+    from matting.openvino_runner import openvino_available
+
     pipe = Pipeline(device="cpu", precision="fp32", warm_up=False)
-    assert pipe._cpu().dtype == torch.float32
-    for reduced in (torch.float16, torch.bfloat16):
+    assert pipe._cpu().dtype == torch.float32 and pipe._cpu() is not pipe.runner
+    monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: False)
+    for reduced in ("fp16", "bf16"):
         for amx, expected in ((False, torch.float32), (True, torch.bfloat16)):
-            monkeypatch.setattr(pipe, "dtype", reduced)
+            monkeypatch.setattr(pipe, "_precision", reduced)
             monkeypatch.setattr(device_module, "cpu_has_amx", lambda amx=amx: amx)
             pipe._cpu_runner = None
             assert pipe._cpu().dtype == expected
+    if openvino_available():   # a VNNI CPU without AMX: the int8 network
+        monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: True)
+        monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+        pipe._cpu_runner = None
+        assert type(pipe._cpu()).__name__ == "OpenVINORunner"
 
 
 def test_auto_bf16_needs_the_weights_the_layers_were_measured_on(tmp_path, monkeypatch):
     monkeypatch.delenv(device_module.PRECISION_ENV, raising=False)
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: False)   # int8's own rule: tests/test_int8.py
     embedded = get_spec("u2netp").default_weights
     assert Pipeline(device="cpu", warm_up=False).precision == "bf16"
     relative = Path(os.path.relpath(embedded))  # the same file by another name

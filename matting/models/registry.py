@@ -35,6 +35,9 @@ class ModelSpec:
     # weights. None: the model's sensitivity to bf16 was never measured, so "auto" keeps it in float32 on the CPU
     # (as it does for weights the user brings: Pipeline._bf16_checked).
     float32_chains: Float32Chains | None = None
+    # The embedded weights quantized to int8 for the CPU (scripts/build_u2netp_int8.py; run by OpenVINO,
+    # matting/openvino_runner.py), or None.
+    int8_network: Path | None = None
 
     def weights_hint(self) -> str:
         return {
@@ -89,7 +92,8 @@ register(ModelSpec(
     name="u2netp", builder=U2NETP, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     default_weights=ASSETS_MODELS / "u2netp.safetensors",
     description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)",
-    float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),)))
+    float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),),
+    int8_network=ASSETS_MODELS / "u2netp_int8.onnx"))
 register(ModelSpec(
     name="u2net", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     default_weights=None, description="U^2-Net, 44 M parameters (bring your own weights)"))
