@@ -128,3 +128,22 @@ def test_a_damaged_int8_file_is_a_clear_load_error(tmp_path):
         OpenVINORunner(broken, spec)
     with pytest.raises(ModelLoadError, match="the int8 network is missing"):
         OpenVINORunner(tmp_path / "absent.onnx", spec)
+
+
+@needs_openvino
+def test_the_compiled_network_is_kept_between_runs_and_is_optional(tmp_path, monkeypatch):
+    """Compiling the int8 network takes about a second; OpenVINO's blob in the cache folder makes the next start
+    load it in a fifth of that. A cache folder that cannot be made costs only that time."""
+    from matting.openvino_runner import CACHE_ENV, OpenVINORunner, compiled_cache_dir
+
+    spec = get_spec("u2netp")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    first = OpenVINORunner(spec.int8_network, spec)
+    assert list((tmp_path / "cache" / "openvino").glob("*.blob"))
+    x = torch.zeros(1, 3, *spec.input_size)
+    assert torch.equal(OpenVINORunner(spec.int8_network, spec)(x), first(x))   # from the blob: the same network
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(blocked))
+    assert compiled_cache_dir() is None
+    assert torch.equal(OpenVINORunner(spec.int8_network, spec)(x), first(x))
