@@ -57,23 +57,25 @@ def resolve_precision(device: torch.device, requested: str | None = None, *, bf1
     with CUDA graphs, against 5.5 ms for true fp32; its matte differs from fp32's by 0.0002 on average and at
     most 0.016 on the example photos (every layer in fp16: 0.0014 and 0.15).
     auto on the CPU, fastest first:
-    - bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was measured
-      (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use). U^2-Net-P in bf16
-      on AMX, with its one ill-conditioned pair of layers in float32, runs 2.7 times as fast as fp32 (71 against
-      191 ms on 2 cores) and its matte stays within 0.2-0.4/255 of fp32's on average (models/precision.py).
     - int8 where the CPU has VNNI (AVX512-VNNI or AVX-VNNI: Intel since Cascade Lake / Alder Lake, AMD since
       Zen 4) and ``int8_ready`` (OpenVINO installed, the embedded weights in use, their int8 network at hand):
-      on a 2-core Zen 4, 58 ms against 157 for onnxruntime fp32 (openvino_runner.py, docs/BENCHMARKS.md).
-    - fp32 otherwise. Without AMX, bf16 is slower than fp32 (232 against 197 ms on AVX-512-BF16).
+      2 cores, against onnxruntime fp32 on the original ONNX, 2.8x on a Zen 4 (69 ms) and 3.7x on a Xeon with
+      AMX (64 ms, where PyTorch bf16 took 143), SAD and Grad within 0.3 % of fp32 (openvino_runner.py,
+      docs/BENCHMARKS.md).
+    - bf16 where the CPU has AMX tiles (and oneDNN is on) and the model's bf16 behaviour was measured
+      (``bf16_checked``: its spec names the layers to keep in float32, for the weights in use), when int8 cannot
+      run. U^2-Net-P in bf16 on AMX, with its one ill-conditioned pair of layers in float32, ran 2.7 times as fast
+      as fp32 (71 against 191 ms on 2 cores) and its matte stays within 0.2-0.4/255 of fp32's on average.
+    - fp32 otherwise (AVX2-only CPUs: int8 was not measured there).
     fp16 on the CPU is refused (without AMX-FP16 it is slower than fp32), int8 on CUDA too (it is the CPU path).
     """
     choice = (requested or os.environ.get(PRECISION_ENV, "auto")).strip().lower() or "auto"
     if choice == "auto":
         if device.type == "cuda":
             return "fp16"
-        if bf16_checked and torch.backends.mkldnn.enabled and cpu_has_amx():
-            return "bf16"
-        return "int8" if int8_ready and cpu_has_vnni() else "fp32"
+        if int8_ready and cpu_has_vnni():
+            return "int8"
+        return "bf16" if bf16_checked and torch.backends.mkldnn.enabled and cpu_has_amx() else "fp32"
     if choice not in PRECISIONS:
         raise InvalidParameterError(f"unknown precision {choice!r}: use auto, fp32, fp16, bf16 or int8")
     if device.type == "cpu" and choice == "fp16":

@@ -3,5 +3,5 @@ import here: a command's --help and its argument errors stay instant)."""
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 PRECISION_CHOICES = ("auto", *PRECISIONS)
-PRECISION_HELP = ("network precision (auto: fp16 on CUDA; on the CPU bf16 where it has AMX, int8 through OpenVINO "
-                  "where it has VNNI, else fp32; fp32 is exact); env MATTING_PRECISION")
+PRECISION_HELP = ("network precision (auto: fp16 on CUDA; on the CPU int8 through OpenVINO where it has VNNI, else "
+                  "bf16 where it has AMX, else fp32; fp32 is exact); env MATTING_PRECISION")

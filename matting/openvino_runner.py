@@ -1,8 +1,8 @@
-"""The int8 network on the CPU, through OpenVINO: the fast path for CPUs without AMX.
+"""The int8 network on the CPU, through OpenVINO: the fast path on CPUs with VNNI.
 
-On a 2-core AMD EPYC (Zen 4: AVX-512 with VNNI, no AMX) U^2-Net-P at 320 x 320 takes about 58 ms in int8 here,
-against about 157 ms for onnxruntime fp32 on the original ONNX and 190-340 ms for PyTorch fp32
-(``python -m matting.bench_inference --device cpu``, docs/BENCHMARKS.md). The int8 network is derived from the
+U^2-Net-P at 320 x 320 on 2 threads, side by side with onnxruntime fp32 on the original ONNX (``python -m
+matting.bench_inference --device cpu --onnx u2netp.onnx``, docs/BENCHMARKS.md): 2.8x on an AMD EPYC Zen 4 (69
+against 198 ms), 3.7x on a Xeon with AMX (64 against 238 ms; PyTorch bf16 took 143 there). The int8 network is derived from the
 embedded weights by scripts/build_u2netp_int8.py (quantized in QDQ form, with the ill-conditioned pair of layers
 kept in fp32) and ships as assets/models/u2netp_int8.onnx; OpenVINO reads the ONNX file directly.
 

@@ -25,7 +25,7 @@ needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None
                                     reason="OpenVINO is not installed (requirements.txt installs it)")
 
 
-def test_auto_picks_int8_on_a_vnni_cpu_without_amx_when_it_is_ready(monkeypatch):
+def test_auto_picks_int8_on_a_vnni_cpu_when_it_is_ready(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv(device_module.PRECISION_ENV, raising=False)
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
@@ -38,7 +38,8 @@ def test_auto_picks_int8_on_a_vnni_cpu_without_amx_when_it_is_ready(monkeypatch)
     assert resolve_precision(cpu, int8_ready=True) == "fp32"                       # AVX2 only: not measured
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
     monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: True)
-    assert resolve_precision(cpu, bf16_checked=True, int8_ready=True) == "bf16"    # AMX: bf16 (measured there)
+    assert resolve_precision(cpu, bf16_checked=True, int8_ready=True) == "int8"    # AMX too: int8 was faster
+    assert resolve_precision(cpu, bf16_checked=True, int8_ready=False) == "bf16"   # bf16 where int8 cannot run
     with pytest.raises(ValueError, match="int8 is for the CPU"):
         resolve_precision(cuda, "int8")
 

@@ -37,7 +37,7 @@ def png_bytes(array: np.ndarray) -> bytes:
 def test_reports_what_it_runs(pipe):
     info = pipe.info()
     # tests/test_precision.py and tests/test_int8.py check the rule itself
-    auto = "bf16" if cpu_has_amx() else "int8" if cpu_has_vnni() and openvino_available() else "fp32"
+    auto = "int8" if cpu_has_vnni() and openvino_available() else "bf16" if cpu_has_amx() else "fp32"
     assert info["model"] == "u2netp" and info["precision"] == auto and info["device"].startswith("cpu")
     assert info["float32_layers"] == ("none" if auto == "fp32" else "stage2d.rebnconv2d, stage2d.rebnconv1d")
     assert "u2netp on cpu" in pipe.summary()
