@@ -64,6 +64,14 @@ class PageSession:
     def call(self, api_name: str, *inputs: Any, timeout: float | None = None) -> list:
         """Run a queued event with the visible inputs (states are filled in); returns its visible outputs."""
         event = self._events[api_name.lstrip("/")]
+        event_id = self.join(api_name, *inputs, timeout=timeout)
+        result = self._wait(event_id, timeout)
+        outputs = result["output"]["data"]
+        return [value for component, value in zip(event["outputs"], outputs) if not self._is_state(component)]
+
+    def join(self, api_name: str, *inputs: Any, timeout: float | None = None) -> str:
+        """Put the event in the server's queue and return its id, without waiting for it (QueueFull: refused)."""
+        event = self._events[api_name.lstrip("/")]
         visible = [c for c in event["inputs"] if not self._is_state(c)]
         if len(inputs) != len(visible):
             raise TypeError(f"/{event['api_name']} takes {len(visible)} inputs, got {len(inputs)}")
@@ -75,10 +83,7 @@ class PageSession:
         if joined.status_code == 503:
             raise QueueFull("Queue is full")
         joined.raise_for_status()
-        event_id = joined.json()["event_id"]
-        result = self._wait(event_id, timeout)
-        outputs = result["output"]["data"]
-        return [value for component, value in zip(event["outputs"], outputs) if not self._is_state(component)]
+        return joined.json()["event_id"]
 
     def fetch(self, file_data: dict, timeout: float | None = None) -> bytes:
         """A file output's bytes, from its URL, as a browser's download link gets them."""
