@@ -37,6 +37,7 @@ const view = {
   requestSeq: 0,
   loaded: {},           // data URL -> decoded pixels already in use (a repeated payload costs nothing)
   draws: [],            // {t0, t1, exact, draft, settings, mode}: the last redraws, for tests and the curious
+  inputTurned: false,   // the input box shows the stored pixels, its EXIF tag being one the engine ignored
 };
 window.mattingLive = view;
 const ctx = view.canvas.getContext("2d", {willReadFrequently: true});
@@ -248,12 +249,28 @@ async function load(value) {
   if (!view.settings) view.settings = normalise(value.settings);
   view.canvas.width = value.w;
   view.canvas.height = value.h;
+  matchInputOrientation(value.w, value.h);
   view.frame.classList.remove("live-empty");
   view.status.textContent = value.line || "";
   updateTools();
   draw();
   // Settings moved while the photo was on its way: bring the exact render up to date.
   if (exactKey(view.settings) !== view.exact.key) requestExact();
+}
+// The input box shows the upload as the browser sees it, turned by its EXIF orientation tag. The engine ignores a
+// quarter-turn tag on pixels an editor has already turned (matting/decode.py, _already_rotated), and the box
+// would then show the photo on its side next to an upright result: show the stored pixels there instead.
+function matchInputOrientation(w, h) {
+  const img = document.querySelector("#input-image img");
+  if (!img) return;
+  const apply = () => {
+    img.style.imageOrientation = "";                      // the browser's own reading of the tag first
+    const [iw, ih] = [img.naturalWidth, img.naturalHeight];
+    const disagree = iw && iw !== ih && w !== h && (ih > iw) !== (h > w);
+    img.style.imageOrientation = disagree ? "none" : "";
+    view.inputTurned = disagree;
+  };
+  if (img.complete && img.naturalWidth) apply(); else img.addEventListener("load", apply, {once: true});
 }
 let loading = Promise.resolve();
 view.load = (value) => { loading = loading.then(() => load(value)).catch((e) => console.error(e)); return loading; };

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.app_server import EXAMPLES, ROOT, read_image, running_app, write_jpeg
 
@@ -458,3 +459,35 @@ def test_brushes_erase_and_restore_into_the_downloads(app_page, app, tmp_path):
     undone = download()
     assert (undone[200 - inside + 10:200 + inside - 10, 250:350] == 0).all()
     assert (undone[60 - inside:60 + inside, 40:120] < 255).any(), "the restore stroke was undone"
+
+
+def _portrait_with_orientation_6(path: Path, camera_frame: tuple[int, int] | None) -> Path:
+    """120 x 240 stored pixels tagged "turn a quarter" (6); ``camera_frame``: the Exif IFD's frame size."""
+    image = Image.fromarray(np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (240, 1)).repeat(3).reshape(240, 120, 3))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    if camera_frame:
+        exif.get_ifd(0x8769).update({0xA002: camera_frame[0], 0xA003: camera_frame[1]})
+    image.save(path, exif=exif.tobytes(), quality=90)
+    return path
+
+
+def test_the_input_box_shows_the_photo_the_way_the_engine_reads_it(app_page, app, tmp_path):
+    """A photo an editor already turned, its quarter-turn tag left behind (the camera's frame is landscape, the
+    pixels portrait): the engine keeps it upright and so must the input box, though the browser would turn it.
+    A plainly tagged photo stays turned by its tag, in both."""
+    page = app_page
+
+    def input_box() -> tuple[float, float]:
+        page.wait_for_timeout(200)   # the style is set once the input's <img> has loaded
+        box = page.locator("#input-image img").first.bounding_box()
+        return box["width"], box["height"]
+
+    upload(page, _portrait_with_orientation_6(tmp_path / "turned.jpg", (240, 120)))
+    assert page.evaluate("[window.mattingLive.image.w, window.mattingLive.image.h]") == [120, 240]
+    width, height = input_box()
+    assert height > width * 1.5 and page.evaluate("window.mattingLive.inputTurned")
+    upload(page, _portrait_with_orientation_6(tmp_path / "tagged.jpg", None))
+    assert page.evaluate("[window.mattingLive.image.w, window.mattingLive.image.h]") == [240, 120]
+    width, height = input_box()
+    assert width > height and not page.evaluate("window.mattingLive.inputTurned")   # the box caps the width
