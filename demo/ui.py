@@ -59,6 +59,7 @@ CSS = """
   background-position: 0 0, 0 8px, 8px -8px, -8px 0;
 }
 #title p { font-size: 1.6em; font-weight: 650; margin: 0; }
+#downloads-title p { font-weight: 600; margin: 0; }
 #timings, #model-info { font-size: 0.85em; opacity: 0.85; }
 #timings p, #model-info p { margin: 0; }
 """
@@ -141,13 +142,14 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                             with gr.Column(scale=3, min_width=320):
                                 live = live_view(handlers, lang=lang)
                                 demo.live_view = live   # tests and scripts call its exact_render
-                        with gr.Group():
-                            gr.Markdown(i18n("downloads"), padding=True)
+                        # Not in a gr.Group: there buttons lose their borders and read as plain text in a grey bar.
+                        with gr.Column(elem_id="downloads"):
+                            gr.Markdown(i18n("downloads"), elem_id="downloads-title")
                             with gr.Row():
-                                dl_rgba = gr.Button(i18n("dl_rgba"), elem_id="download-rgba", size="sm")
-                                dl_alpha = gr.Button(i18n("dl_alpha"), elem_id="download-alpha", size="sm")
+                                dl_rgba = gr.Button(i18n("dl_rgba"), elem_id="download-rgba", variant="primary")
+                                dl_alpha = gr.Button(i18n("dl_alpha"), elem_id="download-alpha", variant="secondary")
                                 dl_composite = gr.Button(i18n("dl_composite"), elem_id="download-composite",
-                                                         size="sm")
+                                                         variant="secondary")
                             dl_file = gr.File(label=i18n("dl_files"), interactive=False, elem_id="download-file",
                                               visible=False)
 

@@ -491,3 +491,21 @@ def test_the_input_box_shows_the_photo_the_way_the_engine_reads_it(app_page, app
     assert page.evaluate("[window.mattingLive.image.w, window.mattingLive.image.h]") == [240, 120]
     width, height = input_box()
     assert width > height and not page.evaluate("window.mattingLive.inputTurned")   # the box caps the width
+
+
+def test_download_buttons_look_like_buttons(app_page):
+    """Each download button stands out from what is around it (its own fill, not the bar's) and is a finger's
+    height: in a gr.Group they had read as plain text in a grey bar."""
+    page = app_page
+    for elem_id in ("download-rgba", "download-alpha", "download-composite"):
+        look = page.evaluate("""(id) => {
+          const button = document.getElementById(id);
+          const fill = (el) => getComputedStyle(el).backgroundColor;
+          const clear = (c) => c === 'transparent' || c === 'rgba(0, 0, 0, 0)';
+          let around = button.parentElement;
+          while (around && clear(fill(around))) around = around.parentElement;
+          return {own: fill(button), around: around ? fill(around) : 'rgb(255, 255, 255)',
+                  height: button.getBoundingClientRect().height};
+        }""", elem_id)
+        assert look["own"] not in ("transparent", "rgba(0, 0, 0, 0)", look["around"]), (elem_id, look)
+        assert look["height"] >= 36, (elem_id, look)
