@@ -38,6 +38,7 @@ const view = {
   loaded: {},           // data URL -> decoded pixels already in use (a repeated payload costs nothing)
   draws: [],            // {t0, t1, exact, draft, settings, mode}: the last redraws, for tests and the curious
   inputTurned: false,   // the input box shows the stored pixels, its EXIF tag being one the engine ignored
+  slotVisible: true,    // the preview's place is on screen or below it (above it, on a phone, the preview floats)
 };
 window.mattingLive = view;
 const ctx = view.canvas.getContext("2d", {willReadFrequently: true});
@@ -250,6 +251,7 @@ async function load(value) {
   view.canvas.width = value.w;
   view.canvas.height = value.h;
   matchInputOrientation(value.w, value.h);
+  placeFloat(view.slotVisible);
   view.frame.classList.remove("live-empty");
   view.status.textContent = value.line || "";
   updateTools();
@@ -272,6 +274,30 @@ function matchInputOrientation(w, h) {
   };
   if (img.complete && img.naturalWidth) apply(); else img.addEventListener("load", apply, {once: true});
 }
+// On a phone the edge sliders sit a screen or more below the preview: once the preview's place has been scrolled
+// past (above the screen), the preview floats in a corner; its place keeps its height, so nothing below it moves.
+// Not before it is reached: floating over the input box would hide that box's controls.
+const NARROW = window.matchMedia("(max-width: 760px)");
+const slot = element.querySelector(".live-slot");
+function placeFloat(visible) {
+  const float = NARROW.matches && !!view.image && !visible;
+  if (float === view.frame.classList.contains("live-float")) return;
+  slot.style.minHeight = float ? `${slot.getBoundingClientRect().height}px` : "";
+  view.frame.classList.toggle("live-float", float);
+}
+// A scroll listener rather than an IntersectionObserver: a long jump from below the screen to above it crosses
+// no intersection threshold, and the observer would stay silent.
+let floatCheck = 0;
+function checkFloat() {
+  floatCheck = 0;
+  const box = slot.getBoundingClientRect();
+  view.slotVisible = box.bottom > 0;   // on screen, or still below it
+  placeFloat(view.slotVisible);
+}
+const scheduleFloatCheck = () => { if (!floatCheck) floatCheck = requestAnimationFrame(checkFloat); };
+window.addEventListener("scroll", scheduleFloatCheck, {passive: true});
+window.addEventListener("resize", scheduleFloatCheck, {passive: true});
+NARROW.addEventListener("change", scheduleFloatCheck);
 let loading = Promise.resolve();
 view.load = (value) => { loading = loading.then(() => load(value)).catch((e) => console.error(e)); return loading; };
 

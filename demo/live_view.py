@@ -40,9 +40,11 @@ TEMPLATE = """
       <button type="button" data-action="clear" disabled></button>
     </div>
   </div>
-  <div class="live-frame live-empty checker">
-    <canvas class="live-canvas" width="1" height="1"></canvas>
-    <div class="live-placeholder"></div>
+  <div class="live-slot">
+    <div class="live-frame live-empty checker">
+      <canvas class="live-canvas" width="1" height="1"></canvas>
+      <div class="live-placeholder"></div>
+    </div>
   </div>
   <div class="live-status" id="timings"></div>
 </div>
@@ -66,6 +68,10 @@ CSS = """
 #live-view .live-placeholder { display: none; opacity: 0.6; font-size: 0.9em; padding: 24px; text-align: center; }
 #live-view .live-empty .live-placeholder { display: block; }
 #live-view .live-status { font-size: 0.85em; opacity: 0.85; margin-top: 4px; min-height: 1.2em; }
+/* Phones: the sliders sit a screen below the preview; while it is out of sight it floats in a corner. */
+#live-view .live-frame.live-float { position: fixed; top: 8px; right: 8px; width: 46vw; min-height: 0; z-index: 50;
+  background-color: var(--background-fill-primary); box-shadow: 0 2px 12px rgba(0, 0, 0, 0.35); }
+#live-view .live-float canvas.live-canvas { max-height: 32vh; }
 """
 
 

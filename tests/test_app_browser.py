@@ -509,3 +509,32 @@ def test_download_buttons_look_like_buttons(app_page):
         }""", elem_id)
         assert look["own"] not in ("transparent", "rgba(0, 0, 0, 0)", look["around"]), (elem_id, look)
         assert look["height"] >= 36, (elem_id, look)
+
+
+def test_on_a_phone_the_preview_stays_in_sight_while_a_slider_moves(app_browser, app):
+    """390 x 844: the sliders are a screen below the preview. Scrolled to the Feather slider, the preview floats
+    on screen beside it, follows the slider, and goes back to its place when scrolled up."""
+    context = app_browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True,
+                                      has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app.url)
+        page.wait_for_selector("#input-image input[type=file]", state="attached")
+        upload(page, EXAMPLES / "rocket.jpg")
+        slider = page.locator("#feather input[type=range]")
+        slider.scroll_into_view_if_needed()
+        page.wait_for_function("document.querySelector('#live-view .live-frame').classList.contains('live-float')")
+
+        def on_screen(selector: str) -> bool:
+            box = page.locator(selector).first.bounding_box()
+            return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["height"] > 40
+
+        assert on_screen("#live-view canvas.live-canvas") and on_screen("#feather")
+        draws = page.evaluate("window.mattingLive.draws.length")
+        slider.fill("6")
+        page.wait_for_function("(n) => window.mattingLive.draws.length > n", arg=draws)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_function("!document.querySelector('#live-view .live-frame').classList.contains('live-float')")
+    finally:
+        context.close()
