@@ -60,6 +60,9 @@ CSS = """
 }
 #title p { font-size: 1.6em; font-weight: 650; margin: 0; }
 #downloads-title p { font-weight: 600; margin: 0; }
+/* The colour swatch: a white one would vanish into the white block without an outline of its own. */
+#bg-color button.dialog-button { border: 1px solid #a1a1aa; border-radius: 6px;
+  min-width: 48px; min-height: 28px; box-shadow: inset 0 0 0 1px rgba(0, 0, 0, 0.08); }
 #timings, #model-info { font-size: 0.85em; opacity: 0.85; }
 #timings p, #model-info p { margin: 0; }
 """

@@ -538,3 +538,18 @@ def test_on_a_phone_the_preview_stays_in_sight_while_a_slider_moves(app_browser,
         page.wait_for_function("!document.querySelector('#live-view .live-frame').classList.contains('live-float')")
     finally:
         context.close()
+
+
+def test_a_white_colour_swatch_is_visible(app_page, app):
+    """The background colour picker's swatch has a size and an outline darker than the white it may show."""
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    page.get_by_role("radio", name="Colour").check()
+    page.wait_for_selector("#bg-color button.dialog-button")
+    look = page.evaluate("""() => { const b = document.querySelector('#bg-color button.dialog-button');
+      const r = b.getBoundingClientRect(); const cs = getComputedStyle(b);
+      return {w: r.width, h: r.height, border: parseFloat(cs.borderTopWidth), colour: cs.borderTopColor,
+              fill: cs.backgroundColor}; }""")
+    assert look["fill"] == "rgb(255, 255, 255)" and look["w"] >= 24 and look["h"] >= 20, look
+    outline = [int(v) for v in look["colour"][look["colour"].index("(") + 1:-1].split(",")[:3]]
+    assert look["border"] >= 1 and max(outline) <= 200, look   # darker than the white swatch by 55 levels or more
