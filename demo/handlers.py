@@ -531,7 +531,7 @@ class Handlers:
         session = _session(request)
         out_dir = self.store.new_dir(session, "batch")
         cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background, margin)
-        rows: list[list] = []
+        finished: list = []   # results as they come; shown in the order the files were given
         gallery: list[tuple[str, str]] = []
         summary = None
         last_sent = 0.0
@@ -541,14 +541,15 @@ class Handlers:
                 event = events.get()
                 if event[0] == "result":
                     _, result, index, total = event
-                    rows.append(self._row(t, result))
+                    finished.append(result)
                     if result.status == "done" and result.outputs and len(gallery) < GALLERY_LIMIT:
                         gallery.append((str(result.outputs[0]), result.name))
                     progress((index, max(total, index)), desc=t("stage_batch", i=index, n=max(total, index)))
                     now = time.perf_counter()
                     if now - last_sent >= BATCH_UI_INTERVAL_S:
                         last_sent = now
-                        yield self._table(t, rows), list(gallery), None, ""
+                        rows = [self._row(t, r) for r in sorted(finished, key=lambda r: r.order)]
+                        yield self._table(t, rows), _shown(list(gallery)), _shown(None), ""
                 elif event[0] == "done":
                     summary = event[1]
                     break
@@ -558,6 +559,8 @@ class Handlers:
             cancel.set()    # the generator was closed (page left, error): stop the worker too
             self._finish_batch(session, cancel)
         rows = [self._row(t, r) for r in summary.results]
+        gallery = [(str(r.outputs[0]), r.name) for r in summary.results
+                   if r.status == "done" and r.outputs][:GALLERY_LIMIT]
         archive = self._zip_outputs(session, out_dir, summary.results)
         self._adopt_outputs(session, summary.results)
         finished = sum(1 for r in summary.results if r.status == "done")
@@ -568,7 +571,7 @@ class Handlers:
         else:
             status = t("batch_summary", done=summary.done, failed=summary.failed, skipped=summary.skipped,
                        seconds=summary.seconds, rate=summary.images_per_second)
-        yield self._table(t, rows), gallery, archive, status
+        yield self._table(t, rows), _shown(gallery), _shown(archive), status
 
     def on_cancel(self, request: gr.Request):
         with self._cancels_lock:
@@ -664,6 +667,11 @@ class Handlers:
         if cancel is not None:
             cancel.set()
         self.store.drop_session(session)
+
+
+def _shown(value):
+    """An output box shown only with something in it: empty, a gallery or file box looks like a drop zone."""
+    return gr.update(value=value, visible=bool(value))
 
 
 def _done(value) -> Future:

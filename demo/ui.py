@@ -160,7 +160,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                         gr.Markdown(i18n("batch_intro"))
                         with gr.Row(equal_height=False):
                             batch_files = gr.File(file_count="multiple", label=i18n("batch_files"),
-                                                  elem_id="batch-files", height=160, scale=3)
+                                                  elem_id="batch-files", height=320, scale=3)
                             with gr.Column(scale=2, min_width=240):
                                 batch_kinds = gr.CheckboxGroup(
                                     [(i18n("kind_cutout"), "cutout"), (i18n("kind_alpha"), "alpha"),
@@ -168,7 +168,8 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                                     value=["cutout"], label=i18n("batch_include"), elem_id="batch-kinds")
                                 with gr.Row():
                                     batch_run = gr.Button(i18n("batch_run"), variant="primary", elem_id="batch-run")
-                                    batch_cancel = gr.Button(i18n("batch_cancel"), variant="stop",
+                                    # red ("stop") only while a batch runs: a red button that does nothing alarms
+                                    batch_cancel = gr.Button(i18n("batch_cancel"), variant="secondary",
                                                              elem_id="batch-cancel", interactive=False)
                         batch_status = gr.Markdown(elem_id="batch-status")
                         batch_table = gr.Dataframe(label=i18n("batch_table"), interactive=False, wrap=True,
@@ -176,9 +177,9 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                                                    column_widths=["34%", "16%", "12%", "38%"])
                         batch_gallery = gr.Gallery(label=i18n("batch_gallery"), columns=6, height=220,
                                                    object_fit="contain", fit_columns=False, elem_id="batch-gallery",
-                                                   elem_classes="checker", buttons=["fullscreen"])
+                                                   elem_classes="checker", buttons=["fullscreen"], visible=False)
                         batch_zip = gr.File(label=i18n("batch_zip"), interactive=False, elem_id="batch-zip",
-                                            height=80)
+                                            height=80, visible=False)
 
             with gr.Column(scale=1, min_width=250):
                 with gr.Group():
@@ -278,13 +279,13 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 
         # Cancel can be pressed only while a batch runs.
-        batch_run.click(lambda: gr.update(interactive=True), outputs=[batch_cancel], queue=False,
+        batch_run.click(lambda: gr.update(interactive=True, variant="stop"), outputs=[batch_cancel], queue=False,
                         api_visibility="private", show_progress="hidden").then(
             handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background, crop, crop_margin],
             outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
             concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY).then(
-            lambda: gr.update(interactive=False), outputs=[batch_cancel], queue=False, api_visibility="private",
-            show_progress="hidden")
+            lambda: gr.update(interactive=False, variant="secondary"), outputs=[batch_cancel], queue=False,
+            api_visibility="private", show_progress="hidden")
         batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")
 
         api_matte_button.click(handlers.api_matte, inputs=[api_image, api_threshold, api_feather, api_erode,

@@ -71,6 +71,7 @@ class BatchResult:
     ms: float                        # wall time attributed to this image (sum of its stages)
     outputs: list[Path]              # files written (inside the output folder; for a zip output, the member names)
     notices: list[str]               # e.g. "Large image: ... was reduced ..."
+    order: int = 0                   # the input's place among all inputs found (BatchSummary.results follow it)
 
 
 @dataclass
@@ -145,6 +146,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
         sink.close()
     seconds = time.perf_counter() - start
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
+    results.sort(key=lambda r: r.order)   # input order; on_result saw them as they finished
     return BatchSummary(results=results, **counts, seconds=seconds, images_per_second=counts["done"] / seconds,
                         stage_busy=run.busy() if run else {}, cancelled=bool(run and run.cancelled),
                         total=len(found.items), stage_threads=run.threads() if run else {})
@@ -170,6 +172,7 @@ def _check_options(kinds, composite_format: str, background):
 class _Job:
     item: InputItem
     names: dict[str, PurePosixPath]
+    order: int = 0          # the item's place in the inputs
     seconds: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     payload: object = None  # what the next stage needs: DecodedImage, then MatteResult, then Rendered
@@ -182,7 +185,7 @@ class _Job:
 
     def outcome(self, status: str, error: str | None = None, size=None, outputs=()) -> BatchResult:
         return BatchResult(self.item.name, status, error, size, sum(self.seconds.values()) * 1000,
-                           list(outputs), list(self.notices))
+                           list(outputs), list(self.notices), self.order)
 
 
 def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool, manifest: Manifest, recipe: str):
@@ -191,8 +194,8 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool,
     usable = [item for item in found.items if item.error is None]
     names = dict(zip(map(id, usable), allocate_names([i.rel for i in usable], kinds, composite_format)))
     jobs, early = [], []
-    for item in found.items:
-        job = _Job(item, names.get(id(item), {}))
+    for order, item in enumerate(found.items):
+        job = _Job(item, names.get(id(item), {}), order)
         if item.error is not None:
             early.append(job.outcome("failed", item.error))
             continue

@@ -357,7 +357,7 @@ def test_batch_cancel_stops_promptly(app, tmp_path):
     assert status.startswith("Cancelled")
     finished = [row for row in table["data"] if row[3] == "done"]
     assert 1 <= len(finished) < len(files)
-    assert len(_zip_names(archive)) == len(finished)
+    assert archive["visible"] and len(_zip_names(archive["value"])) == len(finished)
 
 
 def test_lost_session_state_is_rebuilt_from_the_upload(app, tmp_path):

@@ -553,3 +553,35 @@ def test_a_white_colour_swatch_is_visible(app_page, app):
     assert look["fill"] == "rgb(255, 255, 255)" and look["w"] >= 24 and look["h"] >= 20, look
     outline = [int(v) for v in look["colour"][look["colour"].index("(") + 1:-1].split(",")[:3]]
     assert look["border"] >= 1 and max(outline) <= 200, look   # darker than the white swatch by 55 levels or more
+
+
+def test_the_batch_tab_shows_what_there_is_in_the_order_given(app_page, app, tmp_path):
+    """Four files: all four listed in view; no empty gallery or zip box (they looked like drop zones) before a
+    run; Cancel not red while nothing runs; the results table in the order the files were given, not the order
+    they finished in; then the gallery and the zip appear."""
+    page = app_page
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes((EXAMPLES / "rocket.jpg").read_bytes()[:900])
+    files = [EXAMPLES / "astronaut.png", bad, EXAMPLES / "chelsea.png", EXAMPLES / "coffee.png"]
+    page.get_by_role("tab", name="Batch").click()
+    expect(page.locator("#batch-gallery")).to_be_hidden()
+    expect(page.locator("#batch-zip")).to_be_hidden()
+    red = page.evaluate("(() => { const c = getComputedStyle(document.getElementById('batch-cancel')).backgroundColor;"
+                        " const [r, g, b] = c.match(/\\d+/g).map(Number); return r > g + 60 && r > b + 60; })()")
+    assert not red
+    page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
+    rows = page.locator("#batch-files tbody tr")
+    expect(rows).to_have_count(len(files))
+    box = page.locator("#batch-files").bounding_box()
+    for i, path in enumerate(files):
+        row = rows.nth(i)
+        assert path.stem in row.inner_text()
+        inside = row.bounding_box()   # within the box's visible height, not behind its scroll bar
+        assert box["y"] <= inside["y"] and inside["y"] + inside["height"] <= box["y"] + box["height"], path.name
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-zip a").first).to_be_visible()
+    expect(page.locator("#batch-gallery")).to_be_visible()
+    expect(page.locator("#batch-table")).to_contain_text("coffee.png")
+    text = page.locator("#batch-table").inner_text()
+    where = [text.find(f.name) for f in files]
+    assert -1 not in where and where == sorted(where), (where, text[:300])
