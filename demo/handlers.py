@@ -447,7 +447,7 @@ class Handlers:
         elif result.status == "skipped":
             status = t("status_skipped") + (f": {result.error}" if result.error else "")
         else:
-            status = t("status_failed", error=result.error or "?")
+            status = t("status_failed", error=t.error(result.error or "?", result.error_code))
         return [result.name, size, round(float(result.ms or 0)), status]
 
     def _table(self, t: Texts, rows: list[list]) -> dict:

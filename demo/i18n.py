@@ -304,6 +304,11 @@ _ERROR_KINDS: dict[str, dict[str, str]] = {
         "invalid_parameter": "参数无效",
         "model_load_error": "模型无法加载",
         "inference_error": "模型无法运行",
+        # the batch's own kinds (matting.batch.BatchResult.error_code)
+        "input_error": "无法读取这个输入",
+        "write_error": "无法写入输出文件",
+        "out_of_memory": "内存不足",
+        "unexpected": "意外错误",
     },
 }
 
@@ -318,9 +323,10 @@ class Texts:
     def __call__(self, key: str, **values) -> str:
         return self._table[key].format(**values)
 
-    def error(self, exc: BaseException | str) -> str:
-        """An engine error for this visitor: in Chinese its kind first, then the engine's own details."""
-        kind = _ERROR_KINDS.get(self.lang, {}).get(getattr(exc, "code", ""))
+    def error(self, exc: BaseException | str, code: str | None = None) -> str:
+        """An engine error for this visitor: in Chinese its kind first, then the engine's own details. ``code``
+        names the kind when ``exc`` is only the message (a batch result's)."""
+        kind = _ERROR_KINDS.get(self.lang, {}).get(code or getattr(exc, "code", ""))
         return f"{kind}（{exc}）" if kind else str(exc)
 
     def notice(self, text: str) -> str:

@@ -72,6 +72,8 @@ class BatchResult:
     outputs: list[Path]              # files written (inside the output folder; for a zip output, the member names)
     notices: list[str]               # e.g. "Large image: ... was reduced ..."
     order: int = 0                   # the input's place among all inputs found (BatchSummary.results follow it)
+    error_code: str | None = None    # the kind of failure, stable for translation: a MattingError's code, or
+                                     # input_error, write_error, out_of_memory, unexpected
 
 
 @dataclass
@@ -183,9 +185,10 @@ class _Job:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - started
         return now
 
-    def outcome(self, status: str, error: str | None = None, size=None, outputs=()) -> BatchResult:
+    def outcome(self, status: str, error: str | None = None, size=None, outputs=(),
+                code: str | None = None) -> BatchResult:
         return BatchResult(self.item.name, status, error, size, sum(self.seconds.values()) * 1000,
-                           list(outputs), list(self.notices), self.order)
+                           list(outputs), list(self.notices), self.order, code)
 
 
 def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool, manifest: Manifest, recipe: str):
@@ -197,7 +200,7 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool,
     for order, item in enumerate(found.items):
         job = _Job(item, names.get(id(item), {}), order)
         if item.error is not None:
-            early.append(job.outcome("failed", item.error))
+            early.append(job.outcome("failed", item.error, code="input_error"))
             continue
         job.stamp = input_stamp(item)
         existing = [name for name in job.names.values() if sink.has(name)]
@@ -492,7 +495,8 @@ class _Run:
     def _fail(self, job: _Job, exc: BaseException) -> None:
         job.payload = None
         self._account(job)
-        self.finished.put(job.outcome("failed", _reason(exc)))
+        text, code = _reason(exc)
+        self.finished.put(job.outcome("failed", text, code=code))
 
     def _account(self, job: _Job) -> None:
         with self._busy_lock:
@@ -500,15 +504,18 @@ class _Run:
                 self._busy[stage] += seconds
 
 
-def _reason(exc: BaseException) -> str:
-    """One line for the user: the engine's own message, or the OS's, or the exception's type and text."""
-    if isinstance(exc, (MattingError, InputError)):
-        text = str(exc)
+def _reason(exc: BaseException) -> tuple[str, str]:
+    """(one line for the user, the failure's kind): the engine's own message, or the OS's, or the exception's
+    type and text."""
+    if isinstance(exc, MattingError):
+        text, code = str(exc), exc.code
+    elif isinstance(exc, InputError):
+        text, code = str(exc), "input_error"
     elif isinstance(exc, OSError):
-        text = f"cannot write the output: {exc.strerror or exc}"
+        text, code = f"cannot write the output: {exc.strerror or exc}", "write_error"
     elif isinstance(exc, MemoryError):
-        text = "out of memory while processing this image"
+        text, code = "out of memory while processing this image", "out_of_memory"
     else:
         log.error("unexpected error in the batch engine", exc_info=exc)
-        text = f"unexpected error: {type(exc).__name__}: {exc}"
-    return " ".join(text.split())
+        text, code = f"unexpected error: {type(exc).__name__}: {exc}", "unexpected"
+    return " ".join(text.split()), code

@@ -471,3 +471,24 @@ def test_downloads_crop_to_the_subject(app):
         download("rgba", True, "lots")
     alpha = download("alpha", True, "5%")
     assert alpha.shape[0] < 400 or alpha.shape[1] < 600
+
+
+def test_batch_failure_reasons_in_chinese(app, tmp_path):
+    """The Chinese interface names each batch failure's kind in Chinese (from the result's code), then the
+    engine's own details."""
+    from types import SimpleNamespace
+
+    handlers = app.demo.handlers
+    good = str(write_jpeg(tmp_path / "good.jpg", 120, 90, seed=3))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(Path(good).read_bytes()[:300])
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"not a picture\n" * 20)
+    request = SimpleNamespace(session_hash="zh-batch", headers={"accept-language": "zh-CN,zh;q=0.9"})
+    *_, (table, _, _, status) = list(handlers.on_batch([good, str(cut), str(notes)], ["cutout"], *ui_args()[:7],
+                                                       "transparent", "#ffffff", None, request=request,
+                                                       progress=lambda *args, **kwargs: None))
+    rows = {row[0]: row[3] for row in table["data"]}
+    assert "图片文件已损坏或不完整" in rows["cut.jpg"] and "JPEG" in rows["cut.jpg"]
+    assert "不是支持的图片格式" in rows["notes.jpg"]
+    assert [row[0] for row in table["data"]] == ["good.jpg", "cut.jpg", "notes.jpg"]

@@ -174,6 +174,12 @@ def test_bad_files_fail_alone_with_reasons(pipe, tmp_path):
     for r in summary.results:
         assert r.error is None or "\n" not in r.error
     assert files_under(tmp_path / "out") == {"good.png"}
+    # each failure says its kind as a stable code (the web app translates those), and the summary keeps the
+    # order the inputs were given in
+    assert results["cut.jpg"].error_code == "corrupt_image" and results["good.jpg"].error_code is None
+    assert results["notes.jpg"].error_code == "unsupported_format"
+    assert results[str(missing)].error_code == "input_error"
+    assert [r.name for r in summary.results] == ["cut.jpg", "good.jpg", "notes.jpg", str(missing)]
 
 
 def test_two_inputs_with_the_same_stem_do_not_overwrite(pipe, tmp_path):
