@@ -60,6 +60,8 @@ CSS = """
 }
 #title p { font-size: 1.6em; font-weight: 650; margin: 0; }
 #downloads-title p { font-weight: 600; margin: 0; }
+/* Toasts at the bottom right: at Gradio's top right they covered the Edges panel's header for seconds. */
+.toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
 /* The colour swatch: a white one would vanish into the white block without an outline of its own. */
 #bg-color button.dialog-button { border: 1px solid #a1a1aa; border-radius: 6px;
   min-width: 48px; min-height: 28px; box-shadow: inset 0 0 0 1px rgba(0, 0, 0, 0.08); }
@@ -183,7 +185,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
 
             with gr.Column(scale=1, min_width=250):
                 with gr.Group():
-                    gr.Markdown(i18n("edges"), padding=True)
+                    gr.Markdown(i18n("edges"), padding=True, elem_id="edges-title")
                     threshold = gr.Slider(0, 1, value=defaults.threshold, step=0.01, label=i18n("threshold"),
                                           info=i18n("threshold_info"), elem_id="threshold")
                     feather = gr.Slider(0, 50, value=defaults.feather, step=0.5, label=i18n("feather"),

@@ -585,3 +585,19 @@ def test_the_batch_tab_shows_what_there_is_in_the_order_given(app_page, app, tmp
     text = page.locator("#batch-table").inner_text()
     where = [text.find(f.name) for f in files]
     assert -1 not in where and where == sorted(where), (where, text[:300])
+
+
+def test_the_downscale_toast_leaves_the_edges_panel_in_view(app_page, app, tmp_path):
+    """A photo over the working size gets a toast saying so; it shows at the bottom, not over the Edges panel's
+    header at the top right where it sat for seconds."""
+    page = app_page
+    large = tmp_path / "large.jpg"
+    read_image(EXAMPLES / "coffee.png").convert("RGB").resize((4800, 3200)).save(large, quality=80)
+    upload(page, large)
+    toast = page.locator(".toast-body").first
+    expect(toast).to_be_visible()
+    page.evaluate("window.scrollTo(0, 0)")
+    a, b = toast.bounding_box(), page.locator("#edges-title").bounding_box()
+    overlap_x = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+    overlap_y = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+    assert overlap_x <= 0 or overlap_y <= 0, (a, b)
