@@ -55,9 +55,10 @@ LIVE_RENDERS = max(4, os.cpu_count() or 1)
 # GIL's time under 64 users on an H200, docs/RELIABILITY.md), in 3 ms and a quarter of the bytes of a PNG; 4:4:4
 # keeps colour at full resolution; at quality 95 a 1024 px camera photo is about one level from the original.
 PHOTO_QUALITY = 95
-_PAGE_POOL = ThreadPoolExecutor(max_workers=LIVE_RENDERS, thread_name_prefix="page-image")
 BG_QUALITY = 92             # a background image's screen-sized copy
 COLOUR_QUALITY = 90         # the decontaminated colour (used only at soft edges, where it shows times alpha)
+# Threads that encode the page's images beside the render (the encoders release the GIL; see _live_value).
+_PAGE_POOL = ThreadPoolExecutor(max_workers=LIVE_RENDERS, thread_name_prefix="page-image")
 DEFAULTS = EdgeSettings()
 DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
 
@@ -531,7 +532,7 @@ class Handlers:
         session = _session(request)
         out_dir = self.store.new_dir(session, "batch")
         cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background, margin)
-        finished: list = []   # results as they come; shown in the order the files were given
+        arrived: list = []    # results as they come; shown in the order the files were given
         gallery: list[tuple[str, str]] = []
         summary = None
         last_sent = 0.0
@@ -541,14 +542,14 @@ class Handlers:
                 event = events.get()
                 if event[0] == "result":
                     _, result, index, total = event
-                    finished.append(result)
+                    arrived.append(result)
                     if result.status == "done" and result.outputs and len(gallery) < GALLERY_LIMIT:
                         gallery.append((str(result.outputs[0]), result.name))
                     progress((index, max(total, index)), desc=t("stage_batch", i=index, n=max(total, index)))
                     now = time.perf_counter()
                     if now - last_sent >= BATCH_UI_INTERVAL_S:
                         last_sent = now
-                        rows = [self._row(t, r) for r in sorted(finished, key=lambda r: r.order)]
+                        rows = [self._row(t, r) for r in sorted(arrived, key=lambda r: r.order)]
                         yield self._table(t, rows), _shown(list(gallery)), _shown(None), ""
                 elif event[0] == "done":
                     summary = event[1]

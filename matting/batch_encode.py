@@ -48,11 +48,11 @@ def encode_outputs(formats: list[tuple[str, str]], alpha, rgba, composite) -> li
 def _one_job(array: np.ndarray, fmt: str):
     """One image as an (formats, alpha, rgba, composite) job: a grey matte, a PNG cutout or a JPEG composite."""
     fmt = fmt.lower().lstrip(".")
+    if fmt != "png":
+        return [("composite", fmt)], None, None, array
     if array.ndim == 2:
         return [("alpha", "png")], array, None, None
-    if fmt == "png":
-        return [("cutout", "png")], None, array, None
-    return [("composite", fmt)], None, None, array
+    return [("cutout", "png")], None, array, None
 
 
 class ThreadEncoder:

@@ -35,12 +35,12 @@ from .errors import InferenceError, MattingError, ModelLoadError
 from .memory import keep_large_buffers_in_heap
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
+from .openvino_runner import OpenVINORunner, openvino_available
 from .preprocess import network_input, place_image
 from .render import (Background, background_tensor, output_size, photo_u8, render_stack_tensors, render_tensors,
                      soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
-from .openvino_runner import OpenVINORunner, openvino_available
 from .runner import ModelRunner
 from .settings import EdgeSettings
 

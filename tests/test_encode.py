@@ -70,7 +70,8 @@ def test_download_encoder_processes_match_the_engine_and_survive_bad_input(monke
     pool = download_encoder("cpu")
     try:
         assert isinstance(pool, ProcessEncoder) and pool.processes == 2
-        for shape, fmt in (((37, 53, 4), "png"), ((37, 53), "png"), ((37, 53, 3), "jpg"), ((37, 53, 3), "png")):
+        for shape, fmt in (((37, 53, 4), "png"), ((37, 53), "png"), ((37, 53, 3), "jpg"), ((37, 53, 3), "png"),
+                           ((37, 53), "jpg")):
             image = sample(shape)
             assert pool.one(image, fmt) == encode.encode(image, fmt), (shape, fmt)
         with pytest.raises(MattingError, match="cannot encode an array of shape"):
