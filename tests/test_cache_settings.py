@@ -66,12 +66,14 @@ def test_raw_settings_turn_everything_off():
 
 @pytest.mark.parametrize("text,rgb", [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("0, 128,255", (0, 128, 255)),
                                       ("rgb(1,2,3)", (1, 2, 3)), ("rgba(10, 20, 30, 1)", (10, 20, 30)),
-                                      ((1.4, 2, 3), (1, 2, 3))])
+                                      ((1.4, 2, 3), (1, 2, 3)),
+                                      # each channel from its own digits; seven characters without '#' are r,g,b
+                                      ("#12345f", (0x12, 0x34, 0x5F)), ("10,20,3", (10, 20, 3))])
 def test_parse_color(text, rgb):
     assert parse_color(text) == rgb
 
 
-@pytest.mark.parametrize("bad", ["", "#12", "#gggggg", "1,2", "300,0,0", None, (1, 2)])
+@pytest.mark.parametrize("bad", ["", "#12", "#gggggg", "1,2", "300,0,0", "256,0,0", "a,b,c", None, (1, 2)])
 def test_parse_color_rejects(bad):
     with pytest.raises(InvalidParameterError, match="not a colour"):
         parse_color(bad)
