@@ -3,7 +3,7 @@
 #   bash scripts/mutation_test.sh [MODULES] [TESTS] [SECONDS]
 #   bash scripts/mutation_test.sh "matting/render.py matting/settings.py" \
 #        "tests/test_edge_behaviour.py tests/test_pipeline.py tests/test_cache_settings.py tests/test_foreground.py" 1500
-# Needs `pip install mutmut` (3.x; not a CI requirement). Prints the survivors with their diffs; docs/TESTING.md
+# Needs `pip install mutmut` (3.x; not a CI requirement) in the python on PATH (an activated venv). Prints the survivors with their diffs; docs/TESTING.md
 # lists what each surviving mutant means. Bounded by SECONDS (default 1500); what did not run is "not checked".
 set -uo pipefail
 MODULES=${1:-"matting/render.py matting/settings.py"}
@@ -24,10 +24,10 @@ pytest_add_cli_args_test_selection = [$(quote "$TESTS")]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
 also_copy = ["assets", "scripts"]
 TOML
-timeout "$SECONDS_MAX" mutmut run > "$WORK/run.log" 2>&1
+timeout "$SECONDS_MAX" python -m mutmut run > "$WORK/run.log" 2>&1
 echo "mutmut run ended (rc $?); tally:"
-mutmut results --all true 2>/dev/null | awk -F': ' '{print $2}' | sort | uniq -c
-for mutant in $(mutmut results 2>/dev/null | grep survived | awk '{print $1}' | tr -d ':'); do
+python -m mutmut results --all true 2>/dev/null | awk -F': ' '{print $2}' | sort | uniq -c
+for mutant in $(python -m mutmut results 2>/dev/null | grep survived | awk '{print $1}' | tr -d ':'); do
   echo "== $mutant"
-  mutmut show "$mutant" 2>/dev/null | grep '^[-+] '
+  python -m mutmut show "$mutant" 2>/dev/null | grep '^[-+] '
 done

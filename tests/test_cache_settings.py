@@ -61,7 +61,22 @@ def test_edge_settings_validate_ranges():
 
 def test_raw_settings_turn_everything_off():
     raw = EdgeSettings.raw()
-    assert (raw.threshold, raw.erode, raw.feather, raw.refine, raw.use_input_alpha) == (0, 0, 0, False, False)
+    assert (raw.threshold, raw.erode, raw.feather, raw.refine, raw.use_input_alpha, raw.decontaminate) == \
+        (0, 0, 0, False, False, False)
+
+
+@pytest.mark.parametrize("name,low,high,step", [("threshold", 0.0, 1.0, 0.01), ("feather", 0.0, 100.0, 0.5),
+                                                ("erode", -100, 100, 1), ("refine_radius", 1, 64, 1),
+                                                ("refine_eps", 1e-8, 1.0, 0.5)])
+def test_each_setting_takes_exactly_its_documented_range(name, low, high, step):
+    """The limits are inclusive, the first value past either one is refused, and the message names the setting
+    and its range (the UI shows it as it is)."""
+    assert getattr(EdgeSettings(**{name: low}), name) == low
+    assert getattr(EdgeSettings(**{name: high}), name) == high
+    below = low - step if name != "refine_eps" else low / 2
+    for bad in (below, high + step, "many"):
+        with pytest.raises(InvalidParameterError, match=f"^{name} must be between {low} and {high}, got "):
+            EdgeSettings(**{name: bad})
 
 
 @pytest.mark.parametrize("text,rgb", [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("0, 128,255", (0, 128, 255)),
