@@ -601,3 +601,19 @@ def test_the_downscale_toast_leaves_the_edges_panel_in_view(app_page, app, tmp_p
     overlap_x = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
     overlap_y = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
     assert overlap_x <= 0 or overlap_y <= 0, (a, b)
+
+
+def test_no_checkerboard_shows_around_an_opaque_composite(app_page, app):
+    """On a colour background the picture is opaque everywhere, and nothing around it draws a checkerboard
+    (the checkerboard belongs to transparent pictures only)."""
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    page.get_by_role("radio", name="Colour").check()
+    page.wait_for_function("window.mattingLive.draws.length > 0 && window.mattingLive.settings && "
+                           "document.querySelector('#bg-color button.dialog-button') !== null")
+    page.wait_for_timeout(300)
+    pixels = canvas_pixels(page, "() => { const c = window.mattingLive.canvas; "
+                                 "return c.getContext('2d').getImageData(0, 0, c.width, c.height); }")
+    assert (pixels[..., 3] == 255).all()
+    frame = page.evaluate("getComputedStyle(document.querySelector('#live-view .live-frame')).backgroundImage")
+    assert frame == "none"
