@@ -65,7 +65,7 @@ class PageSession:
         """Run a queued event with the visible inputs (states are filled in); returns its visible outputs."""
         event = self._events[api_name.lstrip("/")]
         event_id = self.join(api_name, *inputs, timeout=timeout)
-        result = self._wait(event_id, timeout)
+        result = self.wait(event_id, timeout)
         outputs = result["output"]["data"]
         return [value for component, value in zip(event["outputs"], outputs) if not self._is_state(component)]
 
@@ -95,7 +95,9 @@ class PageSession:
     def _is_state(self, component_id: int) -> bool:
         return self._components.get(component_id, {}).get("type") == "state"
 
-    def _wait(self, event_id: str, timeout: float | None) -> dict:
+    def wait(self, event_id: str, timeout: float | None = None) -> dict:
+        """The completed message of a joined event, read from the session's event stream (EventFailed if it
+        failed or the stream ended first)."""
         completed = None
         with self.http.stream("GET", f"{self.url}{API}/queue/data", params={"session_hash": self.session_hash},
                               timeout=timeout) as stream:

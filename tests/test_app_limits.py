@@ -83,7 +83,7 @@ def test_queue_size_flag_refuses_events_beyond_it(small_app, tmp_path):
                 refused += 1
         assert refused >= 4 and 1 <= len(accepted) <= 4, (refused, len(accepted))
         for session, event_id in accepted:
-            assert session._wait(event_id, 60)["success"]
+            assert session.wait(event_id, 60)["success"]
     finally:
         for session in sessions:
             session.close()
