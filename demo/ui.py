@@ -153,8 +153,9 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                             with gr.Row():
                                 dl_rgba = gr.Button(i18n("dl_rgba"), elem_id="download-rgba", variant="primary")
                                 dl_alpha = gr.Button(i18n("dl_alpha"), elem_id="download-alpha", variant="secondary")
+                                # Shown with a background only: on a transparent one it would be the cutout again.
                                 dl_composite = gr.Button(i18n("dl_composite"), elem_id="download-composite",
-                                                         variant="secondary")
+                                                         variant="secondary", visible=False)
                             dl_file = gr.File(label=i18n("dl_files"), interactive=False, elem_id="download-file",
                                               visible=False)
 
@@ -259,9 +260,10 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
         # The page lost its image on the server (state expired or evicted): rebuild it from the upload.
         live.restore(handlers.on_live_refresh, api_visibility="private", trigger_mode="always_last",
                      **refresh_kwargs)
-        bg_mode.change(lambda mode: (gr.update(visible=mode == BG_COLOR), gr.update(visible=mode == BG_IMAGE)),
-                       inputs=[bg_mode], outputs=[bg_color, bg_image], queue=False, api_visibility="private",
-                       show_progress="hidden")
+        bg_mode.change(lambda mode: (gr.update(visible=mode == BG_COLOR), gr.update(visible=mode == BG_IMAGE),
+                                     gr.update(visible=mode != BG_TRANSPARENT)),
+                       inputs=[bg_mode], outputs=[bg_color, bg_image, dl_composite], queue=False,
+                       api_visibility="private", show_progress="hidden")
         bg_image.change(handlers.on_background_image, inputs=[bg_image], outputs=[bg_image_state],
                         api_visibility="private", concurrency_id="render").then(
             handlers.on_live_refresh, api_name="refresh", api_visibility="undocumented", **refresh_kwargs)

@@ -497,6 +497,8 @@ def test_download_buttons_look_like_buttons(app_page):
     """Each download button stands out from what is around it (its own fill, not the bar's) and is a finger's
     height: in a gr.Group they had read as plain text in a grey bar."""
     page = app_page
+    page.get_by_role("radio", name="Colour").check()   # the composite button shows with a background only
+    expect(page.locator("#download-composite")).to_be_visible()
     for elem_id in ("download-rgba", "download-alpha", "download-composite"):
         look = page.evaluate("""(id) => {
           const button = document.getElementById(id);
@@ -617,3 +619,44 @@ def test_no_checkerboard_shows_around_an_opaque_composite(app_page, app):
     assert (pixels[..., 3] == 255).all()
     frame = page.evaluate("getComputedStyle(document.querySelector('#live-view .live-frame')).backgroundImage")
     assert frame == "none"
+
+
+def test_before_any_upload_the_page_is_one_drop_zone_and_one_placeholder(app_page):
+    """No empty result boxes fill the page before a photo is given (there were four large ones): the single
+    tab shows the input's drop zone and one placeholder, in sight, that says what will appear there."""
+    page = app_page
+    expect(page.locator("#live-view .live-placeholder")).to_be_visible()
+    expect(page.locator("#live-view .live-placeholder")).not_to_have_text("")
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#tab-single img, #tab-single canvas,'
+        + ' #tab-single [data-testid=image], #tab-single .image-container, #tab-single .empty')]
+        .filter((el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; })
+        .filter((el) => !el.closest('#input-image') && !el.closest('#examples'))
+        .map((el) => el.tagName + '.' + el.className)""")
+    assert boxes == [], boxes
+    placeholder = page.locator("#live-view .live-frame").bounding_box()
+    assert placeholder["y"] + placeholder["height"] <= 1000, placeholder   # in sight without scrolling
+
+
+def test_the_composite_download_is_offered_only_with_a_background(app_page, app, tmp_path):
+    """On a transparent background a "Composite JPEG" would be the cutout again (it downloaded a PNG identical to
+    it): the button shows only once a colour or image is chosen, and then gives an opaque JPEG of that colour."""
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    composite = page.locator("#download-composite")
+    expect(composite).to_be_hidden()
+    page.get_by_role("radio", name="Colour").check()
+    expect(composite).to_be_visible()
+    with page.expect_download() as download:
+        composite.click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    image = read_image(saved)
+    assert saved.suffix == ".jpg" and image.format == "JPEG" and image.mode == "RGB", (saved.name, image.mode)
+    with page.expect_download() as download:
+        page.locator("#download-alpha").click()
+    download.value.save_as(tmp_path / "alpha.png")
+    alpha = np.asarray(read_image(tmp_path / "alpha.png").convert("L"))
+    outside = np.asarray(image).astype(int)[alpha == 0]
+    assert len(outside) > 1000 and np.abs(outside - 255).mean() < 3, "where the matte is clear: the white default"
+    page.get_by_role("radio", name="Transparent").check()
+    expect(composite).to_be_hidden()
