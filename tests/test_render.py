@@ -1,0 +1,127 @@
+"""matting/render.py on synthetic results (no network): the touch-up hints reach every render path, the upload's
+own alpha is resampled like a photo, previews keep their soft matte and full renders do not, and the stacked
+batch render equals one render per image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from matting import ops, render
+from matting.result import MatteResult
+from matting.settings import EdgeSettings
+
+H, W = 96, 128
+
+
+def synthetic(seed: int = 0, input_alpha: np.ndarray | None = None) -> MatteResult:
+    """A result as the pipeline leaves it: a photo, a network matte at a lower size (a soft-edged ellipse plus
+    noise) and its guide, the photo at that size."""
+    rng = np.random.default_rng(seed)
+    image = torch.from_numpy(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    yy, xx = np.mgrid[0:48, 0:64]
+    ellipse = np.clip(1.5 - np.hypot((yy - 24) / 16, (xx - 32) / 22), 0, 1) + rng.normal(0, 0.05, (48, 64))
+    matte = torch.from_numpy(np.clip(ellipse, 0, 1).astype(np.float32))[None, None]
+    guide = ops.resize(ops.to_float_image(image), (48, 64), antialias=True).clamp(0, 1)
+    own = None if input_alpha is None else torch.from_numpy(input_alpha)
+    return MatteResult(key=f"synthetic-{seed}", name=None, image=image, matte=matte, guide=guide, input_alpha=own,
+                       original_size=(W, H))
+
+
+def stripes() -> np.ndarray:
+    """An upload alpha of one-pixel columns, opaque and clear in turn: any downscale that averages shows 50 %
+    grey, one that picks pixels shows 0 or 255."""
+    alpha = np.zeros((H, W), np.uint8)
+    alpha[:, ::2] = 255
+    return alpha
+
+
+def test_hints_reach_the_stacked_render():
+    """alpha_from (the batch's stacked render) applies the hint mask: 0 clears, 255 fills, 128 leaves alone."""
+    result = synthetic()
+    settings = EdgeSettings(refine=False)
+    photo = ops.to_float_image(result.image)
+    hints = torch.full((1, 1, H, W), 128, dtype=torch.uint8)
+    hints[..., :, :40] = 0       # erase the left third
+    hints[..., :10, 100:] = 255  # restore the top right corner, which is background
+    plain = render.alpha_from(result.guide, result.matte, photo, settings, 1.0)
+    hinted = render.alpha_from(result.guide, result.matte, photo, settings, 1.0, hints)
+    assert plain[..., :, :40].max() > 0.5 and plain[..., :10, 100:].min() < 0.5   # the hints have work to do
+    assert (hinted[..., :, :40] == 0).all() and (hinted[..., :10, 100:] == 1).all()
+    assert torch.equal(hinted[..., 10:, 40:], plain[..., 10:, 40:])
+
+
+def test_a_preview_keeps_its_soft_matte_and_a_full_render_does_not():
+    """The soft matte (after the guided filter) is kept per preview size so the next slider release skips the
+    filter; at full size it is too large to keep."""
+    result = synthetic()
+    settings = EdgeSettings()
+    render.soft_alpha_tensors(result, settings)
+    assert not [k for k in result._previews if k[0] == "soft"], "a full-size soft matte was kept"
+    render.soft_alpha_tensors(result, settings, max_side=64)
+    soft_keys = [k for k in result._previews if k[0] == "soft"]
+    assert soft_keys == [("soft", ops.fit_size((H, W), 64))]
+
+
+@pytest.mark.parametrize("max_side", [None, 64])
+def test_the_uploads_own_alpha_is_resampled_like_the_photo(max_side):
+    """At the working size the upload's alpha comes back exactly as given (255 stays 255); at a preview size it is
+    shrunk with antialiasing (one-pixel stripes average to half), and the matte is multiplied by it."""
+    result = synthetic(input_alpha=stripes())
+    _, own = render.soft_alpha_tensors(result, EdgeSettings(use_input_alpha=True), max_side=max_side)
+    size = render.output_size(result, max_side)
+    assert tuple(own.shape) == size
+    if max_side is None:
+        assert torch.equal(own, torch.from_numpy(stripes()))
+    else:
+        assert abs(own.float().mean().item() - 127.5) < 3 and int(own.max()) - int(own.min()) < 40
+    alpha, _, _ = render.render_tensors(result, EdgeSettings(use_input_alpha=True, refine=False), max_side=max_side)
+    alone, _, _ = render.render_tensors(result, EdgeSettings(use_input_alpha=False, refine=False), max_side=max_side)
+    product = (alone.float() * own.float() / 255).round()
+    assert (alpha.float() - product).abs().max() <= 1
+
+
+def test_at_the_working_size_nothing_is_resampled(monkeypatch):
+    """The upload's alpha and the "before" photo are used as they are at the working size: no resize runs (it
+    would cost a full-size pass per render), and the photo is the result's own tensor, not a copy."""
+    result = synthetic(input_alpha=stripes())
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("resized at the working size")
+
+    monkeypatch.setattr(render.ops, "resize", no_resize)
+    own = render.input_alpha_at(result, (H, W))
+    assert torch.equal((own[0, 0] * 255).round().to(torch.uint8), torch.from_numpy(stripes()))
+    assert render.photo_u8(result) is result.image
+
+
+@pytest.mark.parametrize("background", [None, (0, 128, 255)])
+def test_the_stacked_render_equals_one_render_per_image(background):
+    """render_stack_tensors (the batch's GPU path) gives what render_tensors gives image by image, the RGBA
+    cutout included unless asked not to."""
+    results = [synthetic(seed) for seed in range(3)]
+    settings = EdgeSettings(feather=2.0, erode=-1, decontaminate=True)
+    alpha, rgba, composite = render.render_stack_tensors(results, settings, background)
+    assert rgba is not None and (composite is None) == (background is None)
+    for i, result in enumerate(results):
+        one_alpha, one_rgba, one_composite = render.render_tensors(result, settings, background)
+        assert torch.equal(alpha[i], one_alpha) and torch.equal(rgba[i], one_rgba)
+        if background is not None:
+            assert torch.equal(composite[i], one_composite)
+    assert render.render_stack_tensors(results, settings, background, want_rgba=False)[1] is None
+
+
+@pytest.mark.parametrize("case", ["two sizes", "own alpha"])
+def test_the_stacked_render_refuses_what_it_cannot_stack(case):
+    """Results of different working sizes, or one with its own alpha (multiplied in per image), are refused with
+    a message that says which results it takes."""
+    results = [synthetic(0), synthetic(1)]
+    if case == "two sizes":
+        small = results[1]
+        small.image = small.image[:64]
+    else:
+        results[1].input_alpha = torch.from_numpy(stripes())
+    with pytest.raises(ValueError, match="^render_stack_tensors needs results of one working size without an alpha "
+                                         "of their own$"):
+        render.render_stack_tensors(results, EdgeSettings())
