@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
+from .ops.checks import check_alpha, check_image, check_same_geometry, work_dtype
 from .errors import InvalidParameterError
 
 COARSE_RADIUS = 0.05      # of the longer side: wide pass, where B_bar and F_bar come from
@@ -49,9 +50,9 @@ __all__ = ["estimate_foreground", "decontaminate", "COARSE_RADIUS", "FINE_RADIUS
 
 
 def _check(image: Tensor, alpha: Tensor, coarse_radius: float, fine_radius: float) -> None:
-    ops._check_image(image, "image", channels=(3,))
-    ops._check_alpha(alpha)
-    ops._check_same_geometry(image, "image", alpha, "alpha")
+    check_image(image, "image", channels=(3,))
+    check_alpha(alpha)
+    check_same_geometry(image, "image", alpha, "alpha")
     if not 0.0 < float(coarse_radius) <= 1.0 or not 0.0 <= float(fine_radius) <= 1.0:
         raise InvalidParameterError(
             f"radii are fractions of the longer side: got coarse {coarse_radius!r}, fine {fine_radius!r}")
@@ -134,7 +135,7 @@ def _foreground(image: Tensor, alpha: Tensor, keep: Tensor | None, coarse_radius
 def _prepare(image: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     """Photo and alpha in the working dtype, contiguous (a channels-last photo mixed with a plain alpha takes
     slow paths on the CPU), alpha clamped to [0, 1]."""
-    wd = ops._work_dtype(image, alpha)
+    wd = work_dtype(image, alpha)
     return image.to(wd).contiguous(), alpha.to(wd).clamp(0.0, 1.0).contiguous()
 
 

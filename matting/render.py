@@ -1,6 +1,6 @@
 """From a cached network matte to the final alpha, cutout and composite, at any output size.
 
-Pure tensor work on the result's device (ops.py does the arithmetic). Radii in EdgeSettings are in working-
+Pure tensor work on the result's device (matting/ops does the arithmetic). Radii in EdgeSettings are in working-
 resolution pixels and are scaled with the output, so a screen-sized preview looks like the full render.
 """
 

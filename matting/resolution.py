@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import InvalidParameterError
+from .ops.resize import fit_size
 
 MAX_SIDE_ENV = "MATTING_MAX_SIDE"
 # 4096 px keeps every consumer camera photo of up to 12 MP (4000 x 3000) at full size; see docs/BENCHMARKS.md
@@ -25,15 +26,6 @@ def resolve_max_side(value: int | None = None) -> int:
     if not 64 <= int(value) <= 32768:
         raise InvalidParameterError(f"max side must be between 64 and 32768 pixels, got {value}")
     return int(value)
-
-
-def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) scaled down so the longer side is at most ``max_side``; never 0, never enlarged."""
-    longest = max(width, height)
-    if longest <= max_side:
-        return width, height
-    scale = max_side / longest
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 @dataclass(frozen=True)
@@ -54,4 +46,5 @@ class Resize:
 
 
 def plan_resize(width: int, height: int, max_side: int) -> Resize:
-    return Resize((width, height), fit_within(width, height, max_side), max_side)
+    height_out, width_out = fit_size((height, width), max_side)   # the one fit, shared with previews
+    return Resize((width, height), (width_out, height_out), max_side)

@@ -9,7 +9,7 @@ import torch
 
 from matting.cache import ByteLRU
 from matting.errors import InvalidParameterError
-from matting.resolution import fit_within, plan_resize, resolve_max_side
+from matting.resolution import plan_resize, resolve_max_side
 from matting.settings import EdgeSettings, parse_color
 
 
@@ -95,9 +95,10 @@ def test_parse_color_rejects(bad):
 
 
 def test_working_resolution_policy():
-    assert fit_within(3000, 2000, 4096) == (3000, 2000)
-    assert fit_within(8000, 6000, 4096) == (4096, 3072)
-    assert fit_within(1, 20000, 4096) == (1, 4096)
+    assert plan_resize(3000, 2000, 4096).working == (3000, 2000)
+    assert plan_resize(8000, 6000, 4096).working == (4096, 3072)
+    assert plan_resize(1, 20000, 4096).working == (1, 4096)
+    assert plan_resize(8192, 4097, 4096).working == (4096, 2049)   # 2048.5 rounds half up, as previews do
     plan = plan_resize(8000, 6000, 4096)
     assert plan.changed and "8000 x 6000" in plan.notice() and "4096 x 3072" in plan.notice()
     assert not plan_resize(100, 100, 4096).changed
