@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     from matting.errors import MattingError
     from matting.memory import HeapTrimmer
     from matting.pipeline import get_pipeline
+    from matting.process import configure_process
 
+    configure_process()   # heap thresholds, no TF32 (matting/process.py)
     HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
 
     print("Loading the model…", file=sys.stderr, flush=True)

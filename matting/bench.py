@@ -26,6 +26,7 @@ from PIL import Image
 from .decode import decode_image
 from .encode import encode_jpeg, encode_png
 from .models import create_model
+from .process import configure_process
 from .pipeline import Pipeline
 from .settings import EdgeSettings
 
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the seed's pipeline")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    configure_process()
 
     start = time.perf_counter()
     pipe = Pipeline(device=args.device)

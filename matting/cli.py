@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         background = parse_color(args.background) if args.background is not None else None
         args.crop_margin = parse_margin(args.crop) if args.crop is not None else None
         from .pipeline import Pipeline
+        from .process import configure_process
 
+        configure_process()
         pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
                             max_side=args.max_side)
     except MattingError as exc:

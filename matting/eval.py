@@ -38,6 +38,7 @@ from . import foreground, metrics, ops
 from .engine_flags import PRECISION_CHOICES, PRECISION_HELP
 from .errors import MattingError
 from .settings import EdgeSettings
+from .process import configure_process
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 TILE_HEIGHT = 220          # grid rows, px
@@ -528,6 +529,7 @@ def default_grid_names(samples: list[Sample], count: int = 4) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_process()
     try:
         samples = find_samples(args.dataset)[: args.limit]
         settings = edge_settings(args)

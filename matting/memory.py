@@ -6,7 +6,7 @@ Speed: a CPU forward pass of U^2-Net-P allocates and frees activation buffers of
 trim threshold that follows it; until both have risen far enough, every such buffer is a fresh zero-filled mapping
 and its page faults cost the bf16 network 94 instead of 71 ms per image (2 cores). ``keep_large_buffers_in_heap``
 sets both from the start: the mmap threshold at glibc's own ceiling for it (32 MiB), and up to 256 MiB of free
-heap top kept. The Pipeline calls it once per process.
+heap top kept. configure_process (process.py) calls it once per process.
 
 Memory: glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB). After that, the
 megabyte-sized buffers of image work come from per-thread heap arenas, which fragment, and freed pages inside

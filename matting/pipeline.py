@@ -32,10 +32,10 @@ from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
 from .errors import InferenceError, MattingError, ModelLoadError
-from .memory import keep_large_buffers_in_heap
 from .models.registry import create_model, get_spec
 from .models.weights import file_md5
 from .openvino_runner import OpenVINORunner, openvino_available
+from .process import configure_process
 from .preprocess import network_input, place_image
 from .render import (Background, background_tensor, output_size, photo_u8, render_stack_tensors, render_tensors,
                      soft_alpha_tensors)
@@ -87,7 +87,6 @@ class Pipeline:
         """``coalesce_ms``: how long matte() waits for concurrent callers to share a network batch (default:
         COALESCE_MS_CUDA on CUDA; on the CPU no coalescing); a negative value turns it off."""
         start = time.perf_counter()
-        keep_large_buffers_in_heap()  # image-sized buffers reused, not mapped afresh each time (memory.py)
         self.device = resolve_device(device)
         self.spec = get_spec(model)
         self.weights = Path(weights) if weights else self.spec.default_weights
@@ -488,6 +487,7 @@ def get_pipeline(**kwargs) -> Pipeline:
     if _PIPELINE is None:
         with _PIPELINE_LOCK:
             if _PIPELINE is None:
+                configure_process()   # a library user's process gets what the app's and the CLI's get
                 _PIPELINE = Pipeline(**kwargs)
                 _PIPELINE._created_with = kwargs
     elif kwargs and kwargs != getattr(_PIPELINE, "_created_with", {}):

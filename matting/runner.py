@@ -32,10 +32,6 @@ class ModelRunner:
         self.model = with_precision(model, dtype, spec.float32_chains or ()).eval()
         self.float32_layers = islands(self.model)  # kept in fp32 inside a reduced-precision network
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
-        if device.type == "cuda" and (dtype == torch.float32 or self.float32_layers):
-            # fp32 means fp32, for the whole network or for the layers kept in fp32: TF32 convolutions round
-            # their inputs to fp16's 10-bit mantissa, which is what those layers cannot take.
-            torch.backends.cudnn.allow_tf32 = False
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()  # a captured graph owns static buffers: one replay at a time
         self.calls = 0                 # how many batches went through the network (tests count re-runs)

@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from matting.process import configure_process  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
 
@@ -63,6 +64,7 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true", help="use a generated photo")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    configure_process()
     pipe = Pipeline(device=args.device)
     source = PHOTO if PHOTO.is_file() and not args.synthetic else synthetic_photo()
     result = pipe.matte(source, name="photo")

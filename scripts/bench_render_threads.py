@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from matting.process import configure_process  # noqa: E402
 from matting.encode import encode_jpeg, encode_png  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, default=ROOT / "assets" / "examples" / "astronaut.png")
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
+    configure_process()
     pipe = Pipeline(device=args.device)
     result = pipe.matte(args.photo)
     work(pipe, result, True, EdgeSettings())   # warm up

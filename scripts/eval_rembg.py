@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from matting.process import configure_process  # noqa: E402
 from matting import metrics  # noqa: E402
 from matting.eval import (ImageResult, Report, colour_error, find_samples, format_table, read_grey,  # noqa: E402
                           read_rgb, synthetic_composite)
@@ -84,6 +85,7 @@ def main() -> int:
     parser.add_argument("--foreground", action="store_true",
                         help="also score pymatting's foreground estimator on the decontamination test")
     args = parser.parse_args()
+    configure_process()
 
     home = Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser()
     if not (home / "u2netp.onnx").is_file():

@@ -41,8 +41,10 @@ def main() -> int:
     from demo.files import OutputStore
     from demo.handlers import Handlers
     from matting.pipeline import Pipeline
+    from matting.process import configure_process
     from matting.settings import EdgeSettings
 
+    configure_process()
     pipe = Pipeline(device=args.device)
     work = Path(tempfile.mkdtemp(prefix="upload-event-"))
     handlers = Handlers(pipe, OutputStore(work / "store"), lang="en")

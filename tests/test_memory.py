@@ -133,10 +133,41 @@ def test_activation_buffers_are_reused_instead_of_mapped_afresh():
     assert tuned * 2 < untuned
 
 
-def test_the_pipeline_tunes_the_allocator(monkeypatch):
+def test_the_shared_pipeline_and_the_cli_configure_their_process(monkeypatch, tmp_path):
+    """get_pipeline (library users, the app) and the CLI set the process up before they build a pipeline."""
     from matting import pipeline as pipeline_module
+    from matting import process
+    from matting.cli import main
 
     calls = []
-    monkeypatch.setattr(pipeline_module, "keep_large_buffers_in_heap", lambda: calls.append(1) or True)
-    pipeline_module.Pipeline(device="cpu", warm_up=False)
-    assert calls == [1]
+    monkeypatch.setattr(process, "keep_large_buffers_in_heap", lambda: calls.append("heap") or True)
+    monkeypatch.setattr(pipeline_module, "_PIPELINE", None)
+    pipeline_module.get_pipeline(device="cpu", warm_up=False, cache_bytes=0)
+    monkeypatch.setattr(pipeline_module, "_PIPELINE", None)
+    assert calls == ["heap"]
+    photo = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(photo)
+    assert main([str(photo), "-o", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) == 0
+    assert calls == ["heap", "heap"]
+
+
+def test_building_a_pipeline_changes_no_process_setting():
+    """TF32 and the heap thresholds are the process owner's choice (matting/process.py): a Pipeline built in a
+    process that never called configure_process leaves cuDNN's TF32 switch as it found it."""
+    import torch
+
+    from matting.pipeline import Pipeline
+    from matting.process import configure_process
+
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        Pipeline(device="cpu", warm_up=False, cache_bytes=0)
+        assert torch.backends.cudnn.allow_tf32 is True
+        settings = configure_process()
+        assert torch.backends.cudnn.allow_tf32 is False and settings["cudnn_tf32"] is False
+        assert settings["heap_tuned"] == sys.platform.startswith("linux")
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
