@@ -14,7 +14,6 @@ oneDNN reads it, and so does the oneDNN inside OpenVINO's CPU plugin (docs/BENCH
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -81,11 +80,13 @@ def cpu_extra_runners(spec, args) -> dict:
                 return torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
             onnxruntime_fp32.dtype = torch.float32
             runners["onnxruntime fp32, original ONNX"] = onnxruntime_fp32
-    if spec.int8_network is not None and spec.int8_network.is_file():
+    embedded = spec.embedded
+    if embedded is not None and embedded.int8_network is not None and embedded.int8_network.is_file():
         from .openvino_runner import OpenVINORunner, openvino_available
 
         if openvino_available():
-            runners["int8, OpenVINO"] = OpenVINORunner(spec.int8_network, spec)
+            runners["int8, OpenVINO"] = OpenVINORunner(embedded.int8_network, spec,
+                                                       float32_chains=embedded.float32_chains or ())
     return runners
 
 
@@ -107,15 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     spec = get_spec(args.model)
     print(f"{args.model} on {describe(device)}, torch {torch.__version__}")
-    every_layer = dataclasses.replace(spec, float32_chains=())  # no layer kept in fp32
-    variants = [("fp32 eager", torch.float32, False, spec)]
+    measured = (spec.embedded.float32_chains if spec.embedded else None) or ()   # the embedded weights' fp32 layers
+    every_layer = ()  # no layer kept in fp32
+    variants = [("fp32 eager", torch.float32, False, measured)]
     if device.type == "cuda":
-        variants += [("fp16 eager channels_last", torch.float16, False, spec),
-                     ("fp16 CUDA graph", torch.float16, True, spec),
+        variants += [("fp16 eager channels_last", torch.float16, False, measured),
+                     ("fp16 CUDA graph", torch.float16, True, measured),
                      ("fp16 CUDA graph, every layer fp16", torch.float16, True, every_layer),
-                     ("bf16 CUDA graph", torch.bfloat16, True, spec)]
+                     ("bf16 CUDA graph", torch.bfloat16, True, measured)]
     elif cpu_has_amx() or args.bf16:  # without AMX, bf16 convolutions are slower than fp32 (many times on AVX2)
-        variants += [("bf16", torch.bfloat16, False, spec),
+        variants += [("bf16", torch.bfloat16, False, measured),
                      ("bf16, every layer bf16", torch.bfloat16, False, every_layer)]
     print("| variant | batch | ms per call | ms per image |")
     print("| --- | ---: | ---: | ---: |")
@@ -126,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             runners[label] = runner
             timed[label] = time_call(runner, torch.randn(1, 3, *spec.input_size), args.repeat, device)
             print(f"| {label} | 1 | {timed[label]:.2f} | {timed[label]:.3f} |")
-    for label, dtype, graphs, variant_spec in variants:
-        runner = ModelRunner(create_model(args.model), variant_spec, device, dtype, use_cuda_graphs=graphs)
+    for label, dtype, graphs, chains in variants:
+        runner = ModelRunner(create_model(args.model), spec, device, dtype, use_cuda_graphs=graphs,
+                             float32_chains=chains)
         runner.warm_up()
         runners[label] = runner
         batches = [int(b) for b in args.batches.split(",")] if device.type == "cuda" else [1]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import ModelLoadError
+from .models.precision import Float32Chains
 from .models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class OpenVINORunner:
     dtype = torch.float32          # what it takes in; the arithmetic inside is int8 (and fp32 where kept)
     device = torch.device("cpu")
 
-    def __init__(self, onnx_path: Path, spec: ModelSpec, threads: int | None = None):
+    def __init__(self, onnx_path: Path, spec: ModelSpec, threads: int | None = None,
+                 float32_chains: Float32Chains = ()):
+        """``float32_chains``: the layers the int8 file keeps in fp32 (reported by ``info``)."""
         try:
             import openvino as ov
         except ImportError as exc:
@@ -80,7 +83,7 @@ class OpenVINORunner:
                                  f"{spec.input_size[1]})")
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()   # one request, one image at a time: its threads already use the cores
-        self.float32_layers = [name for chain in (spec.float32_chains or ()) for name in chain]
+        self.float32_layers = [name for chain in float32_chains for name in chain]
         self.calls = 0
 
     @property

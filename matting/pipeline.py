@@ -32,7 +32,7 @@ from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
 from .errors import InferenceError, MattingError, ModelLoadError
-from .models.registry import create_model, get_spec
+from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
 from .openvino_runner import OpenVINORunner, openvino_available
 from .process import configure_process
@@ -90,6 +90,9 @@ class Pipeline:
         self.device = resolve_device(device)
         self.spec = get_spec(model)
         self.weights = Path(weights) if weights else self.spec.default_weights
+        weights_md5 = file_md5(self.weights) if self.weights and self.weights.is_file() else None
+        self.known_weights = known_weights(self.spec, weights_md5)   # what was measured on them, if anything
+        self._float32_chains = (self.known_weights.float32_chains if self.known_weights else None) or ()
         int8_problem = self._int8_problem() if self.device.type == "cpu" else None   # int8 is a CPU path
         self._precision = resolve_precision(self.device, precision, bf16_checked=self._bf16_checked(),
                                             int8_ready=int8_problem is None)
@@ -100,13 +103,14 @@ class Pipeline:
         if self._precision == "int8":
             if int8_problem:
                 raise ModelLoadError(f"precision int8 is not available: {int8_problem}")
-            self.runner = OpenVINORunner(self.spec.int8_network, self.spec)
+            self.runner = OpenVINORunner(self.known_weights.int8_network, self.spec,
+                                         float32_chains=self._float32_chains)
         else:
             self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype,
-                                      use_cuda_graphs)
+                                      use_cuda_graphs, float32_chains=self._float32_chains)
         self._cpu_runner: ModelRunner | OpenVINORunner | None = None
         self._gpu_turn = threading.Lock()   # see device_turn
-        self._weights_id = f"{self.spec.name}:{file_md5(self.weights)[:12]}" if self.weights else self.spec.name
+        self._weights_id = f"{self.spec.name}:{weights_md5[:12]}" if weights_md5 else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
         if coalesce_ms is None:
             coalesce_ms = COALESCE_MS_CUDA if self.device.type == "cuda" else -1.0
@@ -300,31 +304,30 @@ class Pipeline:
             precision = "fp32" if self.precision == "fp32" else resolve_precision(
                 cpu, "auto", bf16_checked=self._bf16_checked(), int8_ready=self._int8_problem() is None)
             if precision == "int8":
-                self._cpu_runner = OpenVINORunner(self.spec.int8_network, self.spec)
+                self._cpu_runner = OpenVINORunner(self.known_weights.int8_network, self.spec,
+                                                  float32_chains=self._float32_chains)
             else:
                 self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu,
-                                               dtype_of(precision), False)
+                                               dtype_of(precision), False, float32_chains=self._float32_chains)
         return self._cpu_runner
 
     def _int8_problem(self) -> str | None:
         """Why the int8 CPU path cannot run for these weights here, or None when it can."""
-        if self.spec.int8_network is None:
+        embedded = self.spec.embedded
+        if embedded is None or embedded.int8_network is None:
             return f"no int8 network for {self.spec.name}"
-        embedded = self.spec.default_weights
-        if self.weights is None or embedded is None or self.weights.resolve() != embedded.resolve():
+        if self.known_weights is not embedded:
             return "it is derived from the embedded weights, and other weights are in use"
-        if not self.spec.int8_network.is_file():
-            return f"{self.spec.int8_network.name} is missing (python scripts/build_u2netp_int8.py makes it)"
+        if not embedded.int8_network.is_file():
+            return f"{embedded.int8_network.name} is missing (python scripts/build_u2netp_int8.py makes it)"
         if not openvino_available():
             return "OpenVINO is not installed (pip install openvino)"
         return None
 
     def _bf16_checked(self) -> bool:
-        """Whether bf16 was measured for this network: a spec naming its fp32 layers, with the embedded weights
-        they were found on (other weights may put large activations elsewhere)."""
-        embedded = self.spec.default_weights
-        return (self.spec.float32_chains is not None and embedded is not None and self.weights is not None
-                and self.weights.resolve() == embedded.resolve())
+        """Whether bf16 was measured on these weights (their fp32 layers are known; other weights may put large
+        activations elsewhere)."""
+        return self.known_weights is not None and self.known_weights.float32_chains is not None
 
     # ---------------------------------------------------------------- rendering
     def render(self, result: MatteResult, settings: EdgeSettings | None = None, *, background: Background = None,

@@ -15,7 +15,7 @@ import threading
 import torch
 from torch import nn
 
-from .models.precision import islands, with_precision
+from .models.precision import Float32Chains, islands, with_precision
 from .models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,13 @@ GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 class ModelRunner:
     def __init__(self, model: nn.Module, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                 use_cuda_graphs: bool | None = None):
+                 use_cuda_graphs: bool | None = None, float32_chains: Float32Chains = ()):
+        """``float32_chains``: layers kept in fp32 when ``dtype`` is reduced (the weights' WeightsInfo)."""
         self.spec = spec
         self.device = device
         self.dtype = dtype
         model = model.to(device=device, memory_format=torch.channels_last)
-        self.model = with_precision(model, dtype, spec.float32_chains or ()).eval()
+        self.model = with_precision(model, dtype, float32_chains).eval()
         self.float32_layers = islands(self.model)  # kept in fp32 inside a reduced-precision network
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}

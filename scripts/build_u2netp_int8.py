@@ -8,7 +8,7 @@ What it does, with nothing downloaded:
 2. calibrates activation ranges (min/max) on the example photos of assets/examples, each also mirrored and as
    two centred zooms (16 inputs), prepared exactly as the pipeline prepares a photo;
 3. quantizes statically to QDQ form with onnxruntime's quantizer: weights int8 per output channel, activations
-   uint8 per tensor; the layers the model spec keeps in fp32 (``float32_chains``: the ill-conditioned pair
+   uint8 per tensor; the layers the embedded weights keep in fp32 (``float32_chains``: the ill-conditioned pair
    ``stage2d.rebnconv2d`` -> ``stage2d.rebnconv1d``, see matting/models/precision.py) stay float32.
 
 matting/openvino_runner.py runs the result with OpenVINO. Needs the development requirements (onnx,
@@ -50,9 +50,10 @@ def calibration_inputs(spec) -> list[torch.Tensor]:
 
 def fp32_convs(spec, graph) -> list[str]:
     """ONNX node names of the convolutions in the spec's float32 chains (the exporter names them by module)."""
-    prefixes = ["/" + name.replace(".", "/") + "/" for chain in (spec.float32_chains or ()) for name in chain]
+    chains = spec.embedded.float32_chains or ()
+    prefixes = ["/" + name.replace(".", "/") + "/" for chain in chains for name in chain]
     names = [node.name for node in graph.node if node.op_type == "Conv" and node.name.startswith(tuple(prefixes))]
-    if len(names) != sum(len(chain) for chain in spec.float32_chains or ()):
+    if len(names) != sum(len(chain) for chain in chains):
         raise SystemExit(f"expected one convolution per float32 layer, found {names}")
     return names
 

@@ -1,4 +1,4 @@
-"""Which layers of a model cannot take reduced precision: the evidence behind a spec's ``float32_chains``.
+"""Which layers of a model cannot take reduced precision: the evidence behind a weights entry's ``float32_chains``.
 
     python scripts/precision_sensitivity.py                          # u2netp, the example photos, bf16
     python scripts/precision_sensitivity.py ../shared/evaldata/photos/*.jpg --inside stage2d
@@ -89,7 +89,7 @@ def main() -> int:
     for name in names:
         print(f"{prefix + name:<24} {reduced([name]):>20} {reduced([n for n in names if n != name]):>20}")
     print(f"{'everything':<24} {score(mattes(with_precision(fresh(), dtype), inputs, dtype), reference):>20}")
-    chains = spec.float32_chains or ()
+    chains = (spec.embedded.float32_chains if spec.embedded else None) or ()
     kept = ", ".join(name for chain in chains for name in chain) or "none"
     print(f"{'everything but ' + kept:<24} "
           f"{score(mattes(with_precision(fresh(), dtype, chains), inputs, dtype), reference):>20}")

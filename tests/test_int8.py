@@ -78,7 +78,7 @@ def test_the_explicit_fp32_stays_pytorch_and_exact():
     assert pipe.precision == "fp32" and isinstance(pipe.runner, pipeline_module.ModelRunner)
 
 
-def test_int8_is_refused_with_the_reason_and_auto_falls_back(tmp_path, monkeypatch):
+def test_int8_is_refused_with_the_reason_and_auto_falls_back(tmp_path, monkeypatch, other_weights):
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: True)
     monkeypatch.setattr(pipeline_module, "openvino_available", lambda: False)
@@ -88,11 +88,13 @@ def test_int8_is_refused_with_the_reason_and_auto_falls_back(tmp_path, monkeypat
     monkeypatch.undo()
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: True)
-    other = tmp_path / "other.safetensors"   # the same numbers under another name still count as other weights
-    shutil.copy(get_spec("u2netp").default_weights, other)
     with pytest.raises(ModelLoadError, match="other weights are in use"):
-        Pipeline(device="cpu", weights=other, precision="int8", warm_up=False)
-    assert Pipeline(device="cpu", weights=other, warm_up=False).precision == "fp32"
+        Pipeline(device="cpu", weights=other_weights, precision="int8", warm_up=False)
+    assert Pipeline(device="cpu", weights=other_weights, warm_up=False).precision == "fp32"
+    if pipeline_module.openvino_available():   # the embedded file under another name is still the embedded weights
+        copy = tmp_path / "copy.safetensors"
+        shutil.copy(get_spec("u2netp").default_weights, copy)
+        assert Pipeline(device="cpu", weights=copy, warm_up=False).precision == "int8"
 
 
 @needs_openvino
@@ -113,7 +115,7 @@ def test_the_committed_int8_network_is_what_the_build_script_makes(tmp_path):
         sys.path.remove(str(ROOT / "scripts"))
     spec = get_spec("u2netp")
     rebuilt = build_u2netp_int8.build(tmp_path / "u2netp_int8.onnx")
-    committed_runner, rebuilt_runner = OpenVINORunner(spec.int8_network, spec), OpenVINORunner(rebuilt, spec)
+    committed_runner, rebuilt_runner = OpenVINORunner(spec.embedded.int8_network, spec), OpenVINORunner(rebuilt, spec)
     for x in network_inputs(example_photos(), spec, torch.device("cpu")):
         assert torch.allclose(committed_runner(x), rebuilt_runner(x), atol=1e-4)
 
@@ -124,7 +126,7 @@ def test_a_damaged_int8_file_is_a_clear_load_error(tmp_path):
 
     spec = get_spec("u2netp")
     broken = tmp_path / "u2netp_int8.onnx"
-    broken.write_bytes(spec.int8_network.read_bytes()[:5000])
+    broken.write_bytes(spec.embedded.int8_network.read_bytes()[:5000])
     with pytest.raises(ModelLoadError, match="u2netp_int8.onnx: OpenVINO could not load it"):
         OpenVINORunner(broken, spec)
     with pytest.raises(ModelLoadError, match="the int8 network is missing"):
@@ -139,12 +141,12 @@ def test_the_compiled_network_is_kept_between_runs_and_is_optional(tmp_path, mon
 
     spec = get_spec("u2netp")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    first = OpenVINORunner(spec.int8_network, spec)
+    first = OpenVINORunner(spec.embedded.int8_network, spec)
     assert list((tmp_path / "cache" / "openvino").glob("*.blob"))
     x = torch.zeros(1, 3, *spec.input_size)
-    assert torch.equal(OpenVINORunner(spec.int8_network, spec)(x), first(x))   # from the blob: the same network
+    assert torch.equal(OpenVINORunner(spec.embedded.int8_network, spec)(x), first(x))   # from the blob: the same network
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     monkeypatch.setenv(CACHE_ENV, str(blocked))
     assert compiled_cache_dir() is None
-    assert torch.equal(OpenVINORunner(spec.int8_network, spec)(x), first(x))
+    assert torch.equal(OpenVINORunner(spec.embedded.int8_network, spec)(x), first(x))

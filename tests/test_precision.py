@@ -19,7 +19,7 @@ from matting.preprocess import network_input
 from matting.settings import EdgeSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-CHAIN = get_spec("u2netp").float32_chains
+CHAIN = get_spec("u2netp").embedded.float32_chains
 
 
 def test_islands_keep_the_float32_weights_and_hand_back_the_networks_precision():
@@ -78,7 +78,7 @@ def test_auto_picks_bf16_only_on_an_amx_cpu_and_for_a_measured_model(monkeypatch
     monkeypatch.delenv(device_module.PRECISION_ENV)
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
     assert resolve_dtype(cpu, bf16_checked=True) == torch.float32
-    assert get_spec("u2netp").float32_chains is not None and get_spec("u2net").float32_chains is None
+    assert get_spec("u2netp").embedded.float32_chains is not None and get_spec("u2net").embedded is None
 
 
 def test_amx_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
@@ -119,7 +119,7 @@ def test_the_gpu_fallback_runs_the_cpu_in_a_precision_it_has(monkeypatch):
         assert type(pipe._cpu()).__name__ == "OpenVINORunner"
 
 
-def test_auto_bf16_needs_the_weights_the_layers_were_measured_on(tmp_path, monkeypatch):
+def test_auto_bf16_needs_the_weights_the_layers_were_measured_on(tmp_path, monkeypatch, other_weights):
     monkeypatch.delenv(device_module.PRECISION_ENV, raising=False)
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
     monkeypatch.setattr(device_module, "cpu_has_vnni", lambda: False)   # int8's own rule: tests/test_int8.py
@@ -127,9 +127,10 @@ def test_auto_bf16_needs_the_weights_the_layers_were_measured_on(tmp_path, monke
     assert Pipeline(device="cpu", warm_up=False).precision == "bf16"
     relative = Path(os.path.relpath(embedded))  # the same file by another name
     assert Pipeline(device="cpu", weights=relative, warm_up=False).precision == "bf16"
-    other = tmp_path / "finetuned.safetensors"
-    other.write_bytes(embedded.read_bytes())  # stands in for other weights: a different file
-    assert Pipeline(device="cpu", weights=other, warm_up=False).precision == "fp32"
+    copy = tmp_path / "copy.safetensors"   # the same weights in another file: what was measured holds
+    copy.write_bytes(embedded.read_bytes())
+    assert Pipeline(device="cpu", weights=copy, warm_up=False).precision == "bf16"
+    assert Pipeline(device="cpu", weights=other_weights, warm_up=False).precision == "fp32"
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
     assert Pipeline(device="cpu", warm_up=False).precision == "fp32"  # bf16 without oneDNN is slow
 
@@ -160,3 +161,14 @@ def test_on_cuda_the_fp32_layers_are_true_fp32():
         # The same network input for both: the GPU's own resize would add its own (larger) differences.
         x = network_input([torch.from_numpy(decode_image(EXAMPLES / name).rgb)], pipe.spec, torch.float32)[1]
         assert (exact.runner(x) - pipe.runner(x.cuda()).cpu()).abs().mean().item() < bound
+
+
+def test_the_embedded_weights_entry_names_the_committed_file():
+    """The registry finds the embedded weights by content: its recorded digest is the committed file's (a rebuilt
+    file with another digest would silently lose its fp32 layers and its int8 network)."""
+    from matting.models.registry import known_weights
+    from matting.models.weights import file_md5
+
+    spec = get_spec("u2netp")
+    assert file_md5(spec.default_weights) == spec.embedded.md5
+    assert known_weights(spec, spec.embedded.md5) is spec.embedded and known_weights(spec, "0" * 32) is None

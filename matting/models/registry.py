@@ -1,4 +1,5 @@
-"""One spec per model: how to build it, what it eats (size, normalisation) and where its weights are."""
+"""One spec per model architecture (how to build it, what it eats) and, apart, what was measured on each known
+weights file (timm keeps pretrained configs beside its architectures the same way)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
+class WeightsInfo:
+    """Facts found on one weights file, which hold for that file only: found by its content, so a copy under
+    another name is the same weights and a fine-tuned file is not."""
+    path: Path
+    md5: str
+    # Layers to keep in float32 when the network runs in bf16/fp16 (models/precision.py). None: the weights'
+    # sensitivity to bf16 was never measured, so "auto" keeps them in float32 on the CPU.
+    float32_chains: Float32Chains | None = None
+    # The weights quantized to int8 for the CPU (scripts/build_u2netp_int8.py; run by OpenVINO), or None.
+    int8_network: Path | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     builder: Callable[[], nn.Module]
@@ -29,15 +43,12 @@ class ModelSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
-    default_weights: Path | None           # embedded file, or None when the user must bring one
     description: str
-    # Layers to keep in float32 when the network runs in bf16/fp16 (models/precision.py), found on the embedded
-    # weights. None: the model's sensitivity to bf16 was never measured, so "auto" keeps it in float32 on the CPU
-    # (as it does for weights the user brings: Pipeline._bf16_checked).
-    float32_chains: Float32Chains | None = None
-    # The embedded weights quantized to int8 for the CPU (scripts/build_u2netp_int8.py; run by OpenVINO,
-    # matting/openvino_runner.py), or None.
-    int8_network: Path | None = None
+    embedded: WeightsInfo | None = None    # the weights that ship with us, or None when the user brings them
+
+    @property
+    def default_weights(self) -> Path | None:
+        return self.embedded.path if self.embedded else None
 
     def weights_hint(self) -> str:
         return {
@@ -60,6 +71,12 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         raise InvalidParameterError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+def known_weights(spec: ModelSpec, md5: str | None) -> WeightsInfo | None:
+    """What was measured on the weights with this content digest (``file_md5``), or None for weights we never
+    measured."""
+    return spec.embedded if spec.embedded is not None and md5 == spec.embedded.md5 else None
 
 
 def available_models() -> list[str]:
@@ -90,18 +107,19 @@ def create_model(name: str = "u2netp", weights: str | Path | None | bool = None,
 
 register(ModelSpec(
     name="u2netp", builder=U2NETP, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
-    default_weights=ASSETS_MODELS / "u2netp.safetensors",
     description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)",
-    float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),),
-    int8_network=ASSETS_MODELS / "u2netp_int8.onnx"))
+    embedded=WeightsInfo(
+        path=ASSETS_MODELS / "u2netp.safetensors", md5="02ef3197847d7658c2342c187328fe7c",
+        float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),),
+        int8_network=ASSETS_MODELS / "u2netp_int8.onnx")))
 register(ModelSpec(
     name="u2net", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
-    default_weights=None, description="U^2-Net, 44 M parameters (bring your own weights)"))
+    description="U^2-Net, 44 M parameters (bring your own weights)"))
 register(ModelSpec(
     name="u2net_human_seg", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    scale_by_max=True, default_weights=None,
+    scale_by_max=True,
     description="U^2-Net trained for human segmentation (bring your own weights)"))
 register(ModelSpec(
     name="isnet-general-use", builder=ISNetDIS, input_size=(1024, 1024), mean=(0.5, 0.5, 0.5), std=(1.0, 1.0, 1.0),
-    scale_by_max=False, default_weights=None,
+    scale_by_max=False,
     description="ISNet (DIS), 44 M parameters, 1024 x 1024 input (bring your own weights)"))
