@@ -35,7 +35,7 @@ def photo_at(result: MatteResult, size_hw: tuple[int, int]) -> torch.Tensor:
 
 
 def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor,
-                  hints: np.ndarray | None = None, keep_soft: bool = False) -> torch.Tensor:
+                  hints: np.ndarray | None, keep_soft: bool) -> torch.Tensor:
     """(1, 1, H, W) float alpha at the photo's size; ``hints`` a hint mask (hints.py) of any size; ``keep_soft``
     (previews) keeps the soft matte with the result for the next render (soft_at)."""
     alpha = shape_edges(soft_at(result, settings, photo, keep_soft), settings, photo.shape[-2] / result.image.shape[0],

@@ -64,7 +64,7 @@ def test_a_preview_keeps_its_soft_matte_and_a_full_render_does_not():
     assert soft_keys == [("soft", ops.fit_size((H, W), 64))]
 
 
-@pytest.mark.parametrize("max_side", [None, 64])
+@pytest.mark.parametrize("max_side", [None, 48])
 def test_the_uploads_own_alpha_is_resampled_like_the_photo(max_side):
     """At the working size the upload's alpha comes back exactly as given (255 stays 255); at a preview size it is
     shrunk with antialiasing (one-pixel stripes average to half), and the matte is multiplied by it."""
@@ -125,3 +125,40 @@ def test_the_stacked_render_refuses_what_it_cannot_stack(case):
     with pytest.raises(ValueError, match="^render_stack_tensors needs results of one working size without an alpha "
                                          "of their own$"):
         render.render_stack_tensors(results, EdgeSettings())
+
+
+def test_a_preview_photo_is_antialiased_and_kept_for_the_next_render():
+    """A preview shrinks the photo with antialiasing (fine stripes become an even grey, not a moire), once per
+    preview size: the next render at that size gets the same tensor back."""
+    result = synthetic()
+    striped = np.zeros((H, W, 3), np.uint8)
+    striped[:, ::2] = 255
+    result.image = torch.from_numpy(striped)
+    size = ops.fit_size((H, W), 48)
+    photo = render.photo_at(result, size)
+    assert tuple(photo.shape) == (1, 3, *size)
+    assert abs(photo.mean().item() - 0.5) < 0.01 and (photo.amax() - photo.amin()).item() < 0.15
+    assert render.photo_at(result, size) is photo
+
+
+def test_a_preview_soft_matte_is_reused_while_the_refinement_is_unchanged():
+    """Releasing a threshold, feather or erode slider re-renders only the edges: the soft matte of that preview
+    size is the same tensor while refinement settings stay, and a new one when they change."""
+    result = synthetic()
+    photo = render.photo_at(result, ops.fit_size((H, W), 48))
+    first = render.soft_at(result, EdgeSettings(), photo, keep=True)
+    assert render.soft_at(result, EdgeSettings(feather=3.0, erode=2), photo, keep=True) is first
+    other = render.soft_at(result, EdgeSettings(refine_radius=4), photo, keep=True)
+    assert other is not first and not torch.equal(other, first)
+    assert render.soft_at(result, EdgeSettings(refine=False), photo, keep=True) is not other
+
+
+def test_hints_are_sampled_at_pixel_centres():
+    """A hint mask drawn at the working size is brought to a render's size by taking, for each output pixel, the
+    mask pixel under its centre (labels are not blended): floor((i + 0.5) * in / out)."""
+    mask = np.array([[0, 0, 0, 255, 255, 128, 255]], np.uint8).repeat(4, axis=0)
+    for width in (3, 10):
+        got = render.hints_at(mask, (4, width), torch.device("cpu"))[0, 0].numpy()
+        centres = np.floor((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int)
+        assert (got == mask[:, centres]).all(), (width, got[0], mask[0, centres])
+    assert render.hints_at(None, (4, 3), torch.device("cpu")) is None
