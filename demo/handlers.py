@@ -34,7 +34,6 @@ from matting.encode import encode_jpeg, encode_png
 from matting.errors import MattingError
 from matting.hints import hint_mask_from_image, rasterize_strokes
 from matting.pipeline import Pipeline
-from matting.resolution import plan_resize
 from matting.result import MatteResult
 from matting.settings import EdgeSettings, parse_color
 
@@ -275,16 +274,10 @@ class Handlers:
         return t("size_reduced", w0=w0, h0=h0, w=w, h=h) if result.was_reduced else t("size", w=w, h=h)
 
     def _notify(self, t: Texts, result: MatteResult) -> None:
-        """Toasts for what the engine noticed; the downscale one in the user's language, with from, to and why."""
-        reduce_notice = None
-        if result.was_reduced:
-            (w0, h0), (w1, h1) = result.original_size, result.size
-            reduce_notice = plan_resize(w0, h0, self.pipe.max_side).notice()
-            gr.Info(t("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.pipe.max_side), duration=8,
-                    title=t("toast_info"))   # 8 s: it covers the side panel's top while it shows
-        for text in result.notices:
-            if text != reduce_notice:
-                gr.Info(t.notice(text), duration=10, title=t("toast_info"))
+        """Toasts for what the engine noticed, in the user's language (the downscale one with from, to and why)."""
+        for notice in result.notices:
+            reduced = getattr(notice, "code", None) == "reduced"   # 8 s: it covers the side panel's top
+            gr.Info(t.notice(notice), duration=8 if reduced else 10, title=t("toast_info"))
 
     def _current_for(self, result: MatteResult, path: str, request: gr.Request | None) -> Current:
         stem = safe_stem(result.name or _upload_name(path))

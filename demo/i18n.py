@@ -7,17 +7,7 @@ of ``--lang`` or, in "auto" mode, of the request's Accept-Language header.
 
 from __future__ import annotations
 
-import re
-
-from matting.decode import (
-    NOTICE_16BIT,
-    NOTICE_32BIT,
-    NOTICE_ANIMATED,
-    NOTICE_CLIPPED,
-    NOTICE_CMYK,
-    NOTICE_TIFF_PAGES,
-)
-from matting.pipeline import GPU_OUT_OF_MEMORY
+from matting.notices import Notice
 
 LANGUAGES = ("en", "zh")
 
@@ -277,18 +267,22 @@ def language_from_header(accept_language: str | None) -> str:
     return best
 
 
-# The engine's notices are English (its callers are scripts as well as this UI); the Chinese UI shows the ones it
-# knows in Chinese and any other as it is. Patterns are built from the engine's own strings and matched whole.
-_NOTICES: dict[str, list[tuple[re.Pattern, str]]] = {
-    "zh": [(re.compile(pattern), text) for pattern, text in (
-        (re.escape(NOTICE_16BIT), "16 位图像已转换为 8 位"),
-        (re.escape(NOTICE_32BIT), "32 位图像已缩放为 8 位"),
-        (re.escape(NOTICE_CMYK), "CMYK 图像已转换为 RGB，颜色可能略有差异"),
-        (re.escape(NOTICE_ANIMATED).replace(re.escape("{label}"), r"(\w+)"), r"动图（\1）：只使用第一帧"),
-        (re.escape(NOTICE_TIFF_PAGES), "多页 TIFF：只使用第一页"),
-        (re.escape(NOTICE_CLIPPED), "超出 0 到 1 的数值已被截断"),
-        (re.escape(GPU_OUT_OF_MEMORY), "GPU 内存不足，这张图片改用 CPU 处理。"),
-    )],
+# The engine's notices carry a code and parameters (matting/notices.py); the English UI shows the engine's own
+# sentence, the Chinese UI these by code. "reduced" has the UI's own wording in both (RUNTIME "reduced").
+_NOTICES: dict[str, dict[str, str]] = {
+    "zh": {
+        "bit_depth_16": "16 位图像已转换为 8 位",
+        "bit_depth_32": "32 位图像已缩放为 8 位",
+        "floating_point": "浮点图像已转换为 8 位",
+        "cmyk": "CMYK 图像已转换为 RGB，颜色可能略有差异",
+        "clipped": "超出 0 到 1 的数值已被截断",
+        "animated": "动图（{label}）：只使用第一帧",
+        "tiff_pages": "多页 TIFF：只使用第一页",
+        "multi_frame": "多帧图像：只使用当前帧",
+        "gpu_out_of_memory": "GPU 内存不足，这张图片改用 CPU 处理。",
+        "redone": "已重新生成：原有输出是用其他设置、其他模型或旧版输入生成的",
+        "removed": "已删除 {name}：它用其他设置生成，这次没有要求输出",
+    },
 }
 
 
@@ -329,13 +323,13 @@ class Texts:
         kind = _ERROR_KINDS.get(self.lang, {}).get(code or getattr(exc, "code", ""))
         return f"{kind}（{exc}）" if kind else str(exc)
 
-    def notice(self, text: str) -> str:
-        """One of the engine's notices in this language (unknown ones as they are)."""
-        for pattern, translated in _NOTICES.get(self.lang, ()):
-            match = pattern.fullmatch(text)
-            if match:
-                return match.expand(translated)
-        return self("notice", text=text)
+    def notice(self, notice: Notice | str) -> str:
+        """One of the engine's notices in this language (by its code; plain text as it is)."""
+        code, params = getattr(notice, "code", None), getattr(notice, "params", {})
+        if code == "reduced":
+            return self("reduced", **params)
+        translated = _NOTICES.get(self.lang, {}).get(code)
+        return translated.format(**params) if translated else self("notice", text=str(notice))
 
     def label(self, key: str) -> str:
         """A static label in this language (for text the frontend cannot translate, e.g. table headers)."""

@@ -48,6 +48,7 @@ from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
 from .errors import InvalidParameterError, MattingError
+from .notices import Notice
 from .settings import EdgeSettings, parse_color
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class BatchResult:
     size: tuple[int, int] | None     # (width, height) of the output
     ms: float                        # wall time attributed to this image (sum of its stages)
     outputs: list[Path]              # files written (inside the output folder; for a zip output, the member names)
-    notices: list[str]               # e.g. "Large image: ... was reduced ..."
+    notices: list[Notice]               # e.g. "Large image: ... was reduced ..."
     order: int = 0                   # the input's place among all inputs found (BatchSummary.results follow it)
     error_code: str | None = None    # the kind of failure, stable for translation: a MattingError's code, or
                                      # input_error, write_error, out_of_memory, unexpected
@@ -176,7 +177,7 @@ class _Job:
     names: dict[str, PurePosixPath]
     order: int = 0          # the item's place in the inputs
     seconds: dict[str, float] = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     payload: object = None  # what the next stage needs: DecodedImage, then MatteResult, then Rendered
     stamp: str = ""         # the input's identity for the record of outputs (batch_manifest.py)
 
@@ -213,12 +214,12 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool,
         for name in manifest.stale(item.name, recipe, job.names.values()):
             sink.remove(name)
             manifest.forget(name)
-            job.notices.append(f"removed {name}: made with other settings, and not asked for now")
+            job.notices.append(Notice("removed", name=name))
         jobs.append(job)
     return jobs, early
 
 
-REDONE = "redone: its outputs were made with other settings, another model or an older input"
+REDONE = Notice("redone")
 _DROPPED = object()   # a job abandoned after a cancel: counted, not reported
 _STOP = object()      # tells an inference thread that no more images will come
 RENDER_JOBS = 16      # GPU: at most this many images per render call (Pipeline.render_many stacks them)

@@ -58,6 +58,7 @@ from .errors import (
     InvalidParameterError,
     UnsupportedFormatError,
 )
+from .notices import Notice
 
 try:  # AVIF arrived in Pillow 11.3; optional so an older Pillow still imports this module
     from PIL import AvifImagePlugin  # noqa: F401
@@ -86,13 +87,12 @@ _ORIENTATION_TAG = 0x0112
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([1-8])')
 _FORMAT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
-# What the user is told about a conversion (demo/i18n.py translates these very strings)
-NOTICE_16BIT = "16-bit image reduced to 8 bits"
-NOTICE_32BIT = "32-bit image scaled to 8 bits"
-NOTICE_CMYK = "CMYK image converted to RGB; colours may differ slightly"
-NOTICE_CLIPPED = "values outside 0..1 were clipped"
-NOTICE_ANIMATED = "animated {label}: only the first frame is used"
-NOTICE_TIFF_PAGES = "multi-page TIFF: only the first page is used"
+# What the user is told about a conversion (matting/notices.py; demo/i18n.py translates them by code)
+NOTICE_16BIT = Notice("bit_depth_16")
+NOTICE_32BIT = Notice("bit_depth_32")
+NOTICE_CMYK = Notice("cmyk")
+NOTICE_CLIPPED = Notice("clipped")
+NOTICE_TIFF_PAGES = Notice("tiff_pages")
 _BAD_DATA = "the image data is damaged or incomplete"
 
 # A JPEG marker: 0xFF followed by anything but stuffing (00), fill (FF) or restart (D0-D7).
@@ -130,7 +130,7 @@ class DecodedImage:
     alpha: np.ndarray | None  # uint8 (H, W), or None when absent or fully opaque
     format: str  # header format, or "array" / "PIL" for in-memory inputs
     name: str | None = None
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -500,7 +500,7 @@ def _cv2_flags(header: ImageHeader, png: _PngLayout | None) -> int | None:
 
 def _decode_with_cv2(
     data: bytes, flags: int, image_format: str, name: str | None
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+) -> tuple[np.ndarray, np.ndarray | None, list[Notice]]:
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
@@ -510,7 +510,7 @@ def _decode_with_cv2(
     return _from_cv2(array, bgr=flags == _RAW_FLAGS or _IMREAD_RGB is None)
 
 
-def _from_cv2(array: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _from_cv2(array: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, np.ndarray | None, list[Notice]]:
     notices = []
     if array.dtype == np.uint16:
         array = _u16_to_u8(array)
@@ -524,7 +524,7 @@ def _from_cv2(array: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, np.ndarray |
 
 def _decode_with_pil(
     image: Image.Image, image_format: str, name: str | None
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+) -> tuple[np.ndarray, np.ndarray | None, list[Notice]]:
     try:
         image.load()
     except Image.DecompressionBombError as exc:
@@ -534,12 +534,12 @@ def _decode_with_pil(
     return _pil_pixels(image, name)
 
 
-def _frame_notices(header: ImageHeader) -> list[str]:
+def _frame_notices(header: ImageHeader) -> list[Notice]:
     if header.n_frames <= 1:
         return []
     label = DISPLAY_NAMES.get(header.format, header.format)
     if header.format in _ANIMATED_FORMATS:
-        return [NOTICE_ANIMATED.format(label=label)]
+        return [Notice("animated", label=label)]
     if header.format == "TIFF":
         return [NOTICE_TIFF_PAGES]
     return []  # MPO's extra pictures, ICO's extra sizes: nothing the user needs to know
@@ -564,7 +564,7 @@ def _decode_pil_image(image: Image.Image, max_pixels: int, name: str | None) -> 
     orientation = _pil_image_orientation(image)
     rgb, alpha, notices = _pil_pixels(image, name)
     if _frame_count(image) > 1:
-        notices.insert(0, "multi-frame image: only the current frame is used")
+        notices.insert(0, Notice("multi_frame"))
     return _finish(rgb, alpha, orientation, "PIL", name, notices)
 
 
@@ -576,7 +576,7 @@ def _pil_image_orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _pil_pixels(image: Image.Image, name: str | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _pil_pixels(image: Image.Image, name: str | None) -> tuple[np.ndarray, np.ndarray | None, list[Notice]]:
     """RGB and alpha arrays from a loaded Pillow image of any mode."""
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
@@ -595,11 +595,11 @@ def _pil_pixels(image: Image.Image, name: str | None) -> tuple[np.ndarray, np.nd
     return np.array(rgb, dtype=np.uint8), None, notices
 
 
-def _pil_high_depth(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _pil_high_depth(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, list[Notice]]:
     """16-bit, 32-bit integer and float gray images, scaled to 8 bits."""
     values = np.asarray(image)
     if image.mode == "F":
-        gray, notice = _float_to_u8(values), "floating-point image reduced to 8 bits"
+        gray, notice = _float_to_u8(values), Notice("floating_point")
     elif image.mode == "I":
         gray, notice = _int32_to_u8(values)
     else:
@@ -635,7 +635,7 @@ def _decode_array(array: np.ndarray, max_pixels: int, name: str | None) -> Decod
     return _finish(rgb, alpha, 1, "array", name, notices)
 
 
-def _array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray, list[str]]:
+def _array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray, list[Notice]]:
     kind, itemsize = array.dtype.kind, array.dtype.itemsize
     if kind == "u" and itemsize == 1:
         return array, []
@@ -651,7 +651,7 @@ def _array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray, list[
     )
 
 
-def _float_array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray, list[str]]:
+def _float_array_to_u8(array: np.ndarray, name: str | None) -> tuple[np.ndarray, list[Notice]]:
     values = array.astype(np.float32, copy=False)
     if not np.isfinite(values).all():
         raise InvalidParameterError("the array contains NaN or infinite values", source=name)
@@ -671,7 +671,7 @@ def _finish(
     orientation: int,
     image_format: str,
     name: str | None,
-    notices: list[str],
+    notices: list[Notice],
 ) -> DecodedImage:
     """Apply the orientation, drop an all-opaque alpha and package the result."""
     if alpha is not None and int(alpha.min()) == 255:
@@ -720,7 +720,7 @@ def _float_to_u8(values: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8)
 
 
-def _int32_to_u8(values: np.ndarray) -> tuple[np.ndarray, str | None]:
+def _int32_to_u8(values: np.ndarray) -> tuple[np.ndarray, Notice | None]:
     """Pillow "I" images: 8-bit range kept, 16-bit range scaled, wider data stretched to its maximum."""
     values = np.clip(values, 0, None)
     top = int(values.max()) if values.size else 0

@@ -34,6 +34,7 @@ from .device import describe, dtype_of, resolve_device, resolve_precision
 from .errors import InferenceError, MattingError, ModelLoadError
 from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
+from .notices import Notice
 from .openvino_runner import OpenVINORunner, openvino_available
 from .process import configure_process
 from .preprocess import network_input, place_image
@@ -47,7 +48,7 @@ from .settings import EdgeSettings
 log = logging.getLogger(__name__)
 PREVIEW_SIDE = 1024
 DEFAULT_CACHE_BYTES = 256 << 20
-GPU_OUT_OF_MEMORY = "The GPU ran out of memory; this image was processed on the CPU."
+GPU_OUT_OF_MEMORY = Notice("gpu_out_of_memory")
 
 
 class StageTimer:
@@ -222,7 +223,7 @@ class Pipeline:
                 result.guide, _ = network_input([image], self.spec, self.dtype)
         return result
 
-    def _upload(self, decoded: DecodedImage, plan: Resize, notices: list[str]):
+    def _upload(self, decoded: DecodedImage, plan: Resize, notices: list[Notice]):
         """The photo (and its own alpha) on the device at the working size. Out of GPU memory: reduce on the host
         and upload only the working size; still out of memory: keep it on the CPU, where it is then matted and
         rendered (the user is told)."""

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import InvalidParameterError
+from .notices import Notice
 from .ops.resize import fit_size
 
 MAX_SIDE_ENV = "MATTING_MAX_SIDE"
@@ -38,11 +39,9 @@ class Resize:
     def changed(self) -> bool:
         return self.original != self.working
 
-    def notice(self) -> str:
+    def notice(self) -> Notice:
         (w0, h0), (w1, h1) = self.original, self.working
-        return (f"Large image: {w0} x {h0} was reduced to {w1} x {h1} for processing "
-                f"(limit {self.max_side} px on the longer side, to keep it fast and within memory; "
-                f"raise it with --max-side).")
+        return Notice("reduced", w0=w0, h0=h0, w1=w1, h1=h1, limit=self.max_side)
 
 
 def plan_resize(width: int, height: int, max_side: int) -> Resize:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .notices import Notice
+
 
 @dataclass(eq=False)
 class MatteResult:
@@ -24,7 +26,7 @@ class MatteResult:
     guide: torch.Tensor
     input_alpha: torch.Tensor | None    # (H, W) uint8 when the upload had transparency
     original_size: tuple[int, int]      # (width, height) of the upright input before any reduction
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)   # milliseconds per stage
     cached: bool = False                # the matte came from the cache: the network did not run
     _previews: dict = field(default_factory=dict, repr=False)  # (h, w) -> photo; ("soft", (h, w)) -> soft alpha
@@ -53,4 +55,4 @@ class Rendered:
     size: tuple[int, int]               # (width, height)
     is_preview: bool
     timings: dict[str, float] = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)

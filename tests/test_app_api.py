@@ -8,6 +8,7 @@ server keeps serving, the run-time language, and the command line's helpers.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -263,6 +264,7 @@ def test_engine_notices_follow_the_visitors_language():
     """What the engine says about real inputs (16-bit, CMYK, animated GIF) and a GPU fallback, in Chinese."""
     from demo.i18n import Texts
     from matting.decode import decode_image
+    from matting.notices import TEMPLATES, Notice
     from matting.pipeline import GPU_OUT_OF_MEMORY
 
     cases = {case.filename: case for case in image_cases()}
@@ -274,12 +276,14 @@ def test_engine_notices_follow_the_visitors_language():
         assert en.notice(notice) == notice
         translated = zh.notice(notice)
         assert translated != notice and any("\u4e00" <= ch <= "\u9fff" for ch in translated), notice
-    assert zh.notice("animated GIF: only the first frame is used") == "动图（GIF）：只使用第一帧"
-    import matting.decode as decode_module
-
-    every = [value.format(label="WebP") for name, value in vars(decode_module).items() if name.startswith("NOTICE_")]
-    assert len(every) >= 6
-    for notice in every:  # a notice added to the engine without Chinese words fails here
+    assert zh.notice(Notice("animated", label="GIF")) == "动图（GIF）：只使用第一帧"
+    assert zh.notice(Notice("removed", name="a_alpha.png")).startswith("已删除 a_alpha.png")
+    reduced = Notice("reduced", w0=8000, h0=6000, w1=4096, h1=3072, limit=4096)
+    assert "8000 × 6000" in zh.notice(reduced) and "4096 像素" in zh.notice(reduced)
+    assert "8000 × 6000" in en.notice(reduced) and "4096 px" in en.notice(reduced)
+    params = {"label": "WebP", "name": "x.png", "w0": 2, "h0": 2, "w1": 1, "h1": 1, "limit": 1}
+    for code in TEMPLATES:  # a notice added to the engine without Chinese words fails here
+        notice = Notice(code, **{key: params[key] for key in re.findall(r"{(\w+)}", TEMPLATES[code])})
         assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.notice(notice)), notice
     assert zh.notice("a notice nobody translated") == "a notice nobody translated"
 

@@ -943,3 +943,19 @@ def test_quarter_turn_tag_on_camera_frame_is_applied():
     fresh = _jpeg_with_camera_size(stored_wh=(60, 40), camera_wh=(60, 40))
     assert decode_image(fresh).size == (40, 60)
     assert read_header(fresh).orientation == 6
+
+
+def test_notices_are_codes_with_parameters_and_their_english_sentence():
+    """A notice is data (code and parameters, for the UI's translations) and its English sentence (for scripts):
+    it survives pickling with both."""
+    import pickle
+
+    from matting.notices import Notice
+
+    notice = Notice("animated", label="GIF")
+    assert notice == "animated GIF: only the first frame is used"
+    assert (notice.code, notice.params) == ("animated", {"label": "GIF"})
+    back = pickle.loads(pickle.dumps(notice))
+    assert back == notice and (back.code, back.params) == ("animated", {"label": "GIF"})
+    with pytest.raises(KeyError):
+        Notice("no_such_notice")
