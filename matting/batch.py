@@ -42,7 +42,7 @@ import numpy as np
 
 from . import batch_runtime as rt
 from .batch_encode import make_encoder
-from .batch_inputs import Discovery, InputError, InputItem, discover
+from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
 from .crop import CropMargin, crop_box, cut_to
@@ -510,8 +510,6 @@ def _reason(exc: BaseException) -> tuple[str, str]:
     type and text."""
     if isinstance(exc, MattingError):
         text, code = str(exc), exc.code
-    elif isinstance(exc, InputError):
-        text, code = str(exc), "input_error"
     elif isinstance(exc, OSError):
         text, code = f"cannot write the output: {exc.strerror or exc}", "write_error"
     elif isinstance(exc, MemoryError):

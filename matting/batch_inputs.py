@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .errors import InputError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 # Zip bomb guards: an image entry larger than this is refused before decompressing it (400 MB holds a
@@ -38,10 +40,6 @@ MAX_ARCHIVE_BYTES = 32 << 30
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-class InputError(Exception):
-    """An input that cannot be read; the message is one line, for the user."""
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,11 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .errors import OutputError
+
 KINDS = ("cutout", "alpha", "composite")
 MANIFEST_NAME = ".matting-outputs.jsonl"   # the batch's record of what made each output (batch_manifest.py)
 COMPOSITE_FORMATS = ("jpg", "png")
-
-
-class OutputError(Exception):
-    """The output location cannot be used at all (a setup error, not a per-image one)."""
 
 
 def output_names(rel: PurePosixPath, kinds, composite_format: str) -> dict[str, PurePosixPath]:
@@ -122,7 +120,7 @@ class FolderSink:
 
     def _path(self, name: PurePosixPath) -> Path:
         if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive
-            raise ValueError(f"unsafe output name {name}")
+            raise OutputError(f"unsafe output name {name}")
         return self.root.joinpath(*name.parts)
 
 

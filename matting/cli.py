@@ -134,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background) -> int:
     from .batch import run_batch
-    from .batch_outputs import OutputError
     from .batch_progress import Progress
 
     progress = Progress(enabled=args.progress)
@@ -156,7 +155,7 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
                                 overwrite=args.overwrite, recursive=args.recursive, batch_size=args.batch_size,
                                 workers=args.workers, cancel=cancel, on_result=on_result,
                                 crop=getattr(args, "crop_margin", None))
-    except (OutputError, MattingError) as exc:
+    except MattingError as exc:   # the output location (OutputError) or the engine cannot be used at all
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

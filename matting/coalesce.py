@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .errors import InvalidParameterError
+
 
 @dataclass(eq=False)
 class _Request:
@@ -32,7 +34,7 @@ class Coalescer:
     def __init__(self, process: Callable[[list], None], *, max_batch: int = 16, max_wait_ms: float = 2.0,
                  name: str = "coalescer"):
         if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
+            raise InvalidParameterError("max_batch must be >= 1 and max_wait_ms >= 0")
         self.process = process
         self.max_batch = int(max_batch)
         self.max_wait = max_wait_ms / 1000.0

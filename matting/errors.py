@@ -53,3 +53,17 @@ class InferenceError(MattingError):
     """The network could not run even after the out-of-memory fallbacks."""
 
     code = "inference_error"
+
+
+class InputError(MattingError):
+    """A batch input that cannot be read at all (gone, a folder, a damaged archive entry); one line, for the
+    user. The image's own problems are the decode errors above."""
+
+    code = "input_error"
+
+
+class OutputError(MattingError):
+    """The output location cannot be used (a setup error that stops a batch before it starts), or an output
+    name that would leave it."""
+
+    code = "output_error"

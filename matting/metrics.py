@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import InvalidParameterError
+
 GRAD_SIGMA = 1.4
 CONN_STEP = 0.1
 CONN_DELTA = 0.15   # pixels within this much of their level count as connected
@@ -41,24 +43,24 @@ def as_unit_alpha(alpha: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim != 2:
-        raise ValueError(f"a matte must be (H, W), got shape {a.shape}")
+        raise InvalidParameterError(f"a matte must be (H, W), got shape {a.shape}")
     if a.dtype == np.uint8:
         return a.astype(np.float64) / 255.0
     if a.dtype == np.uint16:
         return a.astype(np.float64) / 65535.0
     if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"a matte must be uint8, uint16 or float, got {a.dtype}")
+        raise InvalidParameterError(f"a matte must be uint8, uint16 or float, got {a.dtype}")
     return a.astype(np.float64)
 
 
 def _pair(pred, gt, mask):
     a, g = as_unit_alpha(pred), as_unit_alpha(gt)
     if a.shape != g.shape:
-        raise ValueError(f"prediction {a.shape} and ground truth {g.shape} differ in size")
+        raise InvalidParameterError(f"prediction {a.shape} and ground truth {g.shape} differ in size")
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != a.shape:
-            raise ValueError(f"mask {mask.shape} does not match the mattes {a.shape}")
+            raise InvalidParameterError(f"mask {mask.shape} does not match the mattes {a.shape}")
     return a, g, mask
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import foreground, ops
+from .errors import InvalidParameterError
 from .result import MatteResult
 from .settings import Color, EdgeSettings
 
@@ -129,7 +130,7 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
         return torch.tensor(background, dtype=torch.float32, device=device).view(1, 3, 1, 1) / 255.0
     image = torch.as_tensor(background).to(device)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError("a background image must be (H, W, 3) or (H, W, 4)")
+        raise InvalidParameterError("a background image must be (H, W, 3) or (H, W, 4)")
     image = ops.to_float_image(image[..., :3].contiguous())
     return ops.fit_background(image, size_hw)
 
@@ -152,7 +153,8 @@ def render_stack_tensors(results: list[MatteResult], settings: EdgeSettings, bac
     Returns (alpha (B, H, W), rgba (B, H, W, 4) or None, composite (B, H, W, 3) or None), uint8, on device."""
     sizes = {tuple(r.image.shape) for r in results}
     if len(sizes) != 1 or any(r.input_alpha is not None for r in results):
-        raise ValueError("render_stack_tensors needs results of one working size without an alpha of their own")
+        raise InvalidParameterError(
+            "render_stack_tensors needs results of one working size without an alpha of their own")
     images = torch.stack([r.image for r in results])
     photo = ops.to_float_image(images)
     guide = torch.cat([r.guide for r in results])

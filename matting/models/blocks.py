@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InvalidParameterError
+
 
 def upsample_like(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Bilinear resize of ``src`` to ``target``'s spatial size (ONNX Resize ``pytorch_half_pixel``)."""
@@ -49,7 +51,7 @@ class RSU(nn.Module):
     def __init__(self, height: int, in_ch: int, mid_ch: int, out_ch: int):
         super().__init__()
         if height < 3:
-            raise ValueError("RSU needs at least 3 levels")
+            raise InvalidParameterError("RSU needs at least 3 levels")
         self.height = height
         self.rebnconvin = REBNCONV(in_ch, out_ch, dirate=1)
         self.rebnconv1 = REBNCONV(out_ch, mid_ch, dirate=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from ..errors import InvalidParameterError, ModelLoadError
 from .blocks import fuse_batchnorm, is_fused
 from .onnx_reader import read_onnx_weights
 
@@ -158,7 +158,7 @@ def save_folded_safetensors(model: nn.Module, path: str | Path, metadata: dict[s
     little-endian header length, a JSON header with sorted keys, then the tensors in name order.
     """
     if not is_fused(model):
-        raise ValueError("fold BatchNorm before saving in the folded layout")
+        raise InvalidParameterError("fold BatchNorm before saving in the folded layout")
     tensors = {k: v.detach().cpu().float().contiguous() for k, v in sorted(model.state_dict().items())}
     header: dict[str, object] = {"__metadata__": {"layout": FOLDED_LAYOUT, **metadata}}
     offset = 0
