@@ -25,7 +25,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from matting.engine_flags import PRECISION_CHOICES, PRECISION_HELP  # noqa: E402
+from matting.engine_flags import add_engine_flags, engine_options  # noqa: E402
 
 AUTH_ENV = "MATTING_AUTH"
 
@@ -43,15 +43,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "use with --auth")
     parser.add_argument("--auth", default=None, metavar="USER:PASS",
                         help=f"require this login (env {AUTH_ENV}=USER:PASS; the flag wins)")
-    parser.add_argument("--device", default=None,
-                        help="auto (default), cpu, cuda or cuda:N (env MATTING_DEVICE)")
-    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="largest working side in px; larger photos are reduced, with a notice "
-                             "(default 4096; env MATTING_MAX_SIDE)")
-    parser.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="weights file for --model: .safetensors, .pth or .onnx (default: embedded)")
+    add_engine_flags(parser)
     parser.add_argument("--lang", default=os.environ.get("MATTING_LANG", "auto"), choices=("auto", "en", "zh"),
                         help="UI language: auto follows the browser (default; env MATTING_LANG)")
     parser.add_argument("--max-file-size", default=None, metavar="SIZE",
@@ -133,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Loading the model…", file=sys.stderr, flush=True)
     try:
-        pipe = get_pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
-                            max_side=args.max_side)
+        pipe = get_pipeline(**engine_options(args))
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

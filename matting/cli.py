@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .crop import parse_margin
-from .engine_flags import PRECISION_CHOICES, PRECISION_HELP
+from .engine_flags import add_engine_flags, engine_options
 from .errors import MattingError
 from .settings import EdgeSettings, parse_color
 
@@ -81,11 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                            f"(default {'on' if edges.decontaminate else 'off'})")
 
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N; env MATTING_DEVICE")
-    engine.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
-    engine.add_argument("--model", default="u2netp", help="model name (default u2netp, embedded)")
-    engine.add_argument("--weights", type=Path, default=None, help="weights file: .safetensors, .pth or .onnx")
-    engine.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
+    add_engine_flags(engine)
     engine.add_argument("--batch-size", type=_positive_int, default=None,
                         help="images per network call (default 16 on a GPU, 1 on the CPU)")
     engine.add_argument("--workers", type=_positive_int, default=None,
@@ -124,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         from .process import configure_process
 
         configure_process()
-        pipeline = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
-                            max_side=args.max_side)
+        pipeline = Pipeline(**engine_options(args))
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import foreground, metrics, ops
-from .engine_flags import PRECISION_CHOICES, PRECISION_HELP
+from .engine_flags import add_engine_flags, engine_options
 from .errors import MattingError
 from .settings import EdgeSettings
 from .process import configure_process
@@ -482,11 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m matting.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path, help="folder with images/ and alpha/ (and optionally trimaps/)")
-    parser.add_argument("--model", default="u2netp", help="model name (default u2netp)")
-    parser.add_argument("--weights", type=Path, default=None, help="weights file for the model")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
-    parser.add_argument("--max-side", type=int, default=None, help="working resolution cap in px (default 4096)")
+    add_engine_flags(parser)
     edges = EdgeSettings()
     parser.add_argument("--raw", action="store_true", help="every edge option off: the network's matte resized")
     parser.add_argument("--threshold", type=float, default=edges.threshold)
@@ -545,8 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import Pipeline
 
         # No matte cache: every timed run pays for the network, as a new image would.
-        pipe = Pipeline(model=args.model, weights=args.weights, device=args.device, precision=args.precision,
-                        max_side=args.max_side, cache_bytes=0)
+        pipe = Pipeline(**engine_options(args), cache_bytes=0)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

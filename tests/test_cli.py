@@ -216,3 +216,26 @@ def test_zip_resume_follows_the_settings_and_drops_stale_members(capsys, tmp_pat
     assert code == 0 and "1 done, 0 skipped" in err[-1]
     with zipfile.ZipFile(archive) as result:
         assert result.namelist() == ["a.png"], "the matte made with the old settings is not carried over"
+
+
+def test_the_engine_flags_mean_the_same_in_every_command():
+    """app.py, the CLI and the evaluation take the engine flags from one definition (matting/engine_flags.py):
+    the same words give the same pipeline options and the same help."""
+    from demo.launch import build_parser as app_parser
+    from matting.cli import build_parser as cli_parser
+    from matting.engine_flags import engine_options
+    from matting.eval import build_parser as eval_parser
+
+    flags = ["--device", "cpu", "--precision", "fp32", "--model", "u2netp", "--weights", "w.safetensors",
+             "--max-side", "512"]
+    parsed = [cli_parser().parse_intermixed_args(["a.jpg", "-o", "out", *flags]), app_parser().parse_args(flags),
+              eval_parser().parse_args(["dataset", *flags])]
+    options = [engine_options(args) for args in parsed]
+    assert options[0] == options[1] == options[2] == dict(model="u2netp", weights=Path("w.safetensors"),
+                                                          device="cpu", precision="fp32", max_side=512)
+
+    def helps(parser):
+        return {action.option_strings[0]: action.help for action in parser._actions
+                if action.option_strings and action.option_strings[0] in flags}
+
+    assert helps(cli_parser()) == helps(app_parser()) == helps(eval_parser()) and len(helps(cli_parser())) == 5
