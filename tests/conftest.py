@@ -16,6 +16,22 @@ def pytest_configure(config):
     configure_process()
 
 
+@pytest.fixture(scope="module")
+def pipe():
+    """A CPU pipeline of the embedded model, one per test module (a module may override it with other options)."""
+    from matting.pipeline import Pipeline
+
+    return Pipeline(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def app():
+    """`python app.py`'s demo served on 127.0.0.1 for one test module (tests/app_server.py)."""
+    from tests.app_server import running_app
+
+    return running_app()
+
+
 @pytest.fixture
 def other_weights(tmp_path):
     """Weights other than the embedded ones (one weight nudged, as fine-tuning would): what we measured on the

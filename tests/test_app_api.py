@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from matting.settings import EdgeSettings
-from tests.app_server import EXAMPLES, client, data_url_image, exact_render, read_image, running_app, write_jpeg
+from tests.app_server import EXAMPLES, client, data_url_image, exact_render, read_image, write_jpeg
 from tests.bad_inputs import bomb_png, image_cases
 
 pytestmark = pytest.mark.slow
@@ -29,11 +29,6 @@ UI_DEFAULTS = dict(threshold=0.0, feather=0.0, erode=0, refine=True,
 def ui_args(**changes):
     values = {**UI_DEFAULTS, **changes}
     return [values[k] for k in UI_DEFAULTS]
-
-
-@pytest.fixture(scope="module")
-def app():
-    return running_app()
 
 
 @pytest.fixture(scope="module")

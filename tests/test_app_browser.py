@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app_server import EXAMPLES, ROOT, read_image, running_app, write_jpeg
+from tests.app_server import EXAMPLES, ROOT, read_image, write_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,6 @@ if sync_playwright is None:
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium; CI installs it)",
                 allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def app():
-    return running_app()
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.app_server import EXAMPLES, ROOT, client, running_app
+from tests.app_server import EXAMPLES, ROOT, client
 
 pytestmark = pytest.mark.slow
 
 SECRET_MARK = "root:"     # the first line of /etc/passwd
-
-
-@pytest.fixture(scope="module")
-def app():
-    return running_app()
 
 
 @pytest.fixture(scope="module")

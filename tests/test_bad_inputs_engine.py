@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 
 from matting.errors import MattingError
-from matting.pipeline import Pipeline
 from tests.bad_inputs import image_cases
 
 CASES = image_cases()
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return Pipeline(device="cpu")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.filename for c in CASES])

@@ -19,15 +19,9 @@ from matting.batch import BatchResult, run_batch
 from matting.batch_inputs import MAX_ENTRY_BYTES, discover, safe_member_path
 from matting.batch_outputs import MANIFEST_NAME as MANIFEST, OutputError, allocate_names
 from matting.errors import InvalidParameterError
-from matting.pipeline import Pipeline
 from matting.settings import EdgeSettings
 
 W, H = 64, 48
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return Pipeline(device="cpu")
 
 
 def image_bytes(fmt: str = "JPEG", size=(W, H), seed: int = 0, exif=None) -> bytes:

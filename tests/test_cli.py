@@ -23,19 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
 
 
-@pytest.fixture(scope="module")
-def shared_pipe():
-    return matting.pipeline.Pipeline(device="cpu")
-
-
 @pytest.fixture(autouse=True)
-def reuse_pipeline(monkeypatch, shared_pipe):
+def reuse_pipeline(monkeypatch, pipe):
     """The CLI builds a Pipeline per run; hand it the module's one unless a test asks for something else."""
     real = matting.pipeline.Pipeline
 
     def factory(**kwargs):
         if kwargs.get("device") in (None, "cpu") and kwargs.get("weights") is None and kwargs.get("model") == "u2netp":
-            return shared_pipe
+            return pipe
         return real(**kwargs)
 
     monkeypatch.setattr(matting.pipeline, "Pipeline", factory)

@@ -18,12 +18,7 @@ CASES = image_cases()
 
 
 @pytest.fixture(scope="module")
-def shared_pipe():
-    return matting.pipeline.Pipeline(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def run_all(tmp_path_factory, shared_pipe):
+def run_all(tmp_path_factory, pipe):
     """One CLI run over every case; (exit code, stderr lines, output folder)."""
     import io
     import sys
@@ -37,7 +32,7 @@ def run_all(tmp_path_factory, shared_pipe):
         paths.append(str(path))
     out = folder / "out"
     real = matting.pipeline.Pipeline
-    matting.pipeline.Pipeline = lambda **kwargs: shared_pipe
+    matting.pipeline.Pipeline = lambda **kwargs: pipe
     stderr, sys.stderr = sys.stderr, io.StringIO()
     try:
         code = main([*paths, "-o", str(out), "--no-progress"])

@@ -63,11 +63,6 @@ def test_threshold_then_erode_then_feather_in_that_order():
     assert int((got[0, 0, 20] >= 0.5).sum()) == 9
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return matting.pipeline.Pipeline(device="cpu")
-
-
 def test_a_preview_is_the_downscaled_full_render(pipe, tmp_path):
     """Previews fit within 1024 px and scale every radius (erode, feather, the guided filter's) by their size:
     the preview's matte matches the full render's shrunk to the preview size, within a level on average."""

@@ -25,11 +25,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 GOLDEN = Path(__file__).parent / "data" / "golden_astronaut_raw_alpha.png"
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return Pipeline(device="cpu")
-
-
 def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG")

@@ -33,17 +33,12 @@ def cli_lines() -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="module")
-def shared_pipe():
-    return matting.pipeline.Pipeline(device="cpu")
-
-
 @pytest.fixture
-def stand_ins(tmp_path, monkeypatch, shared_pipe):
+def stand_ins(tmp_path, monkeypatch, pipe):
     """photo.jpg, other.png, a photos/ folder with a sub-folder, archive.zip; the CLI reuses one pipeline."""
-    monkeypatch.setattr(matting.pipeline, "Pipeline", lambda **kwargs: shared_pipe)
-    monkeypatch.setattr(matting.pipeline, "get_pipeline", lambda **kwargs: shared_pipe)
-    monkeypatch.setattr(matting, "get_pipeline", lambda **kwargs: shared_pipe)
+    monkeypatch.setattr(matting.pipeline, "Pipeline", lambda **kwargs: pipe)
+    monkeypatch.setattr(matting.pipeline, "get_pipeline", lambda **kwargs: pipe)
+    monkeypatch.setattr(matting, "get_pipeline", lambda **kwargs: pipe)
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
 
