@@ -234,3 +234,14 @@ def test_the_engine_flags_mean_the_same_in_every_command():
                 if action.option_strings and action.option_strings[0] in flags}
 
     assert helps(cli_parser()) == helps(app_parser()) == helps(eval_parser()) and len(helps(cli_parser())) == 5
+
+
+def test_the_reference_page_is_the_help_itself(monkeypatch):
+    """docs/CLI.md shows `python -m matting --help` as it is (at 100 columns): a changed option or help text
+    without its page fails here."""
+    from matting.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    page = (Path(__file__).resolve().parents[1] / "docs" / "CLI.md").read_text(encoding="utf-8")
+    shown = page.split("$ python -m matting --help\n", 1)[1].split("```", 1)[0]
+    assert shown == build_parser().format_help()
