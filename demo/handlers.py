@@ -35,14 +35,14 @@ from matting.errors import MattingError
 from matting.hints import hint_mask_from_image, rasterize_strokes
 from matting.pipeline import Pipeline
 from matting.result import MatteResult
-from matting.settings import EdgeSettings, parse_color
+from matting.settings import EdgeSettings
 
+from .controls import DEFAULTS, EDGE_CONTROLS, Controls
 from .files import OutputStore, safe_stem
 from .i18n import Texts, texts_for
 
 log = logging.getLogger(__name__)
 
-BG_TRANSPARENT, BG_COLOR, BG_IMAGE = "transparent", "color", "image"
 KINDS = ("cutout", "alpha", "composite")
 MAX_BATCH_FILES = 500
 GALLERY_LIMIT = 60          # cutouts shown in the batch gallery (all of them go into the zip)
@@ -58,8 +58,8 @@ BG_QUALITY = 92             # a background image's screen-sized copy
 COLOUR_QUALITY = 90         # the decontaminated colour (used only at soft edges, where it shows times alpha)
 # Threads that encode the page's images beside the render (the encoders release the GIL; see _live_value).
 _PAGE_POOL = ThreadPoolExecutor(max_workers=LIVE_RENDERS, thread_name_prefix="page-image")
-DEFAULTS = EdgeSettings()
-DEFAULTS_DECONTAMINATE = DEFAULTS.decontaminate
+DOWNLOADS = {"rgba": ("download-rgba", "png", "cutout"), "alpha": ("download-alpha", "png", "alpha"),
+             "composite": ("download-composite", "jpg", "composite")}   # kind -> (store slot, format, file suffix)
 
 
 @dataclass(eq=False)
@@ -115,27 +115,9 @@ class Handlers:
         return texts_for(self.lang, request)
 
     @staticmethod
-    def edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                      decontaminate=DEFAULTS_DECONTAMINATE) -> EdgeSettings:
-        """The engine's settings from the controls' values (raises InvalidParameterError when out of range)."""
-        radius = DEFAULTS.refine_radius if refine_radius is None else int(round(float(refine_radius)))
-        return EdgeSettings(threshold=float(threshold or 0.0), feather=float(feather or 0.0),
-                            erode=int(round(float(erode or 0))), refine=bool(refine), refine_radius=radius,
-                            use_input_alpha=bool(use_input_alpha), decontaminate=bool(decontaminate))
-
-    @staticmethod
     def crop_margin(crop, margin) -> CropMargin | None:
         """None without cropping, else the margin from its text box (raises InvalidParameterError)."""
         return parse_margin(margin if str(margin or "").strip() else "0") if crop else None
-
-    @staticmethod
-    def background(mode: str | None, color: str | None, image: np.ndarray | None):
-        """None (transparent), an (r, g, b) colour, or the decoded background image."""
-        if mode == BG_COLOR and color:
-            return parse_color(color)
-        if mode == BG_IMAGE and image is not None:
-            return image
-        return None
 
     @staticmethod
     def _background_key(background) -> Any:
@@ -143,9 +125,12 @@ class Handlers:
             return background
         return ("image", id(background))
 
-    def _settings_or_warn(self, t: Texts, edges) -> EdgeSettings | None:
+    @staticmethod
+    def _settings_and_background(t: Texts, controls: Controls) -> tuple[EdgeSettings, Any] | None:
+        """The engine's settings and background from the controls, or None after a warning saying which value is
+        wrong."""
         try:
-            return self.edge_settings(*edges)
+            return controls.settings(), controls.background()
         except (MattingError, TypeError, ValueError) as exc:
             gr.Warning(t("bad_setting", error=exc), title=t("toast_warning"))
             return None
@@ -253,9 +238,7 @@ class Handlers:
         if current is None:
             return {"stale": True}
         try:
-            settings = self.edge_settings(data.get("threshold"), data.get("feather"), data.get("erode"),
-                                          data.get("refine"), data.get("refine_radius"),
-                                          data.get("use_input_alpha"), data.get("decontaminate"))
+            settings = Controls(**{name: data.get(name) for name in EDGE_CONTROLS}).settings()
             self._take_strokes(current, data.get("strokes") or [], data.get("strokes_id", 0))
         except (MattingError, TypeError, ValueError) as exc:
             return {"error": t("bad_setting", error=exc)}
@@ -296,11 +279,11 @@ class Handlers:
         return self._current_for(result, path, request)
 
     # ------------------------------------------------------------------ single image
-    def on_image(self, path, threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate,
-                 bg_mode, bg_color, bg_image, current: Current | None = None, request: gr.Request = None,
-                 progress=gr.Progress()):
+    def on_image(self, path, current: Current | None = None, request: gr.Request = None, progress=gr.Progress(),
+                 **controls):
         """A new photo (upload, paste, example): run the network once, then hand the page its live view.
-        Returns (state, live view payload)."""
+        ``controls``: the edge and background controls by name (demo/controls.py). Returns (state, live view
+        payload)."""
         if not path:
             return None, None
         if current is not None and current.source == str(path):
@@ -311,9 +294,8 @@ class Handlers:
         start = time.perf_counter()
         progress(0.05, desc=t("stage_decode"))
         try:
-            settings = self.edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                                          decontaminate)
-            background = self.background(bg_mode, bg_color, bg_image)
+            controls = Controls.of(controls)
+            settings, background = controls.settings(), controls.background()
             result = self.pipe.matte(path, name=_upload_name(path))
         except MattingError as exc:
             gr.Warning(t("failed", error=t.error(exc)), duration=15, title=t("toast_warning"))
@@ -331,8 +313,7 @@ class Handlers:
                           total=_ms((time.perf_counter() - start) * 1000))
         return current, value
 
-    def on_live_refresh(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                        use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, request: gr.Request):
+    def on_live_refresh(self, current: Current | None, path, request: gr.Request = None, **controls):
         """The page's live view again, from the cached matte: after a new background image, or when the page
         found its image gone from the server (state expired or evicted). Returns (state, live view payload)."""
         t = self.texts(request)
@@ -340,15 +321,10 @@ class Handlers:
         if current is None:
             return gr.skip(), gr.skip()
         start = time.perf_counter()
-        settings = self._settings_or_warn(t, (threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                                              decontaminate))
-        if settings is None:
+        chosen = self._settings_and_background(t, Controls.of(controls))
+        if chosen is None:
             return gr.skip(), gr.skip()
-        try:
-            background = self.background(bg_mode, bg_color, bg_image)
-        except MattingError as exc:
-            gr.Warning(t("bad_setting", error=exc), title=t("toast_warning"))
-            return gr.skip(), gr.skip()
+        settings, background = chosen
         value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
         value["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
                           encode=_ms(encode_ms), total=_ms((time.perf_counter() - start) * 1000))
@@ -365,39 +341,27 @@ class Handlers:
             gr.Warning(t("bad_background", error=exc), title=t("toast_warning"))
             return None
 
-    def download_rgba(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                      use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
-                      request: gr.Request = None, progress=gr.Progress()):
-        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("rgba", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
-                              request, progress)
+    def downloader(self, kind: str):
+        """The event function of one download button: ``kind`` is "rgba", "alpha" or "composite"."""
 
-    def download_alpha(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                       use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
-                       request: gr.Request = None, progress=gr.Progress()):
-        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("alpha", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
-                              request, progress)
+        def download(current: Current | None, path, crop=False, crop_margin="0", request: gr.Request = None,
+                     progress=gr.Progress(), **controls):
+            return self._download(kind, current, path, Controls.of(controls), (crop, crop_margin), request, progress)
 
-    def download_composite(self, current: Current | None, path, threshold, feather, erode, refine, refine_radius,
-                           use_input_alpha, decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0",
-                           request: gr.Request = None, progress=gr.Progress()):
-        edges = (threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate)
-        return self._download("composite", current, path, edges, (bg_mode, bg_color, bg_image), (crop, crop_margin),
-                              request, progress)
+        download.__name__ = download.__qualname__ = f"download_{kind}"
+        return download
 
-    def _download(self, kind: str, current: Current | None, path, edges, bg, cropping, request: gr.Request,
-                  progress):
+    def _download(self, kind: str, current: Current | None, path, controls: Controls, cropping,
+                  request: gr.Request, progress):
         """Encode one full-resolution file, only now that it is asked for (and once per setting)."""
-        bg_mode, bg_color, bg_image = bg
         t = self.texts(request)
         current = self._restore(current, path, t, request)
         if current is None:
             # expected, not a fault: no traceback in the log
             raise gr.Error(t("no_image"), print_exception=False, title=t("toast_error"))
         try:
-            settings = self.edge_settings(*edges)
-            background = self.background(bg_mode, bg_color, bg_image) if kind == "composite" else None
+            settings = controls.settings()
+            background = controls.background() if kind == "composite" else None
             margin = self.crop_margin(*cropping)
         except (MattingError, TypeError, ValueError) as exc:
             raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
@@ -412,15 +376,12 @@ class Handlers:
         if margin is not None:
             full.alpha, full.rgba, full.composite = cut_to(crop_box(full.alpha, margin), full.alpha, full.rgba,
                                                            full.composite)
-        stem, session = current.stem, current.session
-        if kind == "rgba":
-            path = self.store.write_image(session, "download-rgba", full.rgba, "png", f"{stem}_cutout")
-        elif kind == "alpha":
-            path = self.store.write_image(session, "download-alpha", full.alpha, "png", f"{stem}_alpha")
-        elif full.composite is not None:
-            path = self.store.write_image(session, "download-composite", full.composite, "jpg", f"{stem}_composite")
-        else:   # transparent background: the composite is the cutout, and JPEG cannot hold transparency
-            path = self.store.write_image(session, "download-composite", full.rgba, "png", f"{stem}_composite")
+        slot, fmt, suffix = DOWNLOADS[kind]
+        pixels = {"rgba": full.rgba, "alpha": full.alpha, "composite": full.composite}[kind]
+        if kind == "composite" and pixels is None:
+            # transparent background: the composite is the cutout, and JPEG cannot hold transparency
+            pixels, fmt = full.rgba, "png"
+        path = self.store.write_image(current.session, slot, pixels, fmt, f"{current.stem}_{suffix}")
         current.downloads[key] = path
         return gr.update(value=path, visible=True)
 
@@ -483,6 +444,33 @@ class Handlers:
             if self._cancels.get(session) is cancel:
                 del self._cancels[session]
 
+    def _run_batch(self, t: Texts, session: str, paths: list[str], out_dir: Path, settings: EdgeSettings, kinds,
+                   background, crop: CropMargin | None = None):
+        """One batch, for the UI and the API alike: yields (result, index, total) as images finish and returns
+        the summary; a failure of the engine is the user's error message; stopping early (the page left) stops
+        the worker too."""
+        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background, crop)
+        try:
+            while True:
+                event = events.get()
+                if event[0] == "result":
+                    yield event[1:]
+                elif event[0] == "done":
+                    return event[1]
+                else:   # the worker logged it
+                    raise gr.Error(t("failed", error=t.error(event[1])), print_exception=False,
+                                   title=t("toast_error"))
+        finally:
+            cancel.set()
+            self._finish_batch(session, cancel)
+
+    def _collect(self, session: str, out_dir: Path, results) -> str | None:
+        """The zip of a finished batch's outputs (None when nothing came out); the files count against the
+        store's budget from now on."""
+        archive = self._zip_outputs(session, out_dir, results)
+        self._adopt_outputs(session, results)
+        return archive
+
     def _zip_outputs(self, session: str, out_dir: Path, results) -> str | None:
         files = []
         for result in results:
@@ -506,16 +494,14 @@ class Handlers:
                 if Path(output).exists():
                     self.store.adopt(session, None, output)
 
-    def on_batch(self, files, kinds, threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                 decontaminate, bg_mode, bg_color, bg_image, crop=False, crop_margin="0", request: gr.Request = None,
-                 progress=gr.Progress()):
+    def on_batch(self, files, kinds, crop=False, crop_margin="0", request: gr.Request = None,
+                 progress=gr.Progress(), **controls):
         """Run a batch; yields (table, gallery, zip, status) as images complete; cancel stops it promptly."""
         t = self.texts(request)
         paths = self._batch_inputs(t, files)
         try:
-            settings = self.edge_settings(threshold, feather, erode, refine, refine_radius, use_input_alpha,
-                                          decontaminate)
-            background = self.background(bg_mode, bg_color, bg_image)
+            controls = Controls.of(controls)
+            settings, background = controls.settings(), controls.background()
             margin = self.crop_margin(crop, crop_margin)
         except MattingError as exc:
             raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
@@ -524,39 +510,30 @@ class Handlers:
             kinds.remove("composite")   # nothing to composite onto: the cutouts already are that
         session = _session(request)
         out_dir = self.store.new_dir(session, "batch")
-        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, background, margin)
+        run = self._run_batch(t, session, paths, out_dir, settings, kinds, background, margin)
         arrived: list = []    # results as they come; shown in the order the files were given
         gallery: list[tuple[str, str]] = []
-        summary = None
         last_sent = 0.0
         progress(0, desc=t("stage_batch", i=0, n=len(paths)))
-        try:
-            while True:
-                event = events.get()
-                if event[0] == "result":
-                    _, result, index, total = event
-                    arrived.append(result)
-                    if result.status == "done" and result.outputs and len(gallery) < GALLERY_LIMIT:
-                        gallery.append((str(result.outputs[0]), result.name))
-                    progress((index, max(total, index)), desc=t("stage_batch", i=index, n=max(total, index)))
-                    now = time.perf_counter()
-                    if now - last_sent >= BATCH_UI_INTERVAL_S:
-                        last_sent = now
-                        rows = [self._row(t, r) for r in sorted(arrived, key=lambda r: r.order)]
-                        yield self._table(t, rows), _shown(list(gallery)), _shown(None), ""
-                elif event[0] == "done":
-                    summary = event[1]
-                    break
-                else:
-                    raise gr.Error(t("failed", error=t.error(event[1])), title=t("toast_error"))
-        finally:
-            cancel.set()    # the generator was closed (page left, error): stop the worker too
-            self._finish_batch(session, cancel)
+        while True:
+            try:
+                result, index, total = next(run)
+            except StopIteration as finished:
+                summary = finished.value
+                break
+            arrived.append(result)
+            if result.status == "done" and result.outputs and len(gallery) < GALLERY_LIMIT:
+                gallery.append((str(result.outputs[0]), result.name))
+            progress((index, max(total, index)), desc=t("stage_batch", i=index, n=max(total, index)))
+            now = time.perf_counter()
+            if now - last_sent >= BATCH_UI_INTERVAL_S:
+                last_sent = now
+                rows = [self._row(t, r) for r in sorted(arrived, key=lambda r: r.order)]
+                yield self._table(t, rows), _shown(list(gallery)), _shown(None), ""
         rows = [self._row(t, r) for r in summary.results]
         gallery = [(str(r.outputs[0]), r.name) for r in summary.results
                    if r.status == "done" and r.outputs][:GALLERY_LIMIT]
-        archive = self._zip_outputs(session, out_dir, summary.results)
-        self._adopt_outputs(session, summary.results)
+        archive = self._collect(session, out_dir, summary.results)
         finished = sum(1 for r in summary.results if r.status == "done")
         if summary.cancelled:
             status = t("batch_cancelled", finished=finished)
@@ -577,7 +554,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ API-only endpoints
     def api_matte(self, image, threshold=0.0, feather=0.0, erode=0, refine=True,
-                  decontaminate=DEFAULTS_DECONTAMINATE, hint=None, request: gr.Request = None):
+                  decontaminate=DEFAULTS.decontaminate, hint=None, request: gr.Request = None):
         """/matte: image file in (and optionally a hint mask: 0 erases, 255 keeps, anything else leaves the
         model's matte; any size); full-resolution RGBA PNG, alpha PNG and a JSON report out."""
         t = self.texts(request)
@@ -604,15 +581,16 @@ class Handlers:
                   "model": self.pipe.info()}
         return cutout, alpha, report
 
-    def _settings_or_error(self, t: Texts, threshold, feather, erode, refine,
-                           decontaminate=DEFAULTS_DECONTAMINATE) -> EdgeSettings:
+    @staticmethod
+    def _settings_or_error(t: Texts, threshold, feather, erode, refine, decontaminate) -> EdgeSettings:
         try:
-            return self.edge_settings(threshold, feather, erode, refine, DEFAULTS.refine_radius, True, decontaminate)
+            return Controls(threshold=threshold, feather=feather, erode=erode, refine=refine,
+                            decontaminate=decontaminate).settings()
         except (MattingError, TypeError, ValueError) as exc:
             raise gr.Error(t("bad_setting", error=exc), print_exception=False, title=t("toast_error")) from None
 
     def api_batch(self, files, include_alpha=False, threshold=0.0, feather=0.0, erode=0, refine=True,
-                  decontaminate=DEFAULTS_DECONTAMINATE, request: gr.Request = None):
+                  decontaminate=DEFAULTS.decontaminate, request: gr.Request = None):
         """/batch: files (images, zips) in; one zip of cutouts (and mattes) plus a per-file report out."""
         t = self.texts(request)
         paths = self._batch_inputs(t, files)
@@ -620,20 +598,14 @@ class Handlers:
         kinds = ("cutout", "alpha") if include_alpha else ("cutout",)
         session = _session(request)
         out_dir = self.store.new_dir(session, "batch")
-        cancel, events = self._start_batch(session, paths, out_dir, settings, kinds, None)
-        try:
-            while True:
-                event = events.get()
-                if event[0] == "done":
-                    summary = event[1]
-                    break
-                if event[0] == "error":
-                    raise gr.Error(t("failed", error=t.error(event[1])), print_exception=False, title=t("toast_error"))
-        finally:
-            cancel.set()
-            self._finish_batch(session, cancel)
-        archive = self._zip_outputs(session, out_dir, summary.results)
-        self._adopt_outputs(session, summary.results)
+        run = self._run_batch(t, session, paths, out_dir, settings, kinds, None)
+        while True:   # blocking: the API answers once, when the batch is over
+            try:
+                next(run)
+            except StopIteration as finished:
+                summary = finished.value
+                break
+        archive = self._collect(session, out_dir, summary.results)
         if archive is None:   # nothing came out: an empty zip still lets the client read the report
             archive = self.store.zip_files(session, "batch-zip", [], "matting-results.zip")
         report = {"done": summary.done, "failed": summary.failed, "skipped": summary.skipped,

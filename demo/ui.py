@@ -26,7 +26,8 @@ from matting.settings import EdgeSettings  # noqa: E402
 from .components import UploadImage  # noqa: E402
 from .files import OutputStore  # noqa: E402
 from .upload_cap import UploadFolderCap  # noqa: E402
-from .handlers import BG_COLOR, BG_IMAGE, BG_TRANSPARENT, Handlers  # noqa: E402
+from .controls import BACKGROUND_CONTROLS, BG_COLOR, BG_IMAGE, BG_TRANSPARENT, EDGE_CONTROLS  # noqa: E402
+from .handlers import Handlers  # noqa: E402
 from .i18n import EN, ZH, check_lang, translations  # noqa: E402
 from .live_view import CSS as LIVE_CSS, INPUT_JS, RELEASE_JS, live_view  # noqa: E402
 
@@ -235,11 +236,14 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
 
         edges = [threshold, feather, erode, refine, refine_radius, use_input_alpha, decontaminate]
         background = [bg_mode, bg_color, bg_image_state]
+        # The handlers take these by name (demo/controls.py); on the wire they follow the positional inputs.
+        controls = dict(zip(EDGE_CONTROLS + BACKGROUND_CONTROLS, edges + background, strict=True))
         live_outputs = [current, live]
 
         # A new photo: the network runs once; the result (the cached matte) goes into the session state and the
         # page gets what it needs to draw it (demo/live_view.py).
-        image.change(handlers.on_image, inputs=[image, *edges, *background, current], outputs=live_outputs,
+        image.change(handlers.on_image, inputs=[image], inputs_kwargs={**controls, "current": current},
+                     outputs=live_outputs,
                      api_name="upload", api_visibility="undocumented", concurrency_id="network",
                      concurrency_limit=network_concurrency, trigger_mode="always_last")
 
@@ -255,7 +259,7 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
         for control in (bg_mode, bg_color):
             control.change(None, js=INPUT_JS, **hook)
             control.input(None, js=INPUT_JS, **hook)
-        refresh_kwargs = dict(inputs=[current, image, *edges, *background], outputs=live_outputs,
+        refresh_kwargs = dict(inputs=[current, image], inputs_kwargs=controls, outputs=live_outputs,
                               show_progress="hidden", concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY)
         # The page lost its image on the server (state expired or evicted): rebuild it from the upload.
         live.restore(handlers.on_live_refresh, api_visibility="private", trigger_mode="always_last",
@@ -274,18 +278,18 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                     outputs=edges, api_visibility="private", queue=False)
 
         # Undocumented names: scripts/load_test.py downloads as a visitor does.
-        for button, fn, name in ((dl_rgba, handlers.download_rgba, "download_rgba"),
-                                 (dl_alpha, handlers.download_alpha, "download_alpha"),
-                                 (dl_composite, handlers.download_composite, "download_composite")):
-            button.click(fn, inputs=[current, image, *edges, *background, crop, crop_margin], outputs=[dl_file],
-                         api_name=name, api_visibility="undocumented",
+        for button, kind in ((dl_rgba, "rgba"), (dl_alpha, "alpha"), (dl_composite, "composite")):
+            button.click(handlers.downloader(kind), inputs=[current, image],
+                         inputs_kwargs={**controls, "crop": crop, "crop_margin": crop_margin}, outputs=[dl_file],
+                         api_name=f"download_{kind}", api_visibility="undocumented",
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 
         # Cancel can be pressed only while a batch runs.
         batch_run.click(lambda: gr.update(interactive=True, variant="stop"), outputs=[batch_cancel], queue=False,
                         api_visibility="private", show_progress="hidden").then(
-            handlers.on_batch, inputs=[batch_files, batch_kinds, *edges, *background, crop, crop_margin],
+            handlers.on_batch, inputs=[batch_files, batch_kinds],
+            inputs_kwargs={**controls, "crop": crop, "crop_margin": crop_margin},
             outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
             concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY).then(
             lambda: gr.update(interactive=False, variant="secondary"), outputs=[batch_cancel], queue=False,

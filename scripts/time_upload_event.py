@@ -58,9 +58,8 @@ def main() -> int:
             variant = work / f"{photo.stem}-{round_}.jpg"
             Image.fromarray(pixels).save(variant, quality=95)
             start = time.perf_counter()
-            _, value = handlers.on_image(str(variant), d.threshold, d.feather, d.erode, d.refine, d.refine_radius,
-                                         d.use_input_alpha, d.decontaminate, "transparent", "#ffffff", None,
-                                         None, None, _NoProgress())
+            _, value = handlers.on_image(str(variant), None, None, _NoProgress(), **d.as_dict(),
+                                         bg_mode="transparent", bg_color="#ffffff", bg_image=None)
             handler_ms = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
             size = len(json.dumps(value))

@@ -27,8 +27,14 @@ UI_DEFAULTS = dict(threshold=0.0, feather=0.0, erode=0, refine=True,
 
 
 def ui_args(**changes):
+    """The controls' values in the order the undocumented UI endpoints take them (after the image)."""
     values = {**UI_DEFAULTS, **changes}
     return [values[k] for k in UI_DEFAULTS]
+
+
+def ui_controls(**changes):
+    """The same values by name, as the event functions take them (demo/controls.py)."""
+    return dict(zip(UI_DEFAULTS, ui_args(**changes)))
 
 
 @pytest.fixture(scope="module")
@@ -348,8 +354,8 @@ def test_batch_cancel_stops_promptly(app, tmp_path):
     handlers = app.demo.handlers
     files = [str(write_jpeg(tmp_path / f"c{i:02d}.jpg", 240, 180, seed=i)) for i in range(40)]
     request = SimpleNamespace(session_hash="cancel-test", headers={"accept-language": "en"})
-    run = handlers.on_batch(files, ["cutout"], *ui_args()[:7], "transparent", "#ffffff", None, request=request,
-                            progress=lambda *args, **kwargs: None)
+    run = handlers.on_batch(files, ["cutout"], request=request, progress=lambda *args, **kwargs: None,
+                            **ui_controls())
     next(run)                      # the first image has finished
     assert handlers.on_cancel(request).startswith("Stopping")
     *_, (table, _, archive, status) = list(run)
@@ -484,9 +490,8 @@ def test_batch_failure_reasons_in_chinese(app, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_bytes(b"not a picture\n" * 20)
     request = SimpleNamespace(session_hash="zh-batch", headers={"accept-language": "zh-CN,zh;q=0.9"})
-    *_, (table, _, _, status) = list(handlers.on_batch([good, str(cut), str(notes)], ["cutout"], *ui_args()[:7],
-                                                       "transparent", "#ffffff", None, request=request,
-                                                       progress=lambda *args, **kwargs: None))
+    *_, (table, _, _, status) = list(handlers.on_batch([good, str(cut), str(notes)], ["cutout"], request=request,
+                                                       progress=lambda *args, **kwargs: None, **ui_controls()))
     rows = {row[0]: row[3] for row in table["data"]}
     assert "图片文件已损坏或不完整" in rows["cut.jpg"] and "JPEG" in rows["cut.jpg"]
     assert "不是支持的图片格式" in rows["notes.jpg"]
