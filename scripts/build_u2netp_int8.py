@@ -34,7 +34,7 @@ ZOOMS = (0.6, 0.8)
 
 def calibration_inputs(spec) -> list[torch.Tensor]:
     """The example photos as the pipeline feeds them to the network, each also mirrored and zoomed in."""
-    from matting.bench_inference import example_photos, network_inputs
+    from matting.bench.inference import example_photos, network_inputs
 
     inputs = []
     for x in network_inputs(example_photos(), spec, torch.device("cpu")):

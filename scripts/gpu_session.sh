@@ -16,7 +16,7 @@ python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__)"
 python3 -m pytest -q -p no:cacheprovider --ignore=tests/test_app_api.py --ignore=tests/test_app_browser.py \
   --ignore=tests/test_upload_cap.py --ignore=tests/test_app_security.py \
   2>&1 | tail -6 | tee "$OUT/pytest.txt"
-python3 -m matting.bench_inference --device cuda --repeat 60 2>&1 | tee "$OUT/inference.txt"
+python3 -m matting.bench.inference --device cuda --repeat 60 2>&1 | tee "$OUT/inference.txt"
 python3 -m matting.bench --device cuda --photos .devcarry/photos --repeat 9 --json "$OUT/bench.json" 2>&1 \
   | tee "$OUT/bench.txt"
 python3 -m matting.bench --batch --device cuda --count 400 --photos .devcarry/photos 2>&1 | tee "$OUT/batch.txt"

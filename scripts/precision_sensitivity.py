@@ -23,7 +23,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from matting.bench_inference import example_photos, network_inputs  # noqa: E402
+from matting.bench.inference import example_photos, network_inputs  # noqa: E402
 from matting.models.precision import with_precision  # noqa: E402
 from matting.models.registry import create_model, get_spec  # noqa: E402
 

@@ -105,7 +105,7 @@ def test_the_committed_int8_network_is_what_the_build_script_makes(tmp_path):
     pytest.importorskip("onnxruntime.quantization")
     import sys
 
-    from matting.bench_inference import example_photos, network_inputs
+    from matting.bench.inference import example_photos, network_inputs
     from matting.openvino_runner import OpenVINORunner
 
     sys.path.insert(0, str(ROOT / "scripts"))

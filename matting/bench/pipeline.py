@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .decode import decode_image
-from .encode import encode_jpeg, encode_png
-from .models import create_model
-from .process import configure_process
-from .pipeline import Pipeline
-from .settings import EdgeSettings
+from ..decode import decode_image
+from ..encode import encode_jpeg, encode_png
+from ..models import create_model
+from ..process import configure_process
+from ..pipeline import Pipeline
+from ..settings import EdgeSettings
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "evaldata" / "photos"
+PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "evaldata" / "photos"
 LARGE_PHOTO = "Issue_177.jpg"  # 3264 x 2448, a real 8 MP camera JPEG
 
 
@@ -169,8 +169,8 @@ ROW_ORDER = ["decode", "hash", "preprocess", "inference", "preview postprocess",
 def print_table(results: dict, out=sys.stdout) -> None:
     for size, (ours, naive) in results.items():
         print(f"\n{size}", file=out)
-        print(f"| stage | ours ms | naive ms | naive / ours |", file=out)
-        print(f"| --- | ---: | ---: | ---: |", file=out)
+        print("| stage | ours ms | naive ms | naive / ours |", file=out)
+        print("| --- | ---: | ---: | ---: |", file=out)
         for stage in [s for s in ROW_ORDER if s in ours or s in naive]:
             a, b = ours.get(stage), naive.get(stage)
             ratio = f"{b / a:.1f}x" if a and b else ""
@@ -181,8 +181,8 @@ def print_table(results: dict, out=sys.stdout) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--batch" in argv:  # batch throughput: a benchmark of its own (matting/bench_batch.py)
-        from . import bench_batch
+    if "--batch" in argv:  # batch throughput: a benchmark of its own (matting/bench/batch.py)
+        from . import batch as bench_batch
 
         return bench_batch.main(argv)
     parser = argparse.ArgumentParser(prog="python -m matting.bench", description=__doc__,

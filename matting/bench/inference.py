@@ -2,8 +2,8 @@
 int8 through OpenVINO on the CPU, onnxruntime fp32 on the original ONNX as the yardstick, batch 1 vs large
 batches.
 
-    python -m matting.bench_inference [--device cuda] [--repeat 50]
-    python -m matting.bench_inference --device cpu --onnx u2netp.onnx     # with onnxruntime side by side
+    python -m matting.bench.inference [--device cuda] [--repeat 50]
+    python -m matting.bench.inference --device cpu --onnx u2netp.onnx     # with onnxruntime side by side
 
 Prints ms per call and per image (medians), each variant's speed against onnxruntime's when it ran, and each
 variant's difference from fp32 on the example photos. On the CPU every variant runs with torch's thread count
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .assets import assets_dir
-from .device import cpu_has_amx, describe, resolve_device
-from .process import configure_process
-from .models import create_model, get_spec
-from .runner import ModelRunner
-from .preprocess import network_input
-from .decode import decode_image
+from ..assets import assets_dir
+from ..device import cpu_has_amx, describe, resolve_device
+from ..process import configure_process
+from ..models import create_model, get_spec
+from ..runner import ModelRunner
+from ..preprocess import network_input
+from ..decode import decode_image
 
 EXAMPLES = assets_dir() / "examples"
 
@@ -82,7 +82,7 @@ def cpu_extra_runners(spec, args) -> dict:
             runners["onnxruntime fp32, original ONNX"] = onnxruntime_fp32
     embedded = spec.embedded
     if embedded is not None and embedded.int8_network is not None and embedded.int8_network.is_file():
-        from .openvino_runner import OpenVINORunner, openvino_available
+        from ..openvino_runner import OpenVINORunner, openvino_available
 
         if openvino_available():
             runners["int8, OpenVINO"] = OpenVINORunner(embedded.int8_network, spec,
@@ -91,7 +91,7 @@ def cpu_extra_runners(spec, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m matting.bench_inference", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m matting.bench.inference", description=__doc__)
     parser.add_argument("--device", default=None)
     parser.add_argument("--model", default="u2netp")
     parser.add_argument("--repeat", type=int, default=30)

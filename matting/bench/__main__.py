@@ -1,0 +1,7 @@
+"""python -m matting.bench"""
+
+import sys
+
+from .pipeline import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""python -m matting.eval"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
