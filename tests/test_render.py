@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from matting import ops, render
+from matting.errors import InvalidParameterError
 from matting.result import MatteResult
 from matting.settings import EdgeSettings
 
@@ -162,3 +163,24 @@ def test_hints_are_sampled_at_pixel_centres():
         centres = np.floor((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int)
         assert (got == mask[:, centres]).all(), (width, got[0], mask[0, centres])
     assert render.hints_at(None, (4, 3), torch.device("cpu")) is None
+
+
+def test_a_background_image_must_be_rgb_or_rgba():
+    """An (H, W, 3) or (H, W, 4) image is a background (its alpha ignored); anything else is refused, naming the
+    shapes it takes."""
+    device = torch.device("cpu")
+    rgba = np.zeros((10, 20, 4), np.uint8)
+    rgba[..., 0] = 255
+    assert torch.equal(render.background_tensor(rgba, (10, 20), device),
+                       render.background_tensor(rgba[..., :3].copy(), (10, 20), device))
+    for bad in (np.zeros((10, 20), np.uint8), np.zeros((10, 20, 5), np.uint8), np.zeros((10, 20, 2), np.uint8)):
+        with pytest.raises(InvalidParameterError, match=r"must be \(H, W, 3\) or \(H, W, 4\)"):
+            render.background_tensor(bad, (10, 20), device)
+
+
+def test_at_the_working_size_the_photo_is_not_kept_twice():
+    """Only preview sizes are kept with the result: the working-size photo is the result's own image."""
+    result = synthetic()
+    render.photo_at(result, (H, W))
+    render.render_tensors(result, EdgeSettings())
+    assert (H, W) not in result._previews
