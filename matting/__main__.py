@@ -1,3 +1,5 @@
+"""python -m matting: the command line (matting/cli.py)."""
+
 import sys
 
 from .cli import main

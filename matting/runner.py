@@ -1,4 +1,4 @@
-"""Runs the network: precision (with the spec's float32 layers), memory layout, inference mode, warm-up and
+"""Runs the network: precision (with the weights' float32 layers), memory layout, inference mode, warm-up and
 CUDA graphs.
 
 On the GPU U^2-Net-P is launch-bound (about 400 small kernels, 6.7 ms eager at batch 1 on an H100); replaying a

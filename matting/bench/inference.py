@@ -1,4 +1,4 @@
-"""The network alone: eager vs CUDA graphs, fp32 vs fp16/bf16 (with and without the spec's float32 layers),
+"""The network alone: eager vs CUDA graphs, fp32 vs fp16/bf16 (with and without the embedded weights' float32 layers),
 int8 through OpenVINO on the CPU, onnxruntime fp32 on the original ONNX as the yardstick, batch 1 vs large
 batches.
 
