@@ -210,7 +210,7 @@ class Handlers:
         made = {name: job.result() for name, job in made.items() if job is not None}
         photo, soft, own, bg = made["photo"], made["soft"], made.get("own"), made.get("bg")
         encode_ms = max(0.0, (time.perf_counter() - start) * 1000 - render_ms)   # wall time beyond the render
-        height, width = self.pipe.photo_size(result, preview=True)
+        height, width = self.pipe.photo_hw(result, preview=True)
         value = {"id": current.image_id, "w": width, "h": height, "scale": height / result.image.shape[0],
                  "photo": photo, "soft": soft, "soft_key": self._soft_key(settings), "own": own, "bg": bg,
                  "exact": exact, "settings": {**exact["settings"]}, "line": line}
@@ -222,7 +222,7 @@ class Handlers:
         digest = hashlib.sha1(json.dumps(strokes, sort_keys=True).encode()).hexdigest()
         if digest != current.strokes_hash:
             height = current.result.image.shape[0]
-            scale = height / self.pipe.photo_size(current.result, preview=True)[0]
+            scale = height / self.pipe.photo_hw(current.result, preview=True)[0]
             current.hints = rasterize_strokes(strokes, tuple(current.result.image.shape[:2]), scale)
             current.strokes_hash = digest
         current.strokes_id = int(strokes_id)

@@ -179,7 +179,7 @@ def warm_graphs(pipe, batch_size: int) -> None:
 
     from .runner import GRAPH_BATCH_SIZES
 
-    h, w = runner.input_size
+    h, w = runner.input_hw
     for size in GRAPH_BATCH_SIZES:
         if size > 1 and size // 2 >= batch_size:
             break

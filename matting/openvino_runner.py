@@ -78,20 +78,20 @@ class OpenVINORunner:
         except RuntimeError as exc:
             raise ModelLoadError(f"{self.path.name}: OpenVINO could not load it ({str(exc).splitlines()[0]})") from exc
         shape = tuple(compiled.input(0).get_partial_shape().to_shape())
-        if shape[1:] != (3, *spec.input_size):
-            raise ModelLoadError(f"{self.path.name} takes {shape}, not (1, 3, {spec.input_size[0]}, "
-                                 f"{spec.input_size[1]})")
+        if shape[1:] != (3, *spec.input_hw):
+            raise ModelLoadError(f"{self.path.name} takes {shape}, not (1, 3, {spec.input_hw[0]}, "
+                                 f"{spec.input_hw[1]})")
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()   # one request, one image at a time: its threads already use the cores
         self.float32_layers = [name for chain in float32_chains for name in chain]
         self.calls = 0
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return self.spec.input_size
+    def input_hw(self) -> tuple[int, int]:
+        return self.spec.input_hw
 
     def warm_up(self, max_batch: int = 1) -> None:
-        self(torch.zeros(1, 3, *self.input_size))
+        self(torch.zeros(1, 3, *self.input_hw))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Network input (B, 3, H, W), normalised -> matte logits' sigmoid (B, 1, H, W), float32."""

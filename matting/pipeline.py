@@ -38,7 +38,7 @@ from .notices import Notice
 from .openvino_runner import OpenVINORunner, openvino_available
 from .process import configure_process
 from .preprocess import network_input, place_image
-from .render import (Background, background_tensor, output_size, photo_u8, render_stack_tensors, render_tensors,
+from .render import (Background, background_tensor, output_hw, photo_u8, render_stack_tensors, render_tensors,
                      soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side
 from .result import MatteResult, Rendered
@@ -425,13 +425,13 @@ class Pipeline:
             soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview))
             return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
 
-    def photo_size(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
+    def photo_hw(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
         """(H, W) of ``render(..., preview=preview)``."""
-        return output_size(result, preview_side(preview))
+        return output_hw(result, preview_side(preview))
 
     def background_preview(self, result: MatteResult, image: np.ndarray, *, preview: bool | int = True) -> np.ndarray:
         """A background image fitted (cover) to a render's size, as the composite uses it: uint8 (H, W, 3)."""
-        size_hw = self.photo_size(result, preview=preview)
+        size_hw = self.photo_hw(result, preview=preview)
         with self.device_turn(result):
             fitted = background_tensor(image, size_hw, result.device)
             return ops.to_uint8_hwc(fitted)[0].cpu().numpy()

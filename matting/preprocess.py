@@ -30,8 +30,8 @@ def shrink_u8(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
 
 def network_input(images: list[torch.Tensor], spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (guide, x): guide (B, 3, h, w) float32 in [0, 1] at the model's size, x the normalised input."""
-    small = [shrink_u8(image, spec.input_size) for image in images]
-    guide = ops.to_float_image(torch.stack(small)) if small else torch.zeros(0, 3, *spec.input_size)
+    small = [shrink_u8(image, spec.input_hw) for image in images]
+    guide = ops.to_float_image(torch.stack(small)) if small else torch.zeros(0, 3, *spec.input_hw)
     x = ops.normalize_for_model(guide, spec.mean, spec.std, scale_by_max=spec.scale_by_max)
     return guide, x.to(dtype)
 

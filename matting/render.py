@@ -17,7 +17,7 @@ from .settings import Color, EdgeSettings
 Background = Color | np.ndarray | torch.Tensor | None
 
 
-def output_size(result: MatteResult, max_side: int | None) -> tuple[int, int]:
+def output_hw(result: MatteResult, max_side: int | None) -> tuple[int, int]:
     """(H, W) of a render: the working resolution, or fitted within ``max_side`` for previews."""
     h, w = result.image.shape[:2]
     return (h, w) if max_side is None else ops.fit_size((h, w), max_side)
@@ -109,7 +109,7 @@ def shape_edges(alpha: torch.Tensor, settings: EdgeSettings, scale: float,
 
 def soft_alpha_tensors(result: MatteResult, settings: EdgeSettings, max_side: int | None = None):
     """(soft alpha uint8 (H, W), the upload's own alpha uint8 (H, W) or None), on device, at a render's size."""
-    photo = photo_at(result, output_size(result, max_side))
+    photo = photo_at(result, output_hw(result, max_side))
     soft = soft_at(result, settings, photo, keep=max_side is not None)
     own = None
     if settings.use_input_alpha and result.input_alpha is not None:
@@ -138,7 +138,7 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
 def render_tensors(result: MatteResult, settings: EdgeSettings, background: Background = None,
                    max_side: int | None = None, want_rgba: bool = True, hints: np.ndarray | None = None):
     """Return (alpha uint8 (H, W), rgba uint8 (H, W, 4) or None, composite uint8 (H, W, 3) or None), on device."""
-    size_hw = output_size(result, max_side)
+    size_hw = output_hw(result, max_side)
     photo = photo_at(result, size_hw)
     alpha = compute_alpha(result, settings, photo, hints, keep_soft=max_side is not None)
     alpha_u8, rgba, composite = _outputs(photo, alpha, lambda: photo_u8(result, max_side)[None], settings,
@@ -189,7 +189,7 @@ def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: Ed
 
 def photo_u8(result: MatteResult, max_side: int | None = None) -> torch.Tensor:
     """The photo itself as (H, W, 3) uint8 at a render's size: the "before" of a before/after view."""
-    size_hw = output_size(result, max_side)
+    size_hw = output_hw(result, max_side)
     if tuple(result.image.shape[:2]) == tuple(size_hw):
         return result.image
     return ops.to_uint8_hwc(photo_at(result, size_hw))[0]

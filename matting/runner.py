@@ -38,13 +38,13 @@ class ModelRunner:
         self.calls = 0                 # how many batches went through the network (tests count re-runs)
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return self.spec.input_size
+    def input_hw(self) -> tuple[int, int]:
+        return self.spec.input_hw
 
     def warm_up(self, max_batch: int = 1) -> None:
         """Run once at load so the first user does not pay for kernel selection and graph capture (the graphs of
         every batch size up to ``max_batch``)."""
-        h, w = self.input_size
+        h, w = self.input_hw
         x = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             self._eager(x)
@@ -60,7 +60,7 @@ class ModelRunner:
         x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             self.calls += 1
-            if self.use_cuda_graphs and tuple(x.shape[-2:]) == tuple(self.input_size) and len(x):
+            if self.use_cuda_graphs and tuple(x.shape[-2:]) == tuple(self.input_hw) and len(x):
                 logits = self._run_graphed(x)
             else:
                 logits = self._eager(x)
@@ -88,7 +88,7 @@ class ModelRunner:
     def _graph_for(self, batch: int):
         if batch in self._graphs:
             return self._graphs[batch]
-        h, w = self.input_size
+        h, w = self.input_hw
         try:
             static_in = torch.zeros(batch, 3, h, w, device=self.device, dtype=self.dtype).contiguous(
                 memory_format=torch.channels_last)

@@ -65,7 +65,7 @@ def main() -> None:
     pipe = Pipeline(device=args.device)
     result = pipe.matte(args.photo)
     work(pipe, result, True, EdgeSettings())   # warm up
-    print(f"{args.photo.name}, working size {result.size}, preview {pipe.photo_size(result)[::-1]}, {pipe.summary()}")
+    print(f"{args.photo.name}, working size {result.size}, preview {pipe.photo_hw(result)[::-1]}, {pipe.summary()}")
     print("| threads | render only: renders/s | median ms | render + encode: renders/s | median ms |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for threads in (1, 2, 4, 8, 16):

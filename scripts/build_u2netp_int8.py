@@ -78,7 +78,7 @@ def build(output: Path) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:
         exported, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
-        torch.onnx.export(model, torch.zeros(1, 3, *spec.input_size), str(exported), opset_version=17, dynamo=False,
+        torch.onnx.export(model, torch.zeros(1, 3, *spec.input_hw), str(exported), opset_version=17, dynamo=False,
                           input_names=["x"], output_names=["logits"])
         quant_pre_process(str(exported), str(prepared))
         keep = fp32_convs(spec, onnx.load(str(prepared)).graph)

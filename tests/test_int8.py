@@ -143,7 +143,7 @@ def test_the_compiled_network_is_kept_between_runs_and_is_optional(tmp_path, mon
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     first = OpenVINORunner(spec.embedded.int8_network, spec)
     assert list((tmp_path / "cache" / "openvino").glob("*.blob"))
-    x = torch.zeros(1, 3, *spec.input_size)
+    x = torch.zeros(1, 3, *spec.input_hw)
     assert torch.equal(OpenVINORunner(spec.embedded.int8_network, spec)(x), first(x))   # from the blob: the same network
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

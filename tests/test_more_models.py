@@ -71,5 +71,5 @@ def test_onnx_of_another_model_is_refused_clearly(tmp_path):
 
 def test_isnet_preprocessing_spec():
     spec = get_spec("isnet-general-use")
-    assert spec.input_size == (1024, 1024) and spec.mean == (0.5, 0.5, 0.5) and spec.std == (1.0, 1.0, 1.0)
+    assert spec.input_hw == (1024, 1024) and spec.mean == (0.5, 0.5, 0.5) and spec.std == (1.0, 1.0, 1.0)
     assert not spec.scale_by_max

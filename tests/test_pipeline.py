@@ -213,7 +213,7 @@ def test_soft_alpha_is_the_render_before_its_edge_settings(pipe, settings):
     result = pipe.matte(png_bytes(rgba))
     soft, own = pipe.soft_alpha(result, settings, preview=256)
     rendered = pipe.render(result, settings, preview=256)
-    assert soft.shape == rendered.alpha.shape == pipe.photo_size(result, preview=256) == (171, 256)
+    assert soft.shape == rendered.alpha.shape == pipe.photo_hw(result, preview=256) == (171, 256)
     assert (own is not None) == settings.use_input_alpha
     scale = soft.shape[0] / result.image.shape[0]
     alpha = shape_edges(torch.from_numpy(soft).float()[None, None] / 255, settings, scale)[0, 0].numpy()
@@ -228,7 +228,7 @@ def test_background_preview_is_the_composite_background(pipe):
     background = np.zeros((50, 80, 3), np.uint8)
     background[:25, :, 0] = 255
     fitted = pipe.background_preview(result, background, preview=300)
-    assert fitted.shape == (*pipe.photo_size(result, preview=300), 3) == (200, 300, 3)
+    assert fitted.shape == (*pipe.photo_hw(result, preview=300), 3) == (200, 300, 3)
     rendered = pipe.render(result, background=background, preview=300)
     clear = rendered.alpha == 0
     assert clear.any() and (rendered.composite[clear] == fitted[clear]).all()

@@ -71,7 +71,7 @@ def test_the_uploads_own_alpha_is_resampled_like_the_photo(max_side):
     shrunk with antialiasing (one-pixel stripes average to half), and the matte is multiplied by it."""
     result = synthetic(input_alpha=stripes())
     _, own = render.soft_alpha_tensors(result, EdgeSettings(use_input_alpha=True), max_side=max_side)
-    size = render.output_size(result, max_side)
+    size = render.output_hw(result, max_side)
     assert tuple(own.shape) == size
     if max_side is None:
         assert torch.equal(own, torch.from_numpy(stripes()))

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         for label, runner in cpu_extra_runners(spec, args).items():
             runners[label] = runner
-            timed[label] = time_call(runner, torch.randn(1, 3, *spec.input_size), args.repeat, device)
+            timed[label] = time_call(runner, torch.randn(1, 3, *spec.input_hw), args.repeat, device)
             print(f"| {label} | 1 | {timed[label]:.2f} | {timed[label]:.3f} |")
     for label, dtype, graphs, chains in variants:
         runner = ModelRunner(create_model(args.model), spec, device, dtype, use_cuda_graphs=graphs,
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         runners[label] = runner
         batches = [int(b) for b in args.batches.split(",")] if device.type == "cuda" else [1]
         for batch in batches:
-            x = torch.randn(batch, 3, *spec.input_size, device=device, dtype=dtype)
+            x = torch.randn(batch, 3, *spec.input_hw, device=device, dtype=dtype)
             ms = time_call(runner, x, max(5, args.repeat // max(1, batch // 4)), device)
             print(f"| {label} | {batch} | {ms:.2f} | {ms / batch:.3f} |")
             if batch == 1:

@@ -39,7 +39,7 @@ class WeightsInfo:
 class ModelSpec:
     name: str
     builder: Callable[[], nn.Module]
-    input_size: tuple[int, int]            # (H, W) the network was trained at
+    input_hw: tuple[int, int]            # (H, W) the network was trained at
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
@@ -106,20 +106,20 @@ def create_model(name: str = "u2netp", weights: str | Path | None | bool = None,
 
 
 register(ModelSpec(
-    name="u2netp", builder=U2NETP, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
+    name="u2netp", builder=U2NETP, input_hw=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     description="U^2-Net-P, 1.1 M parameters (embedded; Qin et al. 2020, Apache-2.0)",
     embedded=WeightsInfo(
         path=ASSETS_MODELS / "u2netp.safetensors", md5="02ef3197847d7658c2342c187328fe7c",
         float32_chains=(("stage2d.rebnconv2d", "stage2d.rebnconv1d"),),
         int8_network=ASSETS_MODELS / "u2netp_int8.onnx")))
 register(ModelSpec(
-    name="u2net", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
+    name="u2net", builder=U2NET, input_hw=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_by_max=True,
     description="U^2-Net, 44 M parameters (bring your own weights)"))
 register(ModelSpec(
-    name="u2net_human_seg", builder=U2NET, input_size=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    name="u2net_human_seg", builder=U2NET, input_hw=(320, 320), mean=IMAGENET_MEAN, std=IMAGENET_STD,
     scale_by_max=True,
     description="U^2-Net trained for human segmentation (bring your own weights)"))
 register(ModelSpec(
-    name="isnet-general-use", builder=ISNetDIS, input_size=(1024, 1024), mean=(0.5, 0.5, 0.5), std=(1.0, 1.0, 1.0),
+    name="isnet-general-use", builder=ISNetDIS, input_hw=(1024, 1024), mean=(0.5, 0.5, 0.5), std=(1.0, 1.0, 1.0),
     scale_by_max=False,
     description="ISNet (DIS), 44 M parameters, 1024 x 1024 input (bring your own weights)"))

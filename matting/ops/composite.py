@@ -71,8 +71,8 @@ def composite(rgb: Tensor, alpha: Tensor, background: object = None) -> Tensor:
     return torch.lerp(bg, rgb, a)
 
 
-def fit_background(bg: Tensor, size: tuple[int, int], mode: str = "cover") -> Tensor:
-    """Resize a background (B, 3, h, w) to ``size = (H, W)``.
+def fit_background(bg: Tensor, size_hw: tuple[int, int], mode: str = "cover") -> Tensor:
+    """Resize a background (B, 3, h, w) to ``size_hw = (H, W)``.
 
     ``"cover"``: scale keeping the aspect ratio so it covers (H, W), then centre-crop;
     ``"stretch"``: plain resize. Antialiased when shrinking; returns a contiguous tensor.
@@ -81,7 +81,7 @@ def fit_background(bg: Tensor, size: tuple[int, int], mode: str = "cover") -> Te
     torch.Size([1, 3, 50, 50])
     """
     bg = check_image(bg, "bg", channels=(3,), allow_uint8=True)
-    out_h, out_w = size_param(size)
+    out_h, out_w = size_param(size_hw, "size_hw")
     if mode not in _FIT_MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(_FIT_MODES)}; got {mode!r}")
     h, w = bg.shape[-2:]

@@ -15,12 +15,12 @@ _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "nearest-exact", "area")
 
 def resize(
     x: Tensor,
-    size: tuple[int, int],
+    size_hw: tuple[int, int],
     *,
     mode: str = "bilinear",
     antialias: bool = True,
 ) -> Tensor:
-    """Resize ``(B, C, H, W)`` to ``size = (H', W')`` (``align_corners=False``).
+    """Resize ``(B, C, H, W)`` to ``size_hw = (H', W')`` (``align_corners=False``).
 
     ``antialias`` only takes effect when some axis shrinks and only for bilinear/bicubic
     (``area`` averages by itself). uint8 input is resized in float32 and rounded back;
@@ -31,7 +31,7 @@ def resize(
     torch.Size([1, 1, 2, 3])
     """
     x = check_image(x, "x", allow_uint8=True)
-    out_h, out_w = size_param(size)
+    out_h, out_w = size_param(size_hw, "size_hw")
     if mode not in _RESIZE_MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(_RESIZE_MODES)}; got {mode!r}")
     if not isinstance(antialias, bool):
