@@ -174,7 +174,7 @@ def test_a_background_image_must_be_rgb_or_rgba():
     assert torch.equal(render.background_tensor(rgba, (10, 20), device),
                        render.background_tensor(rgba[..., :3].copy(), (10, 20), device))
     for bad in (np.zeros((10, 20), np.uint8), np.zeros((10, 20, 5), np.uint8), np.zeros((10, 20, 2), np.uint8)):
-        with pytest.raises(InvalidParameterError, match=r"must be \(H, W, 3\) or \(H, W, 4\)"):
+        with pytest.raises(InvalidParameterError, match=r"^a background image must be \(H, W, 3\) or \(H, W, 4\)$"):
             render.background_tensor(bad, (10, 20), device)
 
 
@@ -184,3 +184,33 @@ def test_at_the_working_size_the_photo_is_not_kept_twice():
     render.photo_at(result, (H, W))
     render.render_tensors(result, EdgeSettings())
     assert (H, W) not in result._previews
+
+
+def test_decontamination_reaches_the_cutout_and_the_composite_alone():
+    """With decontamination on, the cutout's colours in the soft edge are the estimated foreground's, not the
+    photo's; a composite asked for without a cutout gets the same colours (a composite alone still needs them)."""
+    result = synthetic()
+    on, off = EdgeSettings(decontaminate=True), EdgeSettings(decontaminate=False)
+    alpha, rgba_on, _ = render.render_tensors(result, on)
+    _, rgba_off, _ = render.render_tensors(result, off)
+    soft = (alpha > 10) & (alpha < 245)
+    assert soft.sum() > 50
+    assert torch.equal(rgba_off[..., :3], result.image), "without decontamination the cutout keeps the photo's colours"
+    changed = (rgba_on[..., :3].int() - result.image.int()).abs().amax(-1)
+    assert (changed[soft] > 0).float().mean() > 0.5, "the soft edge's colours were not replaced"
+    white = (255, 255, 255)
+    _, _, composite_with = render.render_tensors(result, on, background=white)
+    _, none, composite_alone = render.render_tensors(result, on, background=white, want_rgba=False)
+    assert none is None and torch.equal(composite_alone, composite_with)
+    _, _, composite_plain = render.render_tensors(result, off, background=white, want_rgba=False)
+    assert not torch.equal(composite_alone, composite_plain)
+
+
+def test_a_feather_under_one_pixel_still_softens():
+    """Feather is a Gaussian sigma in pixels: 0.5 already softens a hard edge (only 0 leaves it alone)."""
+    result = synthetic()
+    hard = EdgeSettings(threshold=0.5, refine=False)
+    base = render.render_tensors(result, hard)[0]
+    assert torch.equal(render.render_tensors(result, hard.with_(feather=0.0))[0], base)
+    softened = render.render_tensors(result, hard.with_(feather=0.5))[0]
+    assert ((softened > 0) & (softened < 255)).sum() > ((base > 0) & (base < 255)).sum()
