@@ -245,3 +245,214 @@ def test_the_reference_page_is_the_help_itself(monkeypatch):
     page = (Path(__file__).resolve().parents[1] / "docs" / "CLI.md").read_text(encoding="utf-8")
     shown = page.split("$ python -m matting --help\n", 1)[1].split("```", 1)[0]
     assert shown == build_parser().format_help()
+
+
+def test_without_edge_flags_the_engine_defaults_apply_and_raw_turns_everything_off():
+    """No edge flag: exactly the engine's default settings. --raw: EdgeSettings.raw(), whatever else is given."""
+    from matting.cli import build_parser, edge_settings
+    from matting.settings import EdgeSettings
+
+    parse = build_parser().parse_intermixed_args
+    assert edge_settings(parse(["a.jpg", "-o", "out"])) == EdgeSettings()
+    assert edge_settings(parse(["a.jpg", "-o", "out", "--raw", "--feather", "3"])) == EdgeSettings.raw()
+    flags = parse(["a.jpg", "-o", "out", "--threshold", "0.4", "--feather", "1.5", "--erode", "-2", "--no-refine",
+                   "--no-decontaminate"])
+    assert edge_settings(flags) == EdgeSettings(threshold=0.4, feather=1.5, erode=-2, refine=False,
+                                                decontaminate=False)
+
+
+@pytest.mark.parametrize("flags, kinds", [
+    ([], ("cutout",)),
+    (["--alpha"], ("cutout", "alpha")),
+    (["--composite"], ("cutout", "composite")),
+    (["--background", "#000000"], ("cutout", "composite")),   # a background implies a composite
+    (["--no-cutout", "--alpha"], ("alpha",)),
+    (["--no-cutout", "--background", "1,2,3", "--alpha"], ("alpha", "composite")),
+])
+def test_output_kinds_follow_the_flags(flags, kinds):
+    from matting.cli import build_parser, output_kinds
+
+    assert output_kinds(build_parser().parse_intermixed_args(["a.jpg", "-o", "out", *flags])) == kinds
+
+
+def test_nothing_to_write_is_refused_with_what_to_add():
+    from matting.cli import build_parser, output_kinds
+    from matting.errors import MattingError
+
+    with pytest.raises(MattingError, match="^nothing to write: --no-cutout needs --alpha or --composite$"):
+        output_kinds(build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--no-cutout"]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["--workers", "two"], "argument --workers: not a whole number: 'two'"),
+    (["--workers", "-3"], "argument --workers: must be at least 1, got -3"),
+    ([], "the following arguments are required: -o/--output"),
+])
+def test_bad_counts_and_missing_output_are_named(capsys, argv, message):
+    from matting.cli import build_parser
+
+    base = ["a.jpg"] if argv == [] else ["a.jpg", "-o", "out"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_intermixed_args(base + argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--workers", "3"]).workers == 3
+
+
+def test_inputs_may_follow_the_options():
+    """`photos/ -r archive.zip -o out.zip`: every input is taken, wherever it stands."""
+    from matting.cli import build_parser
+
+    args = build_parser().parse_intermixed_args(["photos/", "-r", "archive.zip", "-o", "out.zip", "more.jpg"])
+    assert args.inputs == ["photos/", "archive.zip", "more.jpg"] and args.recursive and args.output == Path("out.zip")
+
+
+def test_crop_takes_an_optional_margin():
+    from matting.cli import build_parser
+
+    parse = build_parser().parse_intermixed_args
+    assert parse(["a.jpg", "-o", "o"]).crop is None
+    assert parse(["a.jpg", "-o", "o", "--crop"]).crop == "0"
+    assert parse(["a.jpg", "-o", "o", "--crop", "5%"]).crop == "5%"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
+    """In-process: the first SIGINT sets the cancel event and says so; the second raises KeyboardInterrupt; the
+    previous handler is back afterwards (the subprocess test above checks the whole run)."""
+    import threading
+
+    from matting.cli import _stop_on_ctrl_c
+
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def write(self, line):
+            self.lines.append(line)
+
+    cancel, progress = threading.Event(), Lines()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with _stop_on_ctrl_c(cancel, progress):
+            signal.raise_signal(signal.SIGINT)
+            assert cancel.is_set()
+            assert progress.lines == ["stopping after the images in progress (Ctrl-C again to quit at once)"]
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_summary_line_counts_and_explains(capsys):
+    """The last stderr line: counts, time, speed and the engine; a cancelled run says how many did not start;
+    a run that only skipped says how to redo."""
+    from types import SimpleNamespace
+
+    from matting.cli import _print_summary
+
+    pipe = SimpleNamespace(summary=lambda: "u2netp on cpu")
+    ok = SimpleNamespace(status="done", name="a.jpg", error=None)
+    bad = SimpleNamespace(status="failed", name="b.jpg", error="not an image")
+    base = dict(done=1, skipped=0, failed=1, seconds=2.0, images_per_second=0.5, total=5, cancelled=False,
+                results=[ok, bad])
+    _print_summary(SimpleNamespace(**base), pipe)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["failed: b.jpg: not an image",
+                   "1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp on cpu)"]
+    _print_summary(SimpleNamespace(**{**base, "cancelled": True}), pipe)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "; stopped early, 3 not started: run again to resume")
+    skipped = {**base, "done": 0, "failed": 0, "skipped": 2, "results": []}
+    _print_summary(SimpleNamespace(**skipped), pipe)
+    assert capsys.readouterr().err.splitlines()[-1].endswith("; everything was already done (--overwrite redoes it)")
+    _print_summary(SimpleNamespace(**{**skipped, "done": 1}), pipe)
+    assert "already done" not in capsys.readouterr().err
+
+
+def fake_batch(monkeypatch, outcomes, *, cancelled=False, raises=None):
+    """matting.batch.run_batch replaced by one that reports ``outcomes`` (status, notices) and records its
+    arguments."""
+    from types import SimpleNamespace
+
+    import matting.batch
+
+    seen = {}
+
+    def run_batch(inputs, output, **kwargs):
+        seen.update(kwargs, inputs=inputs, output=output)
+        if raises is not None:
+            raise raises
+        results = []
+        for i, (status, notices) in enumerate(outcomes, 1):
+            result = SimpleNamespace(status=status, name=f"p{i}.jpg", notices=notices,
+                                     error="broken" if status == "failed" else None)
+            results.append(result)
+            kwargs["on_result"](result, i, len(outcomes))
+        count = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+        return SimpleNamespace(results=results, cancelled=cancelled, total=len(outcomes) + 2 * cancelled,
+                               seconds=1.0, images_per_second=2.0, **count)
+
+    monkeypatch.setattr(matting.batch, "run_batch", run_batch)
+    return seen
+
+
+def run_args(*extra):
+    from matting.cli import build_parser
+
+    return build_parser().parse_intermixed_args(["in/", "-o", "out", *extra])
+
+
+def test_run_passes_the_choices_on_and_counts_what_went_through_the_network(monkeypatch, capsys):
+    """Each option reaches run_batch; the progress line counts images that ran (skips excluded) and failures;
+    notices come out as "name: notice"."""
+    from types import SimpleNamespace
+
+    from matting.cli import run
+    from matting.settings import EdgeSettings
+
+    seen = fake_batch(monkeypatch, [("skipped", []), ("done", ["16-bit image reduced to 8 bits"]), ("failed", [])])
+    args = run_args("-r", "--overwrite", "--composite-format", "png", "--batch-size", "3", "--workers", "2")
+    args.crop_margin = "margin"
+    pipe = SimpleNamespace(summary=lambda: "engine")
+    code = run(args, pipe, EdgeSettings(feather=1.0), ("cutout",), (1, 2, 3))
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert seen["inputs"] == ["in/"] and seen["output"] == Path("out") and seen["pipeline"] is pipe
+    assert (seen["settings"], seen["kinds"], seen["background"]) == (EdgeSettings(feather=1.0), ("cutout",), (1, 2, 3))
+    assert (seen["composite_format"], seen["overwrite"], seen["recursive"]) == ("png", True, True)
+    assert (seen["batch_size"], seen["workers"], seen["crop"]) == (3, 2, "margin")
+    assert "p2.jpg: 16-bit image reduced to 8 bits" in err
+    progress = [line for line in err if line.startswith("[")]
+    assert progress and progress[-1].startswith("[" + "#" * 24 + "] 3/3 100%") and progress[-1].endswith("1 failed")
+
+
+@pytest.mark.parametrize("outcomes, cancelled, code", [
+    ([("done", []), ("skipped", [])], False, 0),
+    ([("done", []), ("failed", [])], False, 1),
+    ([("done", [])], True, 130),
+])
+def test_run_exit_status(monkeypatch, capsys, outcomes, cancelled, code):
+    from types import SimpleNamespace
+
+    from matting.cli import run
+    from matting.settings import EdgeSettings
+
+    fake_batch(monkeypatch, outcomes, cancelled=cancelled)
+    assert run(run_args("--no-progress"), SimpleNamespace(summary=lambda: "e"), EdgeSettings(), ("cutout",), None) \
+        == code
+
+
+def test_run_turns_setup_errors_and_a_hard_interrupt_into_exit_codes(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from matting.cli import run
+    from matting.errors import OutputError
+    from matting.settings import EdgeSettings
+
+    pipe = SimpleNamespace(summary=lambda: "e")
+    fake_batch(monkeypatch, [], raises=OutputError("cannot create the output folder out"))
+    assert run(run_args("--no-progress"), pipe, EdgeSettings(), ("cutout",), None) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: cannot create the output folder out"
+    fake_batch(monkeypatch, [], raises=KeyboardInterrupt())
+    assert run(run_args("--no-progress"), pipe, EdgeSettings(), ("cutout",), None) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "interrupted: files already written are complete; run again to resume"
