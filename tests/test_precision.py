@@ -151,11 +151,15 @@ def test_an_isa_cap_below_amx_counts_as_none(tmp_path, monkeypatch):
 def test_on_cuda_the_fp32_layers_are_true_fp32():
     """cuDNN's TF32 (on by default) would round the kept layers' inputs like fp16 does. Measured on the H100, mean
     |fp16 - fp32| of the network's matte: astronaut 0.00008 with the pair in true fp32, 0.00069 with TF32;
-    chelsea 0.00069 against 0.0025."""
+    chelsea 0.00069 against 0.0025. The process owner switches it off (configure_process: app.py, the CLI,
+    get_pipeline), so a pipeline built after that gets true fp32 layers."""
+    from matting.process import configure_process
+
     torch.backends.cudnn.allow_tf32 = True
+    configure_process()
+    assert torch.backends.cudnn.allow_tf32 is False
     pipe = Pipeline(device="cuda", warm_up=False)
     assert pipe.precision == "fp16" and islands(pipe.runner.model)
-    assert torch.backends.cudnn.allow_tf32 is False
     exact = Pipeline(device="cpu", precision="fp32", warm_up=False)
     for name, bound in (("astronaut.png", 0.0003), ("chelsea.png", 0.0015)):
         # The same network input for both: the GPU's own resize would add its own (larger) differences.
