@@ -16,18 +16,18 @@ from matting.settings import EdgeSettings
 H, W = 96, 128
 
 
-def synthetic(seed: int = 0, input_alpha: np.ndarray | None = None) -> MatteResult:
-    """A result as the pipeline leaves it: a photo, a network matte at a lower size (a soft-edged ellipse plus
-    noise) and its guide, the photo at that size."""
+def synthetic(seed: int = 0, input_alpha: np.ndarray | None = None, device: str | torch.device = "cpu") -> MatteResult:
+    """A result as the pipeline leaves it, on ``device``: a photo, a network matte at a lower size (a soft-edged
+    ellipse plus noise) and its guide, the photo at that size."""
     rng = np.random.default_rng(seed)
     image = torch.from_numpy(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
     yy, xx = np.mgrid[0:48, 0:64]
     ellipse = np.clip(1.5 - np.hypot((yy - 24) / 16, (xx - 32) / 22), 0, 1) + rng.normal(0, 0.05, (48, 64))
     matte = torch.from_numpy(np.clip(ellipse, 0, 1).astype(np.float32))[None, None]
     guide = ops.resize(ops.to_float_image(image), (48, 64), antialias=True).clamp(0, 1)
-    own = None if input_alpha is None else torch.from_numpy(input_alpha)
-    return MatteResult(key=f"synthetic-{seed}", name=None, image=image, matte=matte, guide=guide, input_alpha=own,
-                       original_size=(W, H))
+    own = None if input_alpha is None else torch.from_numpy(input_alpha).to(device)
+    return MatteResult(key=f"synthetic-{seed}", name=None, image=image.to(device), matte=matte.to(device),
+                       guide=guide.to(device), input_alpha=own, original_size=(W, H))
 
 
 def stripes() -> np.ndarray:
@@ -66,15 +66,15 @@ def test_a_preview_keeps_its_soft_matte_and_a_full_render_does_not():
 
 
 @pytest.mark.parametrize("max_side", [None, 48])
-def test_the_uploads_own_alpha_is_resampled_like_the_photo(max_side):
+def test_the_uploads_own_alpha_is_resampled_like_the_photo(max_side, device):
     """At the working size the upload's alpha comes back exactly as given (255 stays 255); at a preview size it is
     shrunk with antialiasing (one-pixel stripes average to half), and the matte is multiplied by it."""
-    result = synthetic(input_alpha=stripes())
+    result = synthetic(input_alpha=stripes(), device=device)
     _, own = render.soft_alpha_tensors(result, EdgeSettings(use_input_alpha=True), max_side=max_side)
     size = render.output_hw(result, max_side)
     assert tuple(own.shape) == size
     if max_side is None:
-        assert torch.equal(own, torch.from_numpy(stripes()))
+        assert torch.equal(own.cpu(), torch.from_numpy(stripes()))
     else:
         assert abs(own.float().mean().item() - 127.5) < 3 and int(own.max()) - int(own.min()) < 40
     alpha, _, _ = render.render_tensors(result, EdgeSettings(use_input_alpha=True, refine=False), max_side=max_side)
@@ -97,11 +97,13 @@ def test_at_the_working_size_nothing_is_resampled(monkeypatch):
     assert render.photo_u8(result) is result.image
 
 
-@pytest.mark.parametrize("background", [None, (0, 128, 255)])
-def test_the_stacked_render_equals_one_render_per_image(background):
+@pytest.mark.parametrize("background", [None, (0, 128, 255), "image"])
+def test_the_stacked_render_equals_one_render_per_image(background, device):
     """render_stack_tensors (the batch's GPU path) gives what render_tensors gives image by image, the RGBA
-    cutout included unless asked not to."""
-    results = [synthetic(seed) for seed in range(3)]
+    cutout included unless asked not to, on every device the suite has (every output stays on it)."""
+    results = [synthetic(seed, device=device) for seed in range(3)]
+    if background == "image":
+        background = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     settings = EdgeSettings(feather=2.0, erode=-1, decontaminate=True)
     alpha, rgba, composite = render.render_stack_tensors(results, settings, background)
     assert rgba is not None and (composite is None) == (background is None)
@@ -111,6 +113,7 @@ def test_the_stacked_render_equals_one_render_per_image(background):
         if background is not None:
             assert torch.equal(composite[i], one_composite)
     assert render.render_stack_tensors(results, settings, background, want_rgba=False)[1] is None
+    assert {t.device.type for t in (alpha, rgba) + (() if composite is None else (composite,))} == {device.type}
 
 
 @pytest.mark.parametrize("case", ["two sizes", "own alpha"])
@@ -186,10 +189,10 @@ def test_at_the_working_size_the_photo_is_not_kept_twice():
     assert (H, W) not in result._previews
 
 
-def test_decontamination_reaches_the_cutout_and_the_composite_alone():
+def test_decontamination_reaches_the_cutout_and_the_composite_alone(device):
     """With decontamination on, the cutout's colours in the soft edge are the estimated foreground's, not the
     photo's; a composite asked for without a cutout gets the same colours (a composite alone still needs them)."""
-    result = synthetic()
+    result = synthetic(device=device)
     on, off = EdgeSettings(decontaminate=True), EdgeSettings(decontaminate=False)
     alpha, rgba_on, _ = render.render_tensors(result, on)
     _, rgba_off, _ = render.render_tensors(result, off)
@@ -214,3 +217,12 @@ def test_a_feather_under_one_pixel_still_softens():
     assert torch.equal(render.render_tensors(result, hard.with_(feather=0.0))[0], base)
     softened = render.render_tensors(result, hard.with_(feather=0.5))[0]
     assert ((softened > 0) & (softened < 255)).sum() > ((base > 0) & (base < 255)).sum()
+
+
+def test_a_hint_mask_reaches_a_render_on_the_results_device(device):
+    """The brushes' mask (numpy, at the working size) is applied to a preview on the result's device."""
+    result = synthetic(device=device)
+    hints = np.full((H, W), 128, np.uint8)
+    hints[:, : W // 2] = 0
+    alpha, _, _ = render.render_tensors(result, EdgeSettings(), max_side=64, hints=hints)
+    assert alpha.device.type == device.type and int(alpha[:, : alpha.shape[1] // 2 - 1].max()) == 0
