@@ -216,7 +216,6 @@ def test_zip_resume_follows_the_settings_and_drops_stale_members(capsys, tmp_pat
 def test_the_engine_flags_mean_the_same_in_every_command():
     """app.py, the CLI and the evaluation take the engine flags from one definition (matting/engine_flags.py):
     the same words give the same pipeline options and the same help."""
-    pytest.importorskip("gradio", reason="app.py's parser lives beside the app (the GPU machine has no gradio)")
     from demo.launch import build_parser as app_parser
     from matting.cli import build_parser as cli_parser
     from matting.engine_flags import engine_options
