@@ -22,10 +22,12 @@ source_paths = ["matting", "demo"]
 only_mutate = [$(quote "$MODULES")]
 pytest_add_cli_args_test_selection = [$(quote "$TESTS")]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
-also_copy = ["assets", "scripts"]
+also_copy = ["assets", "scripts", "docs", "README.md", "pyproject.toml"]
 TOML
 timeout "$SECONDS_MAX" python -m mutmut run > "$WORK/run.log" 2>&1
-echo "mutmut run ended (rc $?); tally:"
+rc=$?
+echo "mutmut run ended (rc $rc); tally:"
+[ "$rc" -ne 0 ] && tr '\r' '\n' < "$WORK/run.log" | grep -v "^\s*$" | tail -30
 python -m mutmut results --all true 2>/dev/null | awk -F': ' '{print $2}' | sort | uniq -c
 for mutant in $(python -m mutmut results 2>/dev/null | grep survived | awk '{print $1}' | tr -d ':'); do
   echo "== $mutant"
