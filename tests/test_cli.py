@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -297,6 +298,7 @@ def test_bad_counts_and_missing_output_are_named(capsys, argv, message):
         build_parser().parse_intermixed_args(base + argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--workers", "3"]).workers == 3
+    assert build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--batch-size", "1"]).batch_size == 1
 
 
 def test_inputs_may_follow_the_options():
@@ -320,7 +322,6 @@ def test_crop_takes_an_optional_margin():
 def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
     """In-process: the first SIGINT sets the cancel event and says so; the second raises KeyboardInterrupt; the
     previous handler is back afterwards (the subprocess test above checks the whole run)."""
-    import threading
 
     from matting.cli import _stop_on_ctrl_c
 
@@ -359,11 +360,12 @@ def test_the_summary_line_counts_and_explains(capsys):
     assert err == ["failed: b.jpg: not an image",
                    "1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp on cpu)"]
     _print_summary(SimpleNamespace(**{**base, "cancelled": True}), pipe)
-    assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "; stopped early, 3 not started: run again to resume")
+    assert capsys.readouterr().err.splitlines()[-1] == ("1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp "
+                                                        "on cpu); stopped early, 3 not started: run again to resume")
     skipped = {**base, "done": 0, "failed": 0, "skipped": 2, "results": []}
     _print_summary(SimpleNamespace(**skipped), pipe)
-    assert capsys.readouterr().err.splitlines()[-1].endswith("; everything was already done (--overwrite redoes it)")
+    assert capsys.readouterr().err.splitlines()[-1] == ("0 done, 2 skipped, 0 failed in 2.0 s (0.5 images/s; u2netp "
+                                                        "on cpu); everything was already done (--overwrite redoes it)")
     _print_summary(SimpleNamespace(**{**skipped, "done": 1}), pipe)
     assert "already done" not in capsys.readouterr().err
 
@@ -422,7 +424,58 @@ def test_run_passes_the_choices_on_and_counts_what_went_through_the_network(monk
     assert (seen["batch_size"], seen["workers"], seen["crop"]) == (3, 2, "margin")
     assert "p2.jpg: 16-bit image reduced to 8 bits" in err
     progress = [line for line in err if line.startswith("[")]
-    assert progress and progress[-1].startswith("[" + "#" * 24 + "] 3/3 100%") and progress[-1].endswith("1 failed")
+    assert progress and progress[-1].startswith("[" + "#" * 24 + "] 3/3 100%") and progress[-1].endswith(", 1 failed")
+    assert isinstance(seen["cancel"], threading.Event) and not seen["cancel"].is_set()
+
+
+def test_run_reports_progress_in_images_that_ran_and_failures(monkeypatch):
+    """Progress.update gets (finished, total, images that went through the network, failures): a skipped image
+    counts as finished but not as processed (the speed is the network's)."""
+    from types import SimpleNamespace
+
+    import matting.batch_progress
+    from matting.cli import run
+    from matting.settings import EdgeSettings
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, enabled=True):
+            pass
+
+        def update(self, *args):
+            calls.append(args)
+
+        def write(self, line):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(matting.batch_progress, "Progress", Recorder)
+    fake_batch(monkeypatch, [("skipped", []), ("done", []), ("failed", []), ("done", [])])
+    run(run_args(), SimpleNamespace(summary=lambda: "e"), EdgeSettings(), ("cutout",), None)
+    assert calls == [(1, 4, 0, 0), (2, 4, 1, 0), (3, 4, 2, 1), (4, 4, 3, 1)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_run_asks_the_batch_to_stop(monkeypatch, capsys):
+    """run() hands run_batch the event its Ctrl-C handler sets, and the handler speaks through the progress."""
+    from types import SimpleNamespace
+
+    import matting.batch
+    from matting.cli import run
+    from matting.settings import EdgeSettings
+
+    def run_batch(inputs, output, *, cancel, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        assert cancel.is_set()
+        return SimpleNamespace(results=[], cancelled=True, total=3, seconds=0.1, images_per_second=0.0, done=0,
+                               skipped=0, failed=0)
+
+    monkeypatch.setattr(matting.batch, "run_batch", run_batch)
+    assert run(run_args(), SimpleNamespace(summary=lambda: "e"), EdgeSettings(), ("cutout",), None) == 130
+    assert "stopping after the images in progress (Ctrl-C again to quit at once)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("outcomes, cancelled, code", [
