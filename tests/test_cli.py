@@ -322,7 +322,6 @@ def test_crop_takes_an_optional_margin():
 def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
     """In-process: the first SIGINT sets the cancel event and says so; the second raises KeyboardInterrupt; the
     previous handler is back afterwards (the subprocess test above checks the whole run)."""
-
     from matting.cli import _stop_on_ctrl_c
 
     class Lines:
