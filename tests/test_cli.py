@@ -508,3 +508,35 @@ def test_run_turns_setup_errors_and_a_hard_interrupt_into_exit_codes(monkeypatch
     assert run(run_args("--no-progress"), pipe, EdgeSettings(), ("cutout",), None) == 130
     assert capsys.readouterr().err.splitlines()[-1] == \
         "interrupted: files already written are complete; run again to resume"
+
+
+def test_a_composite_lands_on_the_given_colour_as_jpg_by_default(capsys, tmp_path):
+    """--background reaches the composite: where the matte is clear the composite is that colour (JPEG's
+    rounding aside), and without --composite-format it is a .jpg."""
+    photo = jpeg(tmp_path / "p.jpg", 3)
+    out = tmp_path / "out"
+    code, _ = cli(capsys, photo, "-o", out, "--background", "0,0,255", "--alpha", "--raw")
+    assert code == 0 and (out / "p_composite.jpg").is_file()
+    alpha = np.asarray(Image.open(out / "p_alpha.png"))
+    composite = np.asarray(Image.open(out / "p_composite.jpg").convert("RGB")).astype(int)
+    clear = composite[alpha == 0]
+    assert len(clear) > 20 and np.abs(clear - (0, 0, 255)).mean() < 12
+
+
+def test_crop_reaches_the_written_files(capsys, tmp_path):
+    """--crop trims every output to the subject's box plus the margin: the cutout and matte are smaller than the
+    photo, the same size as each other, and --crop 0 is tighter than --crop 6."""
+    yy, xx = np.mgrid[0:H * 2, 0:W * 2]
+    disc = (np.hypot(yy - H, xx - W) < H // 2)[..., None] * np.array([250, 40, 40]) + \
+        (~(np.hypot(yy - H, xx - W) < H // 2))[..., None] * np.array([30, 160, 30])
+    photo = tmp_path / "disc.png"
+    Image.fromarray(disc.astype(np.uint8)).save(photo)
+    sizes = {}
+    for margin in ("0", "6"):
+        out = tmp_path / f"out{margin}"
+        assert cli(capsys, photo, "-o", out, "--alpha", "--crop", margin)[0] == 0
+        cutout, matte = Image.open(out / "disc.png"), Image.open(out / "disc_alpha.png")
+        assert cutout.size == matte.size
+        sizes[margin] = cutout.size
+    assert sizes["0"][0] < W * 2 and sizes["0"][1] < H * 2
+    assert sizes["6"][0] > sizes["0"][0] and sizes["6"][1] > sizes["0"][1]
