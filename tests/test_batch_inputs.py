@@ -96,3 +96,75 @@ def test_unreadable_inputs_say_why(tree):
     os.remove(item.path)
     with pytest.raises(InputError, match="^file not found \\(deleted while the batch ran\\?\\)$"):
         item.read_bytes()
+
+
+def test_a_file_named_zip_that_is_not_one_is_one_failed_input(tmp_path):
+    bad = touch(tmp_path / "photos.zip", b"PK but not really")
+    found = discover([bad])
+    assert [(i.name, i.rel, i.error) for i in found.items] == [
+        ("photos.zip", PurePosixPath("_"), "cannot open the archive: not a valid zip file")]
+
+
+def test_an_archive_without_images_says_so_and_its_images_follow_folders_and_junk(tmp_path):
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", b"x")
+    assert [(i.name, i.error) for i in discover([empty]).items] == [("empty.zip", "no images in this archive")]
+    mixed = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(mixed, "w") as zf:
+        zf.writestr("folder/", b"")                       # a folder entry first
+        zf.writestr("notes.txt", b"x")                    # then a non-image
+        zf.writestr("__MACOSX/._a.jpg", b"x")             # and macOS junk
+        zf.writestr("folder/b.jpg", b"bb")
+        zf.writestr("a.jpg", b"a")
+    found = discover([mixed])
+    assert names(found) == [("a.jpg", "a"), ("folder/b.jpg", "folder/b")]
+    assert [item.read_bytes() for item in found.items] == [b"a", b"bb"]
+    found.close()
+
+
+def test_zip_entries_past_the_archive_budget_are_refused_one_by_one(tmp_path, monkeypatch):
+    import matting.batch_inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_ARCHIVE_BYTES", 5)
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("a.jpg", "b.jpg", "c.jpg"):
+            zf.writestr(name, b"xx")                      # 2, 4, then 6 bytes in all
+    errors = [item.error for item in discover([archive]).items]
+    assert errors == [None, None, "the archive expands to more than 0 GB; entries past that are refused"]
+
+
+def test_a_zip_entry_over_the_size_limit_or_encrypted_is_refused_by_its_header(tmp_path, monkeypatch):
+    import matting.batch_inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_ENTRY_BYTES", 2 << 20)
+    monkeypatch.setattr(inputs, "MIN_RATIO_BYTES", 8 << 20)   # the ratio guard is tested in test_bad_inputs_engine
+    archive = tmp_path / "limits.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("at_limit.jpg", bytes(2 << 20))
+        zf.writestr("over.jpg", bytes(3 << 20))
+        zf.writestr("locked.jpg", b"x")
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 1) + 1)
+    raw[central + 8] |= 0x1            # the third entry's central-directory flags say "encrypted"
+    archive.write_bytes(bytes(raw))
+    errors = {item.name: item.error for item in discover([archive]).items}
+    assert errors == {"at_limit.jpg": None, "locked.jpg": "encrypted zip entries are not supported",
+                      "over.jpg": "this zip entry declares 3 MB uncompressed, over the limit of 2 MB (zip bomb?)"}
+
+
+def test_a_damaged_zip_entry_fails_alone_naming_its_archive(tmp_path):
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.jpg", b"good data here")
+        zf.writestr("b.jpg", b"more good data")
+    raw = bytearray(archive.read_bytes())
+    at = raw.index(b"good data here")
+    raw[at:at + 4] = b"evil"                               # the stored CRC no longer matches
+    archive.write_bytes(bytes(raw))
+    found = discover([archive])
+    with pytest.raises(InputError, match="^cannot read this entry of damaged.zip: Bad CRC-32 for file 'a.jpg'$"):
+        found.items[0].read_bytes()
+    assert found.items[1].read_bytes() == b"more good data"
+    found.close()
