@@ -97,9 +97,6 @@ class FolderSink:
         """How an output is reported: its path on disk."""
         return self._path(name)
 
-    def write(self, name: PurePosixPath, data: bytes) -> Path:
-        return write_atomic(self.prepared(name), data)
-
     def prepared(self, name: PurePosixPath) -> Path:
         """The file an output goes to, its folder created: encoder processes write there themselves."""
         target = self._path(name)

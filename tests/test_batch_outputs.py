@@ -1,0 +1,75 @@
+"""matting/batch_outputs.py: the two places a batch writes to (a folder, a zip) and what they refuse."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import PurePosixPath
+
+import pytest
+
+from matting.batch_outputs import FolderSink, ZipSink, open_sink, write_atomic
+from matting.errors import OutputError
+
+
+def test_a_zip_output_can_sit_in_folders_that_do_not_exist_yet(tmp_path):
+    sink = open_sink(tmp_path / "a" / "b" / "out.zip")
+    assert isinstance(sink, ZipSink) and sink.folder == tmp_path / "a" / "b"
+    sink.write(PurePosixPath("x/p.png"), b"png")
+    sink.close()
+    with zipfile.ZipFile(tmp_path / "a" / "b" / "out.zip") as zf:
+        assert zf.namelist() == ["x/p.png"] and zf.read("x/p.png") == b"png"
+        assert zf.getinfo("x/p.png").compress_type == zipfile.ZIP_STORED
+    assert not list((tmp_path / "a" / "b").glob(".*.part")), "the temporary archive is gone"
+
+
+def test_a_zip_knows_its_old_members_until_one_is_removed_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "out.zip"
+    first = open_sink(path)
+    for name in ("a.png", "b.png", "c.png"):
+        first.write(PurePosixPath(name), name.encode())
+    first.close()
+    again = open_sink(path)
+    assert [again.has(PurePosixPath(n)) for n in ("a.png", "b.png", "new.png")] == [True, True, False]
+    again.remove("b.png")
+    assert not again.has(PurePosixPath("b.png")) and again.has(PurePosixPath("a.png"))
+    again.write(PurePosixPath("c.png"), b"C2")
+    again.close()
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["a.png", "c.png"] and zf.read("c.png") == b"C2" and zf.read("a.png") == b"a.png"
+
+
+def test_an_existing_file_that_is_not_a_zip_is_kept_unless_overwrite(tmp_path):
+    path = tmp_path / "out.zip"
+    path.write_bytes(b"my notes")
+    with pytest.raises(OutputError, match=f"^the output {path} exists and is not a readable zip file \\(use "
+                                          "--overwrite to replace it\\)$"):
+        open_sink(path)
+    assert path.read_bytes() == b"my notes"
+    sink = open_sink(path, overwrite=True)
+    sink.close()
+    assert zipfile.is_zipfile(path)
+
+
+def test_an_output_under_a_file_is_refused_with_the_systems_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"x")
+    with pytest.raises(OutputError, match=f"^cannot write the archive {blocker}/out.zip: File exists$"):
+        open_sink(blocker / "out.zip")
+    with pytest.raises(OutputError, match=f"^cannot create the output folder {blocker}/out: Not a directory$"):
+        open_sink(blocker / "out")
+    with pytest.raises(OutputError, match="exists and is not a folder \\(name a folder, or a .zip file\\)$"):
+        open_sink(blocker)
+
+
+def test_a_folder_keeps_names_inside_it(tmp_path):
+    sink = open_sink(tmp_path / "out")
+    assert isinstance(sink, FolderSink) and sink.folder == tmp_path / "out"
+    target = sink.prepared(PurePosixPath("sub/p.png"))
+    assert target == tmp_path / "out" / "sub" / "p.png" and target.parent.is_dir()
+    write_atomic(target, b"png")
+    assert sink.has(PurePosixPath("sub/p.png")) and not sink.has(PurePosixPath("sub/q.png"))
+    sink.remove("sub/p.png")
+    assert not target.exists()
+    for bad in ("../p.png", "/etc/p.png"):
+        with pytest.raises(OutputError, match="^unsafe output name"):
+            sink.prepared(PurePosixPath(bad))
