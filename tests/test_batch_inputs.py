@@ -89,6 +89,7 @@ def test_zip_entry_names_cannot_leave_the_output():
     assert safe_member_path("C:\\photos\\..\\a.jpg") == PurePosixPath("photos/a.jpg")
     assert safe_member_path("/abs/./b.jpg") == PurePosixPath("abs/b.jpg")
     assert safe_member_path("../..") is None and safe_member_path("a\x00b/c.jpg") == PurePosixPath("c.jpg")
+    assert safe_member_path("photos/C:b.jpg") == PurePosixPath("photos/C:b.jpg")   # a drive only comes first
 
 
 def test_unreadable_inputs_say_why(tree):
@@ -115,6 +116,8 @@ def test_an_archive_without_images_says_so_and_its_images_follow_folders_and_jun
         zf.writestr("folder/", b"")                       # a folder entry first
         zf.writestr("notes.txt", b"x")                    # then a non-image
         zf.writestr("__MACOSX/._a.jpg", b"x")             # and macOS junk
+        zf.writestr("__MACOSX/b.jpg", b"x")
+        zf.writestr(".hidden/c.jpg", b"x")                # and a hidden folder
         zf.writestr("folder/b.jpg", b"bb")
         zf.writestr("a.jpg", b"a")
     found = discover([mixed])

@@ -73,3 +73,46 @@ def test_a_folder_keeps_names_inside_it(tmp_path):
     for bad in ("../p.png", "/etc/p.png"):
         with pytest.raises(OutputError, match="^unsafe output name"):
             sink.prepared(PurePosixPath(bad))
+
+
+def test_zip_members_carry_the_time_they_were_made_and_plain_file_permissions(tmp_path):
+    import time
+
+    path = tmp_path / "out.zip"
+    sink = open_sink(path)
+    sink.write(PurePosixPath("a.png"), b"a")
+    sink.close()
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("a.png")
+    made = time.mktime(info.date_time + (0, 0, -1))
+    assert abs(made - time.time()) < 120 and info.external_attr >> 16 == 0o644
+    old_time = info.date_time
+    again = open_sink(path)        # a rerun that writes nothing keeps the member as it was, date included
+    again.close()
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo("a.png").date_time == old_time and zf.read("a.png") == b"a"
+
+
+def test_removing_an_output_that_is_already_gone_is_fine(tmp_path):
+    sink = open_sink(tmp_path / "out")
+    sink.remove("never_made.png")
+    sink.remove("never_made.png")
+
+
+def test_the_manifest_forgets_a_removed_output_for_good(tmp_path):
+    """A tombstone line: the next run's manifest no longer has the record; forgetting what it never had writes
+    nothing."""
+    from matting.batch_manifest import Manifest
+
+    sink = open_sink(tmp_path / "out")
+    manifest = Manifest.load(sink, overwrite=False)
+    manifest.add(PurePosixPath("a.png"), "a.jpg", "stamp", "recipe")
+    manifest.add(PurePosixPath("b.png"), "b.jpg", "stamp", "recipe")
+    manifest.forget(PurePosixPath("a.png"))
+    size = sink.manifest_path.stat().st_size
+    manifest.forget(PurePosixPath("not-there.png"))
+    assert sink.manifest_path.stat().st_size == size
+    again = Manifest.load(sink, overwrite=False)
+    assert set(again.records) == {"b.png"}
+    assert again.made_same(PurePosixPath("b.png"), "b.jpg", "stamp", "recipe")
+    assert not again.made_same(PurePosixPath("a.png"), "a.jpg", "stamp", "recipe")
