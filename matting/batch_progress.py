@@ -22,7 +22,6 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         # A terminal line is cheap to redraw; a log file gets a line every 10 s at most.
         self.interval = interval if interval is not None else (0.1 if self.tty else 10.0)
-        self.start = time.perf_counter()
         self._last = 0.0
         self._width = 0
         self._first_processed: tuple[float, int] | None = None

@@ -24,7 +24,7 @@ def tree(tmp_path, monkeypatch):
     """in/a.jpg, in/b.PNG, in/notes.txt, in/.hidden.jpg, in/sub/c.jpg, in/sub/deep/d.webp, in/pack.zip (e.jpg),
     other/f.jpg; the working folder is tmp_path, so patterns can be relative as a user types them."""
     for name in ("in/a.jpg", "in/b.PNG", "in/notes.txt", "in/.hidden.jpg", "in/sub/c.jpg", "in/sub/deep/d.webp",
-                 "other/f.jpg"):
+                 "in/.cache/x.jpg", "other/f.jpg"):
         touch(tmp_path / name)
     with zipfile.ZipFile(tmp_path / "in" / "pack.zip", "w") as zf:
         zf.writestr("e.jpg", b"x")
@@ -132,10 +132,10 @@ def test_zip_entries_past_the_archive_budget_are_refused_one_by_one(tmp_path, mo
     monkeypatch.setattr(inputs, "MAX_ARCHIVE_BYTES", 5)
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for name in ("a.jpg", "b.jpg", "c.jpg"):
-            zf.writestr(name, b"xx")                      # 2, 4, then 6 bytes in all
+        for name, size in (("a.jpg", 2), ("b.jpg", 2), ("c.jpg", 1), ("d.jpg", 1)):
+            zf.writestr(name, b"x" * size)                # 2, 4, 5 (the budget exactly), then 6 bytes in all
     errors = [item.error for item in discover([archive]).items]
-    assert errors == [None, None, "the archive expands to more than 0 GB; entries past that are refused"]
+    assert errors == [None, None, None, "the archive expands to more than 0 GB; entries past that are refused"]
 
 
 def test_a_zip_entry_over_the_size_limit_or_encrypted_is_refused_by_its_header(tmp_path, monkeypatch):
@@ -171,3 +171,44 @@ def test_a_damaged_zip_entry_fails_alone_naming_its_archive(tmp_path):
         found.items[0].read_bytes()
     assert found.items[1].read_bytes() == b"more good data"
     found.close()
+
+
+def test_a_double_star_glob_reaches_every_depth(tree):
+    assert names(discover(["in/**/*.jpg"])) == [("a.jpg", "a"), ("sub/c.jpg", "sub/c")]
+    assert names(discover(["in/**/*.webp"])) == [("sub/deep/d.webp", "sub/deep/d")]
+
+
+def test_hidden_files_and_folders_stay_out_even_when_a_pattern_names_them(tree):
+    assert all(not n.startswith(".") and "/." not in n for n, _ in names(discover(["in"], recursive=True)))
+    assert [i.error for i in discover(["in/.*.jpg"]).items] == ["no images match this pattern"]
+
+
+def test_the_excluded_folder_stays_out_of_walks_at_any_depth(tree):
+    skip = tree / "in" / "sub"
+    assert names(discover(["in"], recursive=True, exclude=skip)) == [("a.jpg", "a"), ("b.PNG", "b")]
+    assert [n for n, _ in names(discover(["i*"], recursive=True, exclude=skip))] == ["in/a.jpg", "in/b.PNG"]
+
+
+@pytest.mark.parametrize("filename", ["..jpg", "...jpg"])
+def test_a_file_whose_stem_is_dots_gets_a_plain_output_name(tmp_path, filename):
+    photo = touch(tmp_path / filename)
+    assert names(discover([photo])) == [(filename, "image")]
+
+
+def test_a_ratio_guard_refuses_what_image_data_cannot_be_and_lets_real_data_through(tmp_path, monkeypatch):
+    import matting.batch_inputs as inputs
+
+    monkeypatch.setattr(inputs, "MIN_RATIO_BYTES", 1 << 20)
+    archive = tmp_path / "ratio.zip"
+    noise = os.urandom(1 << 20)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.jpg", bytes(3 << 20))           # 3 MB of zeros: thousands of times smaller packed
+        zf.writestr("at_floor.jpg", bytes(1 << 20))         # exactly the floor: not looked at
+        zf.writestr("noise.jpg", noise + noise[:4096])      # over the floor, but packs like real image data
+    with zipfile.ZipFile(archive) as zf:
+        zeros = zf.getinfo("zeros.jpg")
+    errors = {item.name: item.error for item in discover([archive]).items}
+    ratio = zeros.file_size / zeros.compress_size
+    assert errors == {"at_floor.jpg": None, "noise.jpg": None,
+                      "zeros.jpg": f"this zip entry expands {ratio:,.0f} times, more than image data can "
+                                   "(limit 200:1; zip bomb?)"}

@@ -76,3 +76,61 @@ def test_a_disabled_display_writes_nothing_but_messages():
     assert stream.getvalue() == ""
     progress.write("kept")
     assert stream.getvalue() == "kept\n"
+
+
+def test_terminals_redraw_often_logs_seldom_and_a_stream_without_isatty_is_a_log():
+    assert Progress(Terminal()).interval == 0.1 and Progress(io.StringIO()).interval == 10.0
+
+    class Pipe:   # no isatty at all: treated as a log, no carriage returns
+        def __init__(self):
+            self.text = ""
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    pipe = Pipe()
+    progress = Progress(pipe)
+    assert not progress.tty and progress.interval == 10.0
+    progress.update(1, 1, 1, 0)
+    assert pipe.text.startswith("[") and "\r" not in pipe.text
+
+
+def test_an_interval_of_zero_prints_every_update():
+    stream = io.StringIO()
+    progress = Progress(stream, interval=0.0)
+    for i in range(1, 5):
+        progress.update(i, 4, i, 0)
+    assert len(stream.getvalue().splitlines()) == 4
+
+
+def test_a_terminal_pads_a_shorter_line_and_clears_only_what_it_drew():
+    term = Terminal()
+    progress = Progress(term, interval=0.0)
+    progress.write("first notice")            # nothing drawn yet: no clearing sequence before it
+    assert term.getvalue() == "first notice\n"
+    progress.update(1, 1000, 1, 7)           # ", 7 failed" makes this line longer than the next
+    long = term.getvalue().split("\r")[-1]
+    progress.update(2, 1000, 1, 0)
+    short = term.getvalue().split("\r")[-1]
+    assert short.endswith(" ") and len(short) == len(long) and not short.startswith(" ")
+    progress.write("a")
+    progress.write("b")                       # the bar was cleared once; the second notice clears nothing
+    assert term.getvalue().endswith("\r" + " " * len(short.rstrip()) + "\ra\nb\n")
+    progress.close()
+    assert term.getvalue().endswith("a\nb\n"), "nothing left to close: no extra newline"
+
+
+def test_closing_a_log_adds_nothing():
+    stream = io.StringIO()
+    progress = Progress(stream, interval=0.0)
+    progress.update(1, 2, 1, 0)
+    before = stream.getvalue()
+    progress.close()
+    assert stream.getvalue() == before
+
+
+def test_the_clock_counts_minutes_within_an_hour():
+    assert _clock(7199) == "1:59:59" and _clock(3600 + 61) == "1:01:01"
