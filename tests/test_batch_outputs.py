@@ -116,3 +116,32 @@ def test_the_manifest_forgets_a_removed_output_for_good(tmp_path):
     assert set(again.records) == {"b.png"}
     assert again.made_same(PurePosixPath("b.png"), "b.jpg", "stamp", "recipe")
     assert not again.made_same(PurePosixPath("a.png"), "a.jpg", "stamp", "recipe")
+
+
+def test_the_recipe_changes_with_everything_that_shapes_an_output():
+    """A rerun redoes an output when any of these differs: the weights, the precision, the working-size cap, the
+    edge settings, the background colour, the composite's format or the crop; the same facts give the same recipe."""
+    from types import SimpleNamespace
+
+    from matting.batch_manifest import recipe_of
+    from matting.crop import parse_margin
+    from matting.settings import EdgeSettings
+
+    pipe = SimpleNamespace(_weights_id="u2netp:abc", precision="fp32", max_side=4096)
+    base = dict(pipeline=pipe, settings=EdgeSettings(), background=(255, 255, 255), composite_format="jpg",
+                crop=None)
+    first = recipe_of(**base)
+    assert recipe_of(**base) == first and len(first) == 16
+    variants = [
+        {"pipeline": SimpleNamespace(_weights_id="u2netp:def", precision="fp32", max_side=4096)},
+        {"pipeline": SimpleNamespace(_weights_id="u2netp:abc", precision="int8", max_side=4096)},
+        {"pipeline": SimpleNamespace(_weights_id="u2netp:abc", precision="fp32", max_side=2048)},
+        {"settings": EdgeSettings(feather=1.0)},
+        {"background": (0, 0, 0)},
+        {"background": None},
+        {"composite_format": "png"},
+        {"crop": parse_margin("10")},
+    ]
+    recipes = {recipe_of(**{**base, **change}) for change in variants}
+    assert first not in recipes and len(recipes) == len(variants)
+    assert recipe_of(**{**base, "crop": parse_margin("10")}) != recipe_of(**{**base, "crop": parse_margin("5%")})
