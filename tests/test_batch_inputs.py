@@ -212,3 +212,23 @@ def test_a_ratio_guard_refuses_what_image_data_cannot_be_and_lets_real_data_thro
     assert errors == {"at_floor.jpg": None, "noise.jpg": None,
                       "zeros.jpg": f"this zip entry expands {ratio:,.0f} times, more than image data can "
                                    "(limit 200:1; zip bomb?)"}
+
+
+def test_the_entry_checks_at_their_edges():
+    """_entry_problem on headers alone: a ratio of exactly 200:1 passes, one byte more is refused (with the ratio
+    as declared, even for a 1-byte packed size); past the real archive budget the message names it in GB."""
+    from types import SimpleNamespace
+
+    from matting.batch_inputs import MAX_ARCHIVE_BYTES, MIN_RATIO_BYTES, _entry_problem
+
+    def entry(size, packed):
+        return SimpleNamespace(flag_bits=0, file_size=size, compress_size=packed)
+
+    packed = MIN_RATIO_BYTES // 100
+    assert _entry_problem(entry(200 * packed, packed), 0) is None
+    assert _entry_problem(entry(200 * packed + 1, packed), 0).startswith("this zip entry expands 200 times")
+    assert _entry_problem(entry(MIN_RATIO_BYTES + 1, 1), 0) == (
+        f"this zip entry expands {MIN_RATIO_BYTES + 1:,} times, more than image data can (limit 200:1; zip bomb?)")
+    assert _entry_problem(entry(10, 10), MAX_ARCHIVE_BYTES) is None
+    assert _entry_problem(entry(10, 10), MAX_ARCHIVE_BYTES + 1) == \
+        "the archive expands to more than 32 GB; entries past that are refused"

@@ -145,3 +145,25 @@ def test_the_recipe_changes_with_everything_that_shapes_an_output():
     recipes = {recipe_of(**{**base, **change}) for change in variants}
     assert first not in recipes and len(recipes) == len(variants)
     assert recipe_of(**{**base, "crop": parse_margin("10")}) != recipe_of(**{**base, "crop": parse_margin("5%")})
+
+
+def test_a_folder_output_creates_every_missing_level():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        sink = open_sink(Path(folder) / "out")
+        target = sink.prepared(PurePosixPath("x/y/z/p.png"))
+        assert target.parent.is_dir() and target.parent == Path(folder) / "out" / "x" / "y" / "z"
+
+
+def test_stale_outputs_are_those_of_the_same_input_by_another_recipe_not_kept(tmp_path):
+    from matting.batch_manifest import Manifest
+
+    manifest = Manifest.load(open_sink(tmp_path / "out"), overwrite=False)
+    manifest.add(PurePosixPath("a.png"), "a.jpg", "s", "old")
+    manifest.add(PurePosixPath("a_alpha.png"), "a.jpg", "s", "old")
+    manifest.add(PurePosixPath("b_alpha.png"), "b.jpg", "s", "old")
+    manifest.add(PurePosixPath("a_composite.jpg"), "a.jpg", "s", "new")
+    assert manifest.stale("a.jpg", "new", keep=[PurePosixPath("a.png")]) == [PurePosixPath("a_alpha.png")]
+    assert manifest.stale("a.jpg", "old", keep=[]) == [PurePosixPath("a_composite.jpg")]

@@ -119,8 +119,11 @@ def test_a_terminal_pads_a_shorter_line_and_clears_only_what_it_drew():
     progress.write("a")
     progress.write("b")                       # the bar was cleared once; the second notice clears nothing
     assert term.getvalue().endswith("\r" + " " * len(short.rstrip()) + "\ra\nb\n")
+    progress.update(3, 1000, 2, 0)
     progress.close()
-    assert term.getvalue().endswith("a\nb\n"), "nothing left to close: no extra newline"
+    progress.write("after")
+    assert term.getvalue().endswith("\nafter\n") and not term.getvalue().endswith("\r\nafter\n"), \
+        "closed: the bar ended its line, and nothing is cleared before a later message"
 
 
 def test_closing_a_log_adds_nothing():
@@ -133,4 +136,4 @@ def test_closing_a_log_adds_nothing():
 
 
 def test_the_clock_counts_minutes_within_an_hour():
-    assert _clock(7199) == "1:59:59" and _clock(3600 + 61) == "1:01:01"
+    assert _clock(7199) == "1:59:59" and _clock(3600 + 61) == "1:01:01" and _clock(6600) == "1:50:00"
