@@ -232,3 +232,17 @@ def test_the_entry_checks_at_their_edges():
     assert _entry_problem(entry(10, 10), MAX_ARCHIVE_BYTES) is None
     assert _entry_problem(entry(10, 10), MAX_ARCHIVE_BYTES + 1) == \
         "the archive expands to more than 32 GB; entries past that are refused"
+
+
+def test_a_missing_input_and_a_file_turned_folder_are_named(tmp_path):
+    missing = tmp_path / "gone.jpg"
+    item = discover([missing]).items[0]
+    assert (item.name, item.error) == (str(missing), "file or folder not found")
+    photo = touch(tmp_path / "p.jpg")
+    item = discover([photo]).items[0]
+    photo.unlink()
+    photo.mkdir()
+    with pytest.raises(InputError, match="^not a file but a folder$"):
+        item.read_bytes()
+    (tmp_path / "empty").mkdir()
+    assert discover([tmp_path / "empty"]).items[0].name == str(tmp_path / "empty")

@@ -167,3 +167,19 @@ def test_stale_outputs_are_those_of_the_same_input_by_another_recipe_not_kept(tm
     manifest.add(PurePosixPath("a_composite.jpg"), "a.jpg", "s", "new")
     assert manifest.stale("a.jpg", "new", keep=[PurePosixPath("a.png")]) == [PurePosixPath("a_alpha.png")]
     assert manifest.stale("a.jpg", "old", keep=[]) == [PurePosixPath("a_composite.jpg")]
+
+
+def test_the_manifest_survives_overwrite_on_a_fresh_folder_and_a_cut_line(tmp_path):
+    """--overwrite on an output that never had a manifest starts empty; a line cut short by a killed run is
+    skipped and the records after it still count."""
+    from matting.batch_manifest import Manifest
+
+    assert Manifest.load(open_sink(tmp_path / "fresh"), overwrite=True).records == {}
+    sink = open_sink(tmp_path / "out")
+    manifest = Manifest.load(sink, overwrite=False)
+    manifest.add(PurePosixPath("a.png"), "a.jpg", "s", "r")
+    with open(sink.manifest_path, "a", encoding="utf-8") as handle:
+        handle.write('{"name": "b.png", "inp\n')
+    manifest.add(PurePosixPath("c.png"), "c.jpg", "s", "r")
+    assert set(Manifest.load(sink, overwrite=False).records) == {"a.png", "c.png"}
+    assert Manifest.load(sink, overwrite=True).records == {} and not sink.manifest_path.exists()
