@@ -100,15 +100,9 @@ class Pipeline:
         self.dtype = dtype_of(self._precision)
         self.max_side = resolve_max_side(max_side)
         self.max_pixels = max_pixels
-        self.runner: ModelRunner | OpenVINORunner
-        if self._precision == "int8":
-            if int8_problem:
-                raise ModelLoadError(f"precision int8 is not available: {int8_problem}")
-            self.runner = OpenVINORunner(self.known_weights.int8_network, self.spec,
-                                         float32_chains=self._float32_chains)
-        else:
-            self.runner = ModelRunner(create_model(model, weights), self.spec, self.device, self.dtype,
-                                      use_cuda_graphs, float32_chains=self._float32_chains)
+        if self._precision == "int8" and int8_problem:
+            raise ModelLoadError(f"precision int8 is not available: {int8_problem}")
+        self.runner = self._make_runner(self._precision, self.device, use_cuda_graphs, weights)
         self._cpu_runner: ModelRunner | OpenVINORunner | None = None
         self._gpu_turn = threading.Lock()   # see device_turn
         self._weights_id = f"{self.spec.name}:{weights_md5[:12]}" if weights_md5 else self.spec.name
@@ -304,13 +298,18 @@ class Pipeline:
             # fp32 stays exact; a reduced precision becomes the CPU's own choice (bf16 is slow without AMX).
             precision = "fp32" if self.precision == "fp32" else resolve_precision(
                 cpu, "auto", bf16_checked=self._bf16_checked(), int8_ready=self._int8_problem() is None)
-            if precision == "int8":
-                self._cpu_runner = OpenVINORunner(self.known_weights.int8_network, self.spec,
-                                                  float32_chains=self._float32_chains)
-            else:
-                self._cpu_runner = ModelRunner(create_model(self.spec.name, self.weights), self.spec, cpu,
-                                               dtype_of(precision), False, float32_chains=self._float32_chains)
+            self._cpu_runner = self._make_runner(precision, cpu, False, self.weights)
         return self._cpu_runner
+
+    def _make_runner(self, precision: str, device: torch.device, use_cuda_graphs: bool | None,
+                     weights) -> ModelRunner | OpenVINORunner:
+        """The network in ``precision`` on ``device``: OpenVINO's int8 network, or PyTorch with the weights' fp32
+        layers kept (``weights`` as create_model takes them: None is the embedded file, with its own message when
+        it is missing)."""
+        if precision == "int8":
+            return OpenVINORunner(self.known_weights.int8_network, self.spec, float32_chains=self._float32_chains)
+        return ModelRunner(create_model(self.spec.name, weights), self.spec, device, dtype_of(precision),
+                           use_cuda_graphs, float32_chains=self._float32_chains)
 
     def _int8_problem(self) -> str | None:
         """Why the int8 CPU path cannot run for these weights here, or None when it can."""
