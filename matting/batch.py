@@ -71,7 +71,7 @@ class BatchResult:
     size: tuple[int, int] | None     # (width, height) of the output
     ms: float                        # wall time attributed to this image (sum of its stages)
     outputs: list[Path]              # files written (inside the output folder; for a zip output, the member names)
-    notices: list[Notice]               # e.g. "Large image: ... was reduced ..."
+    notices: list[Notice]            # e.g. "Large image: ... was reduced ..."
     order: int = 0                   # the input's place among all inputs found (BatchSummary.results follow it)
     error_code: str | None = None    # the kind of failure, stable for translation: a MattingError's code, or
                                      # input_error, write_error, out_of_memory, unexpected

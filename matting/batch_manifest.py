@@ -20,7 +20,6 @@ import threading
 from pathlib import Path, PurePosixPath
 
 
-
 def input_stamp(item) -> str:
     """What identifies the input's content without reading it."""
     if item.member is not None:

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
-from .ops.checks import check_alpha, check_image, check_same_geometry, work_dtype
 from .errors import InvalidParameterError
+from .ops.checks import check_alpha, check_image, check_same_geometry, work_dtype
 
 COARSE_RADIUS = 0.05      # of the longer side: wide pass, where B_bar and F_bar come from
 FINE_RADIUS = 0.0025      # of the longer side: narrow pass (at least 1 px)

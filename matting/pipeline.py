@@ -36,8 +36,8 @@ from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
 from .notices import Notice
 from .openvino_runner import OpenVINORunner, openvino_available
-from .process import configure_process
 from .preprocess import network_input, place_image
+from .process import configure_process
 from .render import (Background, background_tensor, output_hw, photo_u8, render_stack_tensors, render_tensors,
                      soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side

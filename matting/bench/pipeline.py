@@ -26,8 +26,8 @@ from PIL import Image
 from ..decode import decode_image
 from ..encode import encode_jpeg, encode_png
 from ..models import create_model
-from ..process import configure_process
 from ..pipeline import Pipeline
+from ..process import configure_process
 from ..settings import EdgeSettings
 
 PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "evaldata" / "photos"

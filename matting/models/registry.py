@@ -39,7 +39,7 @@ class WeightsInfo:
 class ModelSpec:
     name: str
     builder: Callable[[], nn.Module]
-    input_hw: tuple[int, int]            # (H, W) the network was trained at
+    input_hw: tuple[int, int]              # (H, W) the network was trained at
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale_by_max: bool                     # divide each image by its own max before mean/std (U^2-Net)
