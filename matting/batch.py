@@ -104,9 +104,12 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
               background=None, composite_format: str = "jpg", overwrite: bool = False, recursive: bool = False,
               batch_size: int | None = None, workers: int | None = None, cancel: threading.Event | None = None,
               on_result: Callable[[BatchResult, int, int], None] | None = None,
-              crop: CropMargin | None = None) -> BatchSummary:
+              crop: CropMargin | None = None, executor: Callable[..., "_Run"] | None = None) -> BatchSummary:
     """Matte every image of ``inputs`` into ``output`` (a folder, or a path ending in .zip); see the module doc.
     ``crop``: trim every output to the subject's box plus this margin (matting.crop).
+    ``executor``: what runs the planned jobs, called like ``_Run`` and giving an object with its ``results()``,
+    ``busy()``, ``threads()`` and ``cancelled`` (default: this process's stages; matting.ray_batch spreads them
+    over a Ray cluster, with the same names, resume and per-image results).
 
     Raises InvalidParameterError for bad arguments and OutputError when the output cannot be used; everything
     that goes wrong with one image is reported in its BatchResult instead.
@@ -136,10 +139,10 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
                 on_result(result, len(results), total)
         if jobs:
             device = pipeline.device
-            run = _Run(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
-                       batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
-                       cancel or threading.Event(), crop, (manifest, recipe))
-            with rt.torch_threads(device), rt.gil_switch(device), closing(run.results()) as stream:
+            run = (executor or _Run)(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
+                                     batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
+                                     cancel or threading.Event(), crop, (manifest, recipe))
+            with closing(run.results()) as stream:
                 for result in stream:
                     results.append(result)
                     if on_result:
@@ -256,6 +259,11 @@ class _Run:
 
     # ------------------------------------------------------------ caller's thread
     def results(self) -> Iterator[BatchResult]:
+        device = self.pipe.device
+        with rt.torch_threads(device), rt.gil_switch(device):
+            yield from self._results()
+
+    def _results(self) -> Iterator[BatchResult]:
         rt.warm_graphs(self.pipe, self.batch_size)
         self.encoder = make_encoder(self.pipe.device, self.workers)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-decode")
@@ -496,7 +504,7 @@ class _Run:
     def _fail(self, job: _Job, exc: BaseException) -> None:
         job.payload = None
         self._account(job)
-        text, code = _reason(exc)
+        text, code = failure_reason(exc)
         self.finished.put(job.outcome("failed", text, code=code))
 
     def _account(self, job: _Job) -> None:
@@ -505,7 +513,7 @@ class _Run:
                 self._busy[stage] += seconds
 
 
-def _reason(exc: BaseException) -> tuple[str, str]:
+def failure_reason(exc: BaseException) -> tuple[str, str]:
     """(one line for the user, the failure's kind): the engine's own message, or the OS's, or the exception's
     type and text."""
     if isinstance(exc, MattingError):

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TextIO
 
+MIN_RATE_SECONDS = 1.0
 BAR_WIDTH = 24
 
 
@@ -70,11 +71,12 @@ class Progress:
         return f"[{bar}] {finished}/{total} {fraction:4.0%} {speed} ETA {eta}{failures}"
 
     def _rate(self, processed: int, now: float) -> float:
-        """Images per second since the first image came out (start-up and skips would distort it)."""
+        """Images per second since the first image came out (start-up and skips would distort it), once a second
+        has passed: results that arrive in a burst (a Ray block, a batch) say nothing about the speed before."""
         if self._first_processed is None:
             return 0.0
         t0, n0 = self._first_processed
-        return (processed - n0) / (now - t0) if now > t0 and processed > n0 else 0.0
+        return (processed - n0) / (now - t0) if now - t0 >= MIN_RATE_SECONDS and processed > n0 else 0.0
 
 
 def _clock(seconds: float) -> str:

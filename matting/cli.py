@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
                              "or 16 without fpng)")
     engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
+    engine.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run the stages on Ray (pip install -r requirements-ray.txt): no ADDRESS starts a "
+                             "private one on this machine, 'auto' or HOST:PORT joins a cluster (docs/SCALE.md)")
     return parser
 
 
@@ -111,11 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     # Intermixed: inputs may come after options too (`photos/ -r archive.zip -o out.zip`); plain parse_args
     # stops taking inputs at the first option.
     args = build_parser().parse_intermixed_args(argv)
+    _take_input_after_ray(args)
     try:
         settings = edge_settings(args)
         kinds = output_kinds(args)
         background = parse_color(args.background) if args.background is not None else None
         args.crop_margin = parse_margin(args.crop) if args.crop is not None else None
+        if args.ray is not None:
+            from .ray_batch import ray_batch_engine
+
+            with ray_batch_engine(args.ray, engine_options(args)) as (engine, executor):
+                return run(args, engine, settings, kinds, background, executor=executor)
         from .pipeline import Pipeline
         from .process import configure_process
 
@@ -127,7 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, pipeline, settings, kinds, background)
 
 
-def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background) -> int:
+def _take_input_after_ray(args: argparse.Namespace) -> None:
+    """`--ray photos/`: an optional value that is no Ray address is an input, not the address."""
+    from .ray_runtime import is_address
+
+    if args.ray is not None and not is_address(args.ray):
+        args.inputs.append(args.ray)
+        args.ray = "local"
+
+
+def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background, executor=None) -> int:
     from .batch import run_batch
     from .batch_progress import Progress
 
@@ -149,7 +167,7 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
                                 background=background, composite_format=args.composite_format,
                                 overwrite=args.overwrite, recursive=args.recursive, batch_size=args.batch_size,
                                 workers=args.workers, cancel=cancel, on_result=on_result,
-                                crop=getattr(args, "crop_margin", None))
+                                crop=getattr(args, "crop_margin", None), executor=executor)
     except MattingError as exc:   # the output location (OutputError) or the engine cannot be used at all
         progress.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -31,6 +31,14 @@ def test_no_speed_before_two_images_have_gone_through_the_network():
     progress._first_processed = (1.0, 1)
     assert progress._rate(1, now=2.0) == 0.0 and progress._rate(3, now=1.0) == 0.0
     assert progress._rate(5, now=3.0) == 2.0
+
+
+def test_no_speed_from_a_burst_in_the_first_second():
+    """Results that arrive together (a Ray block) would otherwise show thousands of images a second."""
+    progress = Progress(io.StringIO())
+    progress._first_processed = (10.0, 1)
+    assert progress._rate(5, now=10.9) == 0.0
+    assert progress._rate(5, now=11.0) == 4.0
     assert Progress(io.StringIO())._line(0, 0, 0, 0, now=1.0).startswith("[" + "#" * BAR_WIDTH + "] 0/0 100%")
 
 

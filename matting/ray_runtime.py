@@ -1,0 +1,105 @@
+"""Starting or joining Ray for the batch (`--ray`) and the app's model replicas; Ray is optional
+(``pip install -r requirements-ray.txt``) and imported only here and in the modules that run on it.
+
+    with ray_session("local") as ray: ...    # a private Ray on this machine, loopback only, no dashboard
+    with ray_session("auto") as ray: ...     # the cluster this machine belongs to (`ray start` ran here)
+    with ray_session("10.0.0.5:6379") as ray: ...
+
+The workers must import this project: a private Ray gets it on PYTHONPATH (same machine); a cluster gets the
+project folder shipped as the job's working_dir (Ray uploads it, without the virtual environment and the tests),
+so every node needs only the requirements installed. A session that finds Ray already initialised (a test's
+cluster, an embedding program) uses it and leaves it running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import MattingError
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL = "local"
+# A cluster address as `ray start` prints it (host:port), Ray Client's ray://host:port, or `auto`.
+_ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\[\]:-]+:\d+)$")
+# What a cluster job does not need from the project folder (Ray's upload limit is about 500 MB).
+_NOT_SHIPPED = [".venv", ".git", ".devcarry", ".whl", "tests", "docs", "__pycache__", "*.pyc", ".pytest_cache"]
+
+
+class RayUnavailable(MattingError):
+    code = "ray_unavailable"
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` names a Ray to use (``local``, ``auto``, ``host:port``, ``ray://host:port``)."""
+    return bool(_ADDRESS.match(text))
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable("--ray needs Ray: pip install -r requirements-ray.txt") from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = LOCAL, *, num_cpus: int | None = None):
+    """Ray initialised for the length of the block, shut down after it (when this session started it)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    _quiet_ray()
+    address = address or LOCAL
+    try:
+        if address == LOCAL:
+            # Loopback only and no dashboard: nothing listens beyond this machine, and start-up is 3 s, not 7.
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": {"PYTHONPATH": _pythonpath()}}, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": _NOT_SHIPPED})
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise RayUnavailable(f"cannot start or join Ray at {address}: {' '.join(str(exc).split())}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _pythonpath() -> str:
+    extra = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([str(PROJECT_ROOT)] + ([extra] if extra else []))
+
+
+def _quiet_ray() -> None:
+    """Ray's start-up banners, progress bars and tuning hints off: the batch prints its own progress and its own
+    per-image errors, and Ray raises its real failures as exceptions. RAY_BACKEND_LOG_LEVEL=info shows Ray's own
+    C++ log lines again (one warns, for every Ray Data actor pool, that restarts need the constructor's arguments,
+    which Ray Data keeps)."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
+    from ray.data import DataContext
+
+    for handler in logging.getLogger("ray.data").handlers:   # the console; ray-data.log keeps everything
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def cluster_gpus(ray) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_cpus(ray) -> int:
+    return int(ray.cluster_resources().get("CPU", 0))

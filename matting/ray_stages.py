@@ -1,0 +1,225 @@
+"""The batch's stages as Ray Data functions (matting.ray_batch builds the pipeline from them); no Ray import here.
+
+Each row carries ``meta``: a pickled dict that says where the image comes from, where its outputs go and what
+happened to it so far (notices, the seconds per stage, the failure that stopped it). Pixels travel beside it as
+array columns. A stage never raises for one image: a failure is written into the row's meta and the later stages
+pass the row on, so the driver reports it like the local engine does (batch.BatchResult).
+
+    read_decode (CPU tasks) -> MatteActor (an actor pool: one per GPU, or CPU actors) -> encode_write (CPU tasks)
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .batch_encode import encode_outputs
+from .batch_inputs import ZipInput
+from .batch_outputs import write_atomic
+from .crop import crop_box, cut_to
+from .decode import DecodedImage, decode_image
+from .errors import InputError
+
+EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
+EMPTY_GREY = np.zeros((0, 0), np.uint8)
+EMPTY_RGBA = np.zeros((0, 0, 4), np.uint8)
+
+
+def pack(meta: dict) -> bytes:
+    return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data) -> dict:
+    return pickle.loads(bytes(data))
+
+
+def failed(meta: dict, exc: BaseException) -> dict:
+    from .batch import failure_reason   # the local engine's wording and codes, exactly
+
+    meta["error"], meta["code"] = failure_reason(exc)
+    return meta
+
+
+def timed(meta: dict, stage: str, started: float) -> float:
+    now = time.perf_counter()
+    meta["seconds"][stage] = meta["seconds"].get(stage, 0.0) + now - started
+    return now
+
+
+# ------------------------------------------------------------------ read + decode (CPU tasks)
+def read_decode(row: dict, *, max_pixels: int) -> dict:
+    meta = unpack(row["meta"])
+    out = {"meta": None, "rgb": EMPTY_RGB, "alpha": EMPTY_GREY}
+    try:
+        t = time.perf_counter()
+        data = read_source(meta["source"])
+        t = timed(meta, "read", t)
+        decoded = decode_image(data, max_pixels=max_pixels)
+        timed(meta, "decode", t)
+        out["rgb"] = decoded.rgb
+        out["alpha"] = EMPTY_GREY if decoded.alpha is None else decoded.alpha
+        meta["notices"] += list(decoded.notices)
+        meta["format"] = decoded.format
+    except Exception as exc:  # noqa: BLE001 - one image's failure must never stop the batch
+        failed(meta, exc)
+    out["meta"] = pack(meta)
+    return out
+
+
+def read_source(source: dict) -> bytes:
+    """The input's bytes: a file (on a path every node sees), a zip member, or an object-store URL."""
+    if "zip" in source:
+        archive, members = _open_zip(source["zip"])
+        info = members.get(source["offset"])
+        if info is None:
+            raise InputError(f"this entry is no longer in {Path(source['zip']).name}")
+        return archive.read(info)
+    if "url" in source:
+        from .batch_urls import read_url
+
+        return read_url(source["url"])
+    path = Path(source["path"])
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found (deleted while the batch ran, or not on this node's disk?)") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _open_zip(path: str) -> tuple[ZipInput, dict[int, zipfile.ZipInfo]]:
+    """An input archive opened once per worker process; its members by header offset (names may repeat)."""
+    try:
+        archive = ZipInput(Path(path))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"cannot open the archive {Path(path).name}: {exc}") from None
+    return archive, {info.header_offset: info for info in archive.zip.infolist()}
+
+
+# ------------------------------------------------------------------ matte + render (the actor pool)
+class MatteActor:
+    """Holds one Pipeline (on its GPU, or the CPU) and turns decoded rows into rendered arrays: the local
+    engine's upload, infer and render stages for one batch of rows."""
+
+    def __init__(self, options: dict, settings, kinds, background, batch_size: int):
+        from . import batch_runtime as rt
+        from .pipeline import Pipeline
+        from .process import configure_process
+
+        configure_process()
+        self.pipe = Pipeline(**options)
+        self.settings, self.kinds = settings, kinds
+        self.background = background if "composite" in kinds else None
+        rt.warm_graphs(self.pipe, batch_size)
+
+    def __call__(self, batch: dict) -> dict:
+        metas = [unpack(m) for m in batch["meta"]]
+        rgbs, alphas = list(batch["rgb"]), list(batch["alpha"])
+        results: list = [None] * len(metas)
+        for i, meta in enumerate(metas):
+            if meta.get("error") is None:
+                results[i] = self._prepare(meta, rgbs[i], alphas[i])
+        ready = [i for i, result in enumerate(results) if result is not None]
+        rendered = self._infer_render(ready, metas, results) if ready else {}
+        columns = {"meta": [], "alpha": [], "rgba": [], "composite": []}
+        for i, meta in enumerate(metas):
+            out = rendered.get(i)
+            columns["alpha"].append(EMPTY_GREY if out is None else out.alpha)
+            columns["rgba"].append(EMPTY_RGBA if out is None or out.rgba is None else out.rgba)
+            columns["composite"].append(EMPTY_RGB if out is None or out.composite is None else out.composite)
+            if out is not None:
+                meta["size"] = out.size
+            columns["meta"].append(pack(meta))
+        return {name: _column(values) for name, values in columns.items()}
+
+    def _prepare(self, meta: dict, rgb: np.ndarray, alpha: np.ndarray):
+        try:
+            t = time.perf_counter()
+            decoded = DecodedImage(rgb=np.ascontiguousarray(rgb), alpha=alpha if alpha.size else None,
+                                   format=meta.get("format", ""), name=meta["name"])
+            result = self.pipe.prepare(decoded, meta["name"], use_cache=False)
+            timed(meta, "upload", t)
+            meta["notices"] += [n for n in result.notices if n not in meta["notices"]]
+            return result
+        except Exception as exc:  # noqa: BLE001
+            failed(meta, exc)
+            return None
+
+    def _infer_render(self, ready: list[int], metas: list[dict], results: list) -> dict:
+        t = time.perf_counter()
+        try:
+            self.pipe.infer([results[i] for i in ready])
+        except Exception as exc:  # noqa: BLE001 - the batch's images fail, the run goes on
+            for i in ready:
+                failed(metas[i], exc)
+            return {}
+        share = (time.perf_counter() - t) / len(ready)
+        for i in ready:
+            metas[i]["seconds"]["infer"] = share
+        want_rgba = "cutout" in self.kinds
+        t = time.perf_counter()
+        try:
+            outs = self.pipe.render_many([results[i] for i in ready], self.settings, background=self.background,
+                                         want_rgba=want_rgba)
+        except Exception:  # noqa: BLE001 - find the image at fault: render them one by one
+            outs = [self._render_one(results[i], metas[i], want_rgba) for i in ready]
+        share = (time.perf_counter() - t) / len(ready)
+        rendered = {}
+        for i, out in zip(ready, outs):
+            results[i] = None
+            if out is not None:
+                metas[i]["seconds"]["render"] = share
+                rendered[i] = out
+        return rendered
+
+    def _render_one(self, result, meta: dict, want_rgba: bool):
+        try:
+            return self.pipe.render(result, self.settings, background=self.background, want_rgba=want_rgba)
+        except Exception as exc:  # noqa: BLE001
+            failed(meta, exc)
+            return None
+
+
+def _column(values: list) -> np.ndarray | list:
+    """One array column: stacked when the shapes agree, else an object array of arrays (Ray Data stores both)."""
+    if all(isinstance(v, np.ndarray) for v in values) and len({v.shape for v in values}) == 1:
+        return np.stack(values)
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        column[i] = value
+    return column
+
+
+# ------------------------------------------------------------------ encode + write (CPU tasks)
+def encode_write(row: dict, *, crop) -> dict:
+    """Encode the outputs; a folder output's files are written here, a zip's bytes go back to the driver (one
+    writer per archive)."""
+    meta = unpack(row["meta"])
+    out = {"meta": None, "data": pack([])}
+    if meta.get("error") is None:
+        try:
+            t = time.perf_counter()
+            alpha, rgba, composite = row["alpha"], row["rgba"], row["composite"]
+            if crop is not None:
+                alpha, rgba, composite = cut_to(crop_box(alpha, crop), alpha, rgba, composite)
+            formats = [(kind, fmt) for kind, fmt, _ in meta["outputs"]]
+            encoded = encode_outputs(formats, alpha, rgba if rgba.size else None,
+                                     composite if composite.size else None)
+            t = timed(meta, "encode", t)
+            targets = [target for _, _, target in meta["outputs"]]
+            if all(targets):
+                for target, data in zip(targets, encoded):
+                    write_atomic(Path(target), data)
+            else:
+                out["data"] = pack(encoded)
+            timed(meta, "write", t)
+        except Exception as exc:  # noqa: BLE001
+            failed(meta, exc)
+    out["meta"] = pack(meta)
+    return out

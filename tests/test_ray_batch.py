@@ -1,0 +1,167 @@
+"""`python -m matting ... --ray` (matting/ray_batch.py) against the local engine, on a private loopback Ray.
+
+The same files, names, failures, exit status and resume as the local batch; an actor killed mid-run still yields
+every image (Ray restarts it and retries its batch). Ray is started once for the module (about 5 s)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matting import cli
+
+ray = pytest.importorskip("ray", reason="requirements-ray.txt is not installed")
+psutil = pytest.importorskip("psutil")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def private_ray():
+    from matting.ray_runtime import ray_session
+
+    with ray_session("local", num_cpus=2) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Four example photos, two in a sub-folder, and a file that is not an image."""
+    folder = tmp_path_factory.mktemp("photos")
+    for path in sorted(EXAMPLES.glob("*.png"))[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / "more").mkdir()
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        shutil.copy(path, folder / "more" / path.name)
+    shutil.copy(sorted(EXAMPLES.glob("*.png"))[2], folder / "more" / "third.png")
+    (folder / "notes.jpg").write_text("not an image")
+    return folder
+
+
+def files_of(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file() and p.name[0] != "."}
+
+
+def assert_same_images(ours: dict[str, bytes], theirs: dict[str, bytes]) -> None:
+    """Same names; every alpha (a matte, or a cutout's alpha channel) within 1 level; colours within 1 level
+    where opaque enough to see (a composite is a JPEG of nearly equal pixels: mean within 1 level)."""
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        a = np.asarray(Image.open(__import__("io").BytesIO(ours[name]))).astype(int)
+        b = np.asarray(Image.open(__import__("io").BytesIO(theirs[name]))).astype(int)
+        assert a.shape == b.shape, name
+        if name.endswith("_composite.jpg"):
+            assert np.abs(a - b).mean() <= 1.0, name
+        elif a.ndim == 2:
+            assert np.abs(a - b).max() <= 1, name
+        else:
+            assert np.abs(a[..., 3] - b[..., 3]).max() <= 1, name
+
+
+def read_folder(root: Path) -> dict[str, bytes]:
+    return {name: path.read_bytes() for name, path in files_of(root).items()}
+
+
+def read_zip(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_a_folder_through_ray_gives_the_local_engines_files_failures_and_exit_status(private_ray, photos, tmp_path,
+                                                                                        capsys):
+    args = [str(photos), "-r", "--alpha", "--composite", "--background", "30,60,90", "--no-progress"]
+    assert cli.main([*args, "-o", str(tmp_path / "local")]) == cli.EXIT_FAILED
+    local_err = capsys.readouterr().err
+    assert cli.main([*args, "-o", str(tmp_path / "ray"), "--ray"]) == cli.EXIT_FAILED
+    ray_err = capsys.readouterr().err
+    assert len(files_of(tmp_path / "ray")) == 12   # 4 photos x (cutout, alpha, composite)
+    assert_same_images(read_folder(tmp_path / "ray"), read_folder(tmp_path / "local"))
+    failure = "failed: notes.jpg: not an image: the file is plain text"
+    assert failure in local_err and failure in ray_err
+    assert "4 done, 0 skipped, 1 failed" in ray_err and "on Ray, 1 actor" in ray_err
+
+    # A rerun on Ray resumes: everything is skipped, from the record the Ray run wrote.
+    assert cli.main([*args, "-o", str(tmp_path / "ray"), "--ray"]) == cli.EXIT_FAILED
+    assert "0 done, 4 skipped, 1 failed" in capsys.readouterr().err
+
+
+def test_a_zip_through_ray_into_a_zip_equals_the_local_engines(private_ray, photos, tmp_path, capsys):
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name, path in files_of(photos).items():
+            out.write(path, f"set/{name}")
+    args = [str(archive), "--alpha", "--no-progress", "--feather", "2", "--erode", "-3"]
+    assert cli.main([*args, "-o", str(tmp_path / "local.zip")]) == cli.EXIT_FAILED
+    assert cli.main([*args, "-o", str(tmp_path / "ray.zip"), "--ray"]) == cli.EXIT_FAILED
+    ours = read_zip(tmp_path / "ray.zip")
+    assert len(ours) == 8 and "set/more/rocket_alpha.png" in ours
+    assert_same_images(ours, read_zip(tmp_path / "local.zip"))
+    assert "failed: set/notes.jpg: not an image" in capsys.readouterr().err
+
+
+def matte_actor_processes() -> list:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if "MatteActor" in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path):
+    from matting.batch import run_batch
+    from matting.ray_batch import ray_batch_engine
+
+    photos = tmp_path / "many"
+    photos.mkdir()
+    for i in range(12):
+        for path in EXAMPLES.glob("*.png"):
+            shutil.copy(path, photos / f"{i:02d}_{path.name}")
+    killed = []
+
+    def kill_the_actor_once(result, finished, total):
+        if not killed:
+            actors = matte_actor_processes()
+            assert actors, "no MatteActor process found"
+            for process in actors:
+                process.kill()
+            killed.extend(actors)
+
+    with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
+        summary = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, batch_size=1,
+                            on_result=kill_the_actor_once)
+    assert killed
+    assert (summary.done, summary.failed, summary.cancelled) == (36, 0, False)
+    assert len(files_of(tmp_path / "out")) == 36
+
+
+def test_a_cancel_stops_the_run_and_a_rerun_finishes_it(private_ray, photos, tmp_path):
+    from matting.batch import run_batch
+    from matting.ray_batch import ray_batch_engine
+
+    cancel = threading.Event()
+    with ray_batch_engine("local", {}) as (engine, executor):
+        first = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, recursive=True,
+                          cancel=cancel, on_result=lambda *_: cancel.set())
+        assert first.cancelled and len(first.results) < first.total == 5
+        second = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, recursive=True)
+    assert not second.cancelled and second.done + second.skipped == 4 and second.failed == 1
+
+
+def test_the_ray_flag_takes_an_address_or_leaves_an_input_to_the_inputs():
+    args = cli.build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--ray", "photos/"])
+    cli._take_input_after_ray(args)
+    assert (args.inputs, args.ray) == (["a.jpg", "photos/"], "local")
+    for address in ("auto", "10.0.0.5:6379", "ray://head:10001", "local"):
+        args = cli.build_parser().parse_intermixed_args(["a.jpg", "-o", "out", "--ray", address])
+        cli._take_input_after_ray(args)
+        assert (args.inputs, args.ray) == (["a.jpg"], address)
+    args = cli.build_parser().parse_intermixed_args(["a.jpg", "-o", "out"])
+    cli._take_input_after_ray(args)
+    assert args.ray is None

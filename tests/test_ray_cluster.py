@@ -1,0 +1,92 @@
+"""`--ray` joining a two-node cluster (ray.cluster_utils.Cluster, both nodes on loopback), and the command's own
+private Ray leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matting import cli
+
+ray = pytest.importorskip("ray", reason="requirements-ray.txt is not installed")
+psutil = pytest.importorskip("psutil")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "assets" / "examples"
+RAY_PROCESSES = ("raylet", "gcs_server", "ray::", "plasma_store", "default_worker.py", "log_monitor.py")
+pytestmark = pytest.mark.timeout(300)
+
+
+def ray_processes() -> list[str]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or ())
+        if any(marker in line for marker in RAY_PROCESSES):
+            found.append(line[:120])
+    return found
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in EXAMPLES.glob("*.*"):
+        if path.suffix in (".png", ".jpg"):
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_the_command_starts_its_own_ray_and_leaves_no_process(photos, tmp_path):
+    assert not ray_processes(), "a Ray from an earlier test is still running"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "matting", str(photos), "-o", str(tmp_path / "out"), "--ray",
+                           "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "4 done, 0 skipped, 0 failed" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == \
+        ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
+    deadline = time.monotonic() + 15
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ray_processes()
+
+
+def test_a_two_node_cluster_gives_the_local_engines_files(photos, tmp_path, capsys, monkeypatch):
+    import ray._private.ray_constants as ray_constants
+    from ray.cluster_utils import Cluster
+
+    # Both nodes listen on loopback only. Ray turns a loopback address into this machine's network address
+    # before connecting (right on a real cluster, where the head is another machine); Ray's own switch for
+    # single-machine clusters keeps it on loopback.
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+
+    assert cli.main([str(photos), "-o", str(tmp_path / "local"), "--alpha", "--no-progress"]) == cli.EXIT_OK
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        # Joining by address: the project travels as the job's working_dir, as on a real cluster.
+        code = cli.main([str(photos), "-o", str(tmp_path / "ray"), "--alpha", "--no-progress",
+                         "--ray", cluster.address])
+        assert code == cli.EXIT_OK, capsys.readouterr().err
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert "4 done, 0 skipped, 0 failed" in capsys.readouterr().err
+    ours = sorted(p.name for p in (tmp_path / "ray").iterdir() if not p.name.startswith("."))
+    assert ours == sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("."))
+    assert len(ours) == 8
+    for name in ours:
+        a = np.asarray(Image.open(tmp_path / "ray" / name)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "local" / name)).astype(int)
+        alpha = (a, b) if a.ndim == 2 else (a[..., 3], b[..., 3])
+        assert np.abs(alpha[0] - alpha[1]).max() <= 1, name
