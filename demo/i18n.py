@@ -301,6 +301,7 @@ _ERROR_KINDS: dict[str, dict[str, str]] = {
         # the batch's own kinds (matting.batch.BatchResult.error_code)
         "input_error": "无法读取这个输入",
         "output_error": "无法使用输出位置",
+        "ray_unavailable": "无法使用 Ray",
         "write_error": "无法写入输出文件",
         "out_of_memory": "内存不足",
         "unexpected": "意外错误",

@@ -4,6 +4,7 @@ installed with pip, ``matting-app`` run ``main``.
     python app.py                              # local only, language from the browser
     python app.py --lang zh --port 8080
     python app.py --host 0.0.0.0 --auth alice:secret
+    python app.py --ray --replicas 2           # the network and full-size renders on 2 Ray Serve replicas
     MATTING_AUTH=alice:secret python app.py --share
 
 The model is loaded once, before the server starts; every visitor shares it. Nothing here imports gradio until
@@ -23,6 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from matting.engine_flags import add_engine_flags, engine_options  # noqa: E402
@@ -50,6 +52,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="largest accepted upload, e.g. 100mb (default 100mb)")
     parser.add_argument("--queue-size", type=int, default=None,
                         help="most events waiting in the queue before new ones are refused (default 64)")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="send the network and full-resolution renders to model replicas on Ray Serve (pip "
+                             "install -r requirements-ray.txt): no ADDRESS starts a private Ray on this machine, "
+                             "'auto' or HOST:PORT joins a cluster (docs/SCALE.md)")
+    parser.add_argument("--replicas", type=int, default=1, metavar="N",
+                        help="model replicas with --ray (default 1; one GPU each where the cluster has them)")
     return parser
 
 
@@ -104,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         auth = parse_auth(args.auth if args.auth is not None else os.environ.get(AUTH_ENV))
         if args.lang not in ("auto", "en", "zh"):   # from MATTING_LANG, which argparse does not check
             raise ValueError(f"unknown language {args.lang!r}: use auto, en or zh")
+        if args.replicas != 1 and args.ray is None:
+            raise ValueError("--replicas needs --ray (the replicas run on Ray Serve)")
+        if args.replicas < 1:
+            raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -124,11 +136,23 @@ def main(argv: list[str] | None = None) -> int:
     HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
 
     print("Loading the model…", file=sys.stderr, flush=True)
+    engine = ExitStack()   # with --ray: the replicas and Ray, torn down when the app stops
     try:
-        pipe = get_pipeline(**engine_options(args))
+        if args.ray is not None:
+            from matting.ray_serve import served_pipeline
+
+            pipe = engine.enter_context(served_pipeline(args.ray, args.replicas, engine_options(args)))
+        else:
+            pipe = get_pipeline(**engine_options(args))
     except MattingError as exc:
+        engine.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    with engine:
+        return _serve(args, auth, pipe)
+
+
+def _serve(args, auth, pipe) -> int:
     info = pipe.info()
     print(f"Model {pipe.summary()}, weights {info['weights']}, loaded in {info['load_ms']} ms",
           file=sys.stderr, flush=True)

@@ -67,3 +67,9 @@ class OutputError(MattingError):
     name that would leave it."""
 
     code = "output_error"
+
+
+class RayUnavailable(MattingError):
+    """--ray was asked for and Ray is not installed, or cannot be started or joined."""
+
+    code = "ray_unavailable"

@@ -350,7 +350,7 @@ class Pipeline:
                 except torch.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     log.warning("GPU out of memory while rendering; rendering on the CPU")
-                    alpha, rgba, composite = render_tensors(_to_cpu(result), settings, background, max_side,
+                    alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
                                                             want_rgba, hints)
             with timer("download"):
                 alpha_np = alpha.cpu().numpy()
@@ -461,14 +461,6 @@ def download_pinned(*tensors: torch.Tensor | None) -> list[np.ndarray | None]:
             host.copy_(t, non_blocking=True)
     torch.cuda.current_stream(first.device).synchronize()
     return [None if h is None else h.numpy() for h in hosts]
-
-
-def _to_cpu(result: MatteResult) -> MatteResult:
-    cpu = torch.device("cpu")
-    return MatteResult(key=result.key, name=result.name, image=result.image.to(cpu), matte=result.matte.to(cpu),
-                       guide=result.guide.to(cpu),
-                       input_alpha=None if result.input_alpha is None else result.input_alpha.to(cpu),
-                       original_size=result.original_size, notices=result.notices)
 
 
 def preview_side(preview: bool | int) -> int | None:

@@ -20,7 +20,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import MattingError
+from .errors import RayUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ LOCAL = "local"
 _ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\[\]:-]+:\d+)$")
 # What a cluster job does not need from the project folder (Ray's upload limit is about 500 MB).
 _NOT_SHIPPED = [".venv", ".git", ".devcarry", ".whl", "tests", "docs", "__pycache__", "*.pyc", ".pytest_cache"]
-
-
-class RayUnavailable(MattingError):
-    code = "ray_unavailable"
 
 
 def is_address(text: str) -> bool:

@@ -44,6 +44,15 @@ class MatteResult:
     def was_reduced(self) -> bool:
         return self.size != self.original_size
 
+    def to(self, device: torch.device | str) -> MatteResult:
+        """A copy on ``device``, previews left behind: the CPU fallback, or a result sent to a model replica."""
+        def move(tensor):
+            return None if tensor is None else tensor.to(device)
+
+        return MatteResult(key=self.key, name=self.name, image=move(self.image), matte=move(self.matte),
+                           guide=move(self.guide), input_alpha=move(self.input_alpha),
+                           original_size=self.original_size, notices=self.notices)
+
 
 @dataclass(eq=False)
 class Rendered:

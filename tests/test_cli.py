@@ -540,3 +540,15 @@ def test_crop_reaches_the_written_files(capsys, tmp_path):
         sizes[margin] = cutout.size
     assert sizes["0"][0] < W * 2 and sizes["0"][1] < H * 2
     assert sizes["6"][0] > sizes["0"][0] and sizes["6"][1] > sizes["0"][1]
+
+
+def test_ray_asked_for_without_ray_installed_is_a_setup_error_with_what_to_do(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from matting import cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)   # as if requirements-ray.txt were not installed
+    source = Path(__file__).resolve().parents[1] / "assets" / "examples" / "rocket.jpg"
+    assert cli.main([str(source), "-o", str(tmp_path / "out"), "--ray"]) == cli.EXIT_USAGE
+    assert "error: --ray needs Ray: pip install -r requirements-ray.txt" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

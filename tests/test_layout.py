@@ -53,3 +53,23 @@ def test_the_engine_never_imports_the_benchmarks_or_the_evaluation():
                    and node.module is None and n in ("bench", "eval")) for n in names):
                 offenders.append(path.relative_to(ROOT).as_posix())
     assert not offenders, offenders
+
+
+def test_ray_is_imported_only_by_the_ray_modules_and_only_when_asked_for():
+    """Ray is optional (requirements-ray.txt): `python app.py` and the plain CLI never need it. Only
+    matting/ray_*.py import it; the CLI and the app's launcher reach them inside their --ray branch."""
+    offenders = []
+    for path in modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                is_ray = name.split(".")[0] == "ray" or name.lstrip(".").startswith(("ray_", "matting.ray_"))
+                if is_ray and not path.name.startswith("ray_") and id(node) in top_level:
+                    offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not offenders, f"Ray imported at module level outside matting/ray_*.py: {offenders}"
