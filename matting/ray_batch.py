@@ -22,6 +22,7 @@ system at the same path on every node, or object-store URLs for the inputs (docs
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,10 @@ from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
 from .ray_stages import MatteActor, encode_write, pack, read_decode, unpack
 
-ROWS_PER_BLOCK = 8   # a block is one decode or encode task's work: small enough to spread, big enough to amortise
+ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough to spread, big enough to amortise
+# Calls an actor takes at once: its network and render run one batch at a time, while Ray Data gathers the next
+# batches' rows and ships the last one's arrays beside it (one at a time, the actor sat idle half the time).
+ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,9 @@ class RayRun:
                              fn_constructor_kwargs={"options": self.options, "settings": self.settings,
                                                     "kinds": self.kinds, "background": self.background,
                                                     "batch_size": self.batch_size},
-                             compute=ActorPoolStrategy(size=plan.actors), **plan.actor_resources)
+                             compute=ActorPoolStrategy(size=plan.actors, max_tasks_in_flight_per_actor=ACTOR_CALLS,
+                                                       max_concurrent_calls_per_actor=ACTOR_CALLS),
+                             **plan.actor_resources)
                 .map(encode_write, fn_kwargs={"crop": self.crop}, **cpu_tasks))
 
     def _meta(self, job) -> dict:

@@ -130,7 +130,9 @@ class MatteActor:
         columns = {"meta": [], "alpha": [], "rgba": [], "composite": []}
         for i, meta in enumerate(metas):
             out = rendered.get(i)
-            columns["alpha"].append(EMPTY_GREY if out is None else out.alpha)
+            # The cutout carries the matte as its 4th channel: the matte travels alone only when no cutout does.
+            alone = out is not None and out.rgba is None
+            columns["alpha"].append(out.alpha if alone else EMPTY_GREY)
             columns["rgba"].append(EMPTY_RGBA if out is None or out.rgba is None else out.rgba)
             columns["composite"].append(EMPTY_RGB if out is None or out.composite is None else out.composite)
             if out is not None:
@@ -205,7 +207,8 @@ def encode_write(row: dict, *, crop) -> dict:
     if meta.get("error") is None:
         try:
             t = time.perf_counter()
-            alpha, rgba, composite = row["alpha"], row["rgba"], row["composite"]
+            rgba, composite = row["rgba"], row["composite"]
+            alpha = rgba[..., 3] if rgba.size else row["alpha"]
             if crop is not None:
                 alpha, rgba, composite = cut_to(crop_box(alpha, crop), alpha, rgba, composite)
             formats = [(kind, fmt) for kind, fmt, _ in meta["outputs"]]
