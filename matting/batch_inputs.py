@@ -50,12 +50,18 @@ class InputItem:
     archive: "ZipInput | None" = None
     member: zipfile.ZipInfo | None = None
     error: str | None = None        # known before reading: the item fails with this message
+    url: str | None = None          # an object-store or file:// URL (batch_urls.py)
+    url_stamp: str = ""             # its size and modification time, from the listing
 
     def read_bytes(self) -> bytes:
         if self.error:
             raise InputError(self.error)
         if self.archive is not None:
             return self.archive.read(self.member)
+        if self.url is not None:
+            from .batch_urls import read_url
+
+            return read_url(self.url)
         try:
             return self.path.read_bytes()
         except FileNotFoundError:
@@ -113,6 +119,10 @@ def discover(inputs, *, recursive: bool = False, exclude: Path | None = None) ->
 
 
 def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
+    from .batch_urls import is_url
+
+    if is_url(text):
+        return _add_url(text, recursive, found)
     path = Path(text)
     if path.is_dir():
         items = _walk(path, PurePosixPath(), recursive, skip)
@@ -130,6 +140,21 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
         _add_glob(text, recursive, skip, found)
     else:
         found.items.append(_failed(text, "file or folder not found"))
+
+
+def _add_url(url: str, recursive: bool, found: Discovery) -> None:
+    from .batch_urls import list_url
+
+    try:
+        listed = list_url(url, recursive, _is_image_name)
+    except InputError as exc:
+        found.items.append(_failed(url, str(exc)))
+        return
+    for file_url, rel, stamp in listed:
+        found.items.append(InputItem(str(rel), rel.with_suffix(""), url=file_url, url_stamp=stamp))
+    if not listed:
+        hint = "" if recursive else "; add -r to look in sub-folders"
+        found.items.append(_failed(url, f"no images at this URL{hint}"))
 
 
 def _add_glob(pattern: str, recursive: bool, skip: Path | None, found: Discovery) -> None:

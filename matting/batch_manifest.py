@@ -24,6 +24,8 @@ def input_stamp(item) -> str:
     """What identifies the input's content without reading it."""
     if item.member is not None:
         return f"zip:{item.member.file_size}:{item.member.CRC}"
+    if getattr(item, "url", None):
+        return item.url_stamp
     try:
         stat = item.path.stat()
     except (OSError, AttributeError):

@@ -180,7 +180,7 @@ class RayRun:
         item = job.item
         if item.archive is not None:
             source = {"zip": str(Path(item.archive.path).resolve()), "offset": item.member.header_offset}
-        elif getattr(item, "url", None):
+        elif item.url is not None:
             source = {"url": item.url}
         else:
             source = {"path": str(Path(item.path).resolve())}

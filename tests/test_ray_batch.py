@@ -106,6 +106,20 @@ def test_a_zip_through_ray_into_a_zip_equals_the_local_engines(private_ray, phot
     assert "failed: set/notes.jpg: not an image" in capsys.readouterr().err
 
 
+def test_a_url_of_a_folder_reads_as_the_folder_does(private_ray, photos, tmp_path, capsys):
+    """Object-store URLs are read through pyarrow's file systems (Ray Data's); file:// is one of them, with no
+    network. The same outputs as the folder's path, and a rerun resumes by the URL's size and time."""
+    args = ["-r", "--alpha", "--no-progress", "--ray"]
+    assert cli.main([str(photos), *args, "-o", str(tmp_path / "by_path")]) == cli.EXIT_FAILED
+    assert cli.main([photos.as_uri(), *args, "-o", str(tmp_path / "by_url")]) == cli.EXIT_FAILED
+    assert_same_images(read_folder(tmp_path / "by_url"), read_folder(tmp_path / "by_path"))
+    capsys.readouterr()
+    assert cli.main([photos.as_uri(), *args, "-o", str(tmp_path / "by_url")]) == cli.EXIT_FAILED
+    assert "0 done, 4 skipped, 1 failed" in capsys.readouterr().err
+    assert cli.main([(photos / "missing").as_uri(), *args, "-o", str(tmp_path / "none")]) == cli.EXIT_FAILED
+    assert f"failed: {(photos / 'missing').as_uri()}: nothing at" in capsys.readouterr().err
+
+
 def matte_actor_processes() -> list:
     found = []
     for process in psutil.process_iter(["cmdline"]):
