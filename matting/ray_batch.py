@@ -38,6 +38,9 @@ ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough
 # Calls an actor takes at once: its network and render run one batch at a time, while Ray Data gathers the next
 # batches' rows and ships the last one's arrays beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
+# Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
+# object store (about as long as its GPU work, H200), so two per GPU keep the GPU fed.
+ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class ClusterPlan:
 
     device: str          # the actors' device: "cuda" (each sees its own GPU as cuda) or "cpu"
     actors: int
-    gpus_per_actor: int
+    gpus_per_actor: float
     cpus_per_actor: int
     cpus: int            # the cluster's CPUs
 
@@ -59,7 +62,7 @@ class ClusterPlan:
         if wanted not in ("auto", "cuda", "cpu"):
             raise MattingError(f"--device {device}: on Ray the device is auto, cuda or cpu")
         if gpus and wanted != "cpu":
-            return cls("cuda", gpus, 1, 1, cpus)
+            return cls("cuda", gpus * ACTORS_PER_GPU, 1 / ACTORS_PER_GPU, 1, cpus)
         # CPU actors: at most half the cores, so the decode and encode tasks always have cores to run on.
         actors = max(1, cpus // 16)
         return cls("cpu", actors, 0, max(1, cpus // (2 * actors)), cpus)
