@@ -7,6 +7,8 @@ import io
 import os
 import threading
 from multiprocessing.connection import Connection
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import torch
 from PIL import Image
 
 from matting import batch_encode
-from matting.errors import MattingError
+from matting.errors import InvalidParameterError, MattingError
 
 
 @pytest.fixture
@@ -104,3 +106,172 @@ def test_the_thread_encoder_gives_bytes_and_writes_files(tmp_path):
     data = encoder([("alpha", "png")], alpha, None, None, [tmp_path / "m.png"])
     assert (tmp_path / "m.png").read_bytes() == data[0]
     encoder.close()
+
+
+PROJECT = Path(batch_encode.__file__).resolve().parent.parent   # the folder that holds the matting package
+
+
+def helper_environment(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(item.decode().split("=", 1) for item in f.read().split(b"\0") if b"=" in item)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the helper's /proc entry (Linux)")
+@pytest.mark.parametrize("pythonpath", [None, "/elsewhere/lib"])
+def test_a_helper_process_imports_the_project_from_any_folder_reads_no_stdin_and_has_1_mb_pipes(
+        monkeypatch, tmp_path, pythonpath):
+    """The helper runs `python -m matting.batch_encode` from wherever the parent runs, so its PYTHONPATH leads with
+    the project (keeping the caller's after it); its stdin is /dev/null, not the terminal or a stdin input list."""
+    import fcntl
+
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":   # mutmut's coverage pass reads its config from the cwd
+        monkeypatch.chdir(tmp_path)
+    if pythonpath is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", pythonpath)
+    stdin_r, stdin_w = os.pipe()   # the parent's stdin is a pipe here, so an inherited stdin would show
+    saved_stdin = os.dup(0)
+    os.dup2(stdin_r, 0)
+    try:
+        helper = batch_encode._Helper()
+    finally:
+        os.dup2(saved_stdin, 0)
+        for fd in (saved_stdin, stdin_r, stdin_w):
+            os.close(fd)
+    try:
+        alpha = np.arange(30, dtype=np.uint8).reshape(5, 6)
+        (data,) = helper.call([("alpha", "png")], [alpha, None, None], None)   # it has started: /proc shows it
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), alpha)
+        path = helper_environment(helper.proc.pid)["PYTHONPATH"].split(os.pathsep)
+        assert path == [str(PROJECT)] + ([pythonpath] if pythonpath else [])
+        assert os.readlink(f"/proc/{helper.proc.pid}/fd/0") == os.devnull
+        get_size = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+        assert [fcntl.fcntl(c.fileno(), get_size) for c in (helper.send, helper.recv)] == [1 << 20] * 2
+    finally:
+        helper.close()
+    assert helper.proc.returncode == 0
+
+
+def test_a_process_encoder_encodes_every_spelling_of_png_and_jpg_in_its_helpers(monkeypatch, tmp_path):
+    """The point of the helpers: this thread only waits. Each spelling of png and jpg goes to a helper and gives the
+    engine's bytes; another format gets the engine's own error; with paths the helper writes the files and b""
+    comes back for each."""
+    from matting import encode
+
+    rng = np.random.default_rng(1)
+    images = {"png": rng.integers(0, 256, (9, 11, 4), dtype=np.uint8),
+              "jpg": rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)}
+    in_this_thread = []
+    monkeypatch.setattr(batch_encode, "encode", lambda a, f: in_this_thread.append(f) or encode.encode(a, f))
+    pool = batch_encode.ProcessEncoder(1)
+    try:
+        for fmt in ("png", "PNG", ".png", ".Png", "jpg", "JPG", ".jpg", "jpeg", ".JPEG"):
+            kind = "png" if "png" in fmt.lower() else "jpg"
+            assert pool.one(images[kind], fmt) == encode.encode(images[kind], kind), fmt
+        assert in_this_thread == []
+        with pytest.raises(InvalidParameterError, match="unsupported output format 'bmp'"):
+            pool.one(images["png"], ".bmp")
+        assert pool([("cutout", "png")], None, images["png"], None, [tmp_path / "c.png"]) == [b""]
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), images["png"])
+    finally:
+        pool.close()
+
+
+def test_a_helper_that_dies_fails_only_its_image_and_is_replaced(monkeypatch):
+    alpha = np.full((6, 7), 77, np.uint8)
+    pool = batch_encode.ProcessEncoder(1)
+    try:
+        first = pool.one(alpha, "png")
+        victim = pool._all[0]
+        victim.proc.kill()
+        victim.proc.wait()
+        with pytest.raises(MattingError, match=r"^the encoder process failed \((EOFError|BrokenPipeError|"
+                                               r"ConnectionResetError|OSError)\)$"):
+            pool.one(alpha, "png")
+        assert pool.one(alpha, "png") == first
+        assert len(pool._all) == 1 and pool._all[0] is not victim
+        procs = [helper.proc for helper in pool._all]
+    finally:
+        pool.close()
+    assert all(proc.returncode == 0 for proc in procs), "close ends every helper, the replacement too"
+
+
+def test_a_helper_that_cannot_be_replaced_fails_its_image_and_says_so_in_the_log(monkeypatch, caplog):
+    pool = batch_encode.ProcessEncoder(1)
+    pool._all[0].proc.kill()
+    pool._all[0].proc.wait()
+
+    def no_more_processes():
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(batch_encode, "_Helper", no_more_processes)
+    with pytest.raises(MattingError, match="the encoder process failed"):
+        pool.one(np.zeros((3, 3), np.uint8), "png")
+    assert "could not restart an encoder process" in caplog.text
+    assert pool._all == []
+    pool.close()
+
+
+@pytest.fixture
+def fpng_present(monkeypatch):
+    """encode._fpng as where fpng is installed (only its presence is read here; nothing is encoded in-process)."""
+    from matting import encode
+
+    monkeypatch.setattr(encode, "_fpng", encode._fpng or object())
+    monkeypatch.delenv(batch_encode.PROCESSES_ENV, raising=False)
+    return encode
+
+
+def test_processes_are_for_a_gpu_run_with_fpng_however_the_device_is_given(monkeypatch, fpng_present):
+    for device in (torch.device("cuda"), "cuda", SimpleNamespace(type="cuda")):
+        assert batch_encode.uses_processes(device), device
+    for device in (torch.device("cpu"), "cpu", SimpleNamespace(type="cpu")):
+        assert not batch_encode.uses_processes(device), device
+    monkeypatch.setattr(fpng_present, "_fpng", None)
+    assert not batch_encode.uses_processes(SimpleNamespace(type="cuda"))
+    monkeypatch.setenv(batch_encode.PROCESSES_ENV, "1")
+    assert batch_encode.uses_processes("cpu")
+
+
+@pytest.mark.parametrize("env, device, workers, processes", [
+    (None, SimpleNamespace(type="cuda"), 2, 2),   # one helper per worker
+    (None, "cpu", 2, 0),
+    ("2", "cpu", 1, 2),                           # the environment's count, whatever the workers
+    ("1", "cpu", 4, 1),
+])
+def test_the_encoder_has_one_helper_per_worker_or_as_many_as_the_environment_says(
+        monkeypatch, fpng_present, env, device, workers, processes):
+    if env is not None:
+        monkeypatch.setenv(batch_encode.PROCESSES_ENV, env)
+    encoder = batch_encode.make_encoder(device, workers)
+    try:
+        assert encoder.processes == processes
+        assert isinstance(encoder, batch_encode.ProcessEncoder if processes else batch_encode.ThreadEncoder)
+        assert len(getattr(encoder, "_all", [])) == processes
+    finally:
+        encoder.close()
+
+
+@pytest.mark.parametrize("cpus, cpu_count, processes", [(None, 12, 3), (8, 12, 2), (13, 64, 3), (None, None, 2)])
+def test_the_apps_download_encoder_takes_a_quarter_of_the_cores_and_at_least_two(
+        monkeypatch, fpng_present, cpus, cpu_count, processes):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpu_count)
+    encoder = batch_encode.download_encoder(SimpleNamespace(type="cuda"), cpus)
+    try:
+        assert isinstance(encoder, batch_encode.ProcessEncoder) and len(encoder._all) == processes
+    finally:
+        encoder.close()
+
+
+def test_helpers_that_cannot_start_leave_the_encoding_to_threads_and_say_why(monkeypatch, caplog):
+    def no_pipes():
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(batch_encode, "_Helper", no_pipes)
+    monkeypatch.setenv(batch_encode.PROCESSES_ENV, "2")
+    assert isinstance(batch_encode.make_encoder("cpu", 2), batch_encode.ThreadEncoder)
+    (record,) = [r for r in caplog.records if r.name == batch_encode.__name__]
+    message = record.getMessage()
+    assert record.levelname == "WARNING" and "could not start" in message and "Too many open files" in message
+    assert "encoding in threads" in message

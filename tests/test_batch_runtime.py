@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -75,30 +77,138 @@ def test_streams_are_the_cpus_no_op():
         rt.sync_own_stream(CPU)
 
 
+def test_a_gpu_pool_thread_keeps_a_stream_of_its_own_and_syncs_only_that(monkeypatch):
+    """On a GPU (a fake one: torch.cuda's calls recorded) the initializer makes and sets a stream for the device,
+    and a sync waits on the device's current stream of this thread."""
+    calls = []
+
+    class Stream:
+        def __init__(self, device):
+            self.device = device
+
+        def synchronize(self):
+            calls.append(("synchronize", self.device))
+
+    gpu = SimpleNamespace(type="cuda")
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: calls.append(("set_stream", stream.device)))
+    monkeypatch.setattr(torch.cuda, "current_stream", Stream)
+    rt.enter_own_stream(gpu)
+    rt.sync_own_stream(gpu)
+    assert calls == [("set_stream", gpu), ("synchronize", gpu)]
+    calls.clear()
+    rt.enter_own_stream(CPU)
+    rt.sync_own_stream(CPU)
+    assert calls == []
+
+
+def test_cores_without_an_affinity_mask_are_the_cpu_count(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert rt.cpu_cores() == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert rt.cpu_cores() == 2
+
+
+def test_gpu_workers_follow_whether_the_encoder_of_that_device_uses_processes(monkeypatch):
+    """Not a stand-in for uses_processes: fpng present, so a GPU run encodes in helpers and takes 4 workers."""
+    from matting import encode
+    from matting.batch_encode import PROCESSES_ENV
+
+    monkeypatch.delenv(PROCESSES_ENV, raising=False)
+    monkeypatch.setattr(rt, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(encode, "_fpng", encode._fpng or object())
+    assert rt.default_workers(SimpleNamespace(type="cuda")) == 4
+    monkeypatch.setattr(encode, "_fpng", None)
+    assert rt.default_workers(SimpleNamespace(type="cuda")) == 16
+
+
+def test_a_torch_threads_setting_sets_torchs_thread_count_and_restores_it():
+    setting = rt._torch_threads_setting()
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    with setting.held(wanted):
+        assert torch.get_num_threads() == wanted
+    assert torch.get_num_threads() == before
+
+
+class Runner:
+    """A runner that captures CUDA graphs: records the input of each call (on the meta device, so no memory)."""
+    use_cuda_graphs = True
+    input_hw = (4, 6)
+    device, dtype = torch.device("meta"), torch.float64
+
+    def __init__(self):
+        self.inputs = []
+
+    def __call__(self, x):
+        self.inputs.append((tuple(x.shape), x.device, x.dtype))
+
+    def sizes(self):
+        return [shape[0] for shape, _, _ in self.inputs]
+
+
+@pytest.fixture
+def synced(monkeypatch):
+    """torch.cuda.synchronize recorded (the graphs are captured before it returns; no GPU here)."""
+    devices = []
+    monkeypatch.setattr(torch.cuda, "synchronize", devices.append)
+    return devices
+
+
 @pytest.mark.parametrize("batch, captured", [(16, [1, 2, 4, 8, 16]), (5, [1, 2, 4, 8]), (1, [1]), (32, [1, 2, 4, 8, 16, 32])])
-def test_graphs_are_captured_up_to_the_batch_size(monkeypatch, batch, captured):
+def test_graphs_are_captured_up_to_the_batch_size(synced, batch, captured):
     """The CUDA graph of every batch size a run can use is captured up front (the next power of two covers a
-    partial batch), never one more."""
-    sizes = []
+    partial batch), never one more, on the runner's input size, device and dtype, and waited for."""
+    pipe = SimpleNamespace(runner=Runner())
+    rt.warm_graphs(pipe, batch)
+    assert pipe.runner.sizes() == captured
+    assert {inputs[1:] for inputs in pipe.runner.inputs} == {(Runner.device, Runner.dtype)}
+    assert {inputs[0][1:] for inputs in pipe.runner.inputs} == {(3, 4, 6)}
+    assert synced == [Runner.device]
 
-    class Runner:
-        use_cuda_graphs = True
-        input_hw = (4, 4)
-        device, dtype = CPU, torch.float32
 
-        def __call__(self, x):
-            sizes.append(x.shape[0])
+def test_no_graphs_without_a_runner_that_uses_them(synced):
+    runner = Runner()
+    runner.use_cuda_graphs = False
+    for pipe in (SimpleNamespace(runner=runner), SimpleNamespace(), SimpleNamespace(runner=SimpleNamespace())):
+        rt.warm_graphs(pipe, 16)
+    assert runner.inputs == [] and synced == []
 
-    class Pipe:
-        runner = Runner()
 
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
-    rt.warm_graphs(Pipe(), batch)
-    assert sizes == captured
-    sizes.clear()
-    Pipe.runner.use_cuda_graphs = False
-    rt.warm_graphs(Pipe(), batch)
-    assert sizes == []
+def test_warming_up_a_gpu_pipeline_captures_its_graphs_and_renders_one_image_outside_the_cache(pipe, synced):
+    """warm_up's GPU path on the CPU pipeline seen as a GPU one: its real prepare, infer and render run."""
+    from matting.settings import EdgeSettings
+
+    rendered = []
+
+    class GpuLayout:
+        device = SimpleNamespace(type="cuda")
+
+        def __init__(self):
+            self.runner = Runner()
+
+        def __getattr__(self, name):
+            return getattr(pipe, name)
+
+        def render(self, result, settings=None):
+            rendered.append((result, settings))
+            return pipe.render(result, settings)
+
+    cached = len(pipe.cache)
+    settings = EdgeSettings(feather=2.0)
+    gpu = GpuLayout()
+    rt.warm_up(gpu, settings=settings)
+    assert gpu.runner.sizes() == [1, 2, 4, 8, 16]      # the GPU's default batch size
+    assert len(rendered) == 1 and rendered[0][0].matte is not None and rendered[0][1] is settings
+    assert len(pipe.cache) == cached, "the warm-up image is not kept in the matte cache"
+    gpu = GpuLayout()
+    rt.warm_up(gpu, 2)
+    assert gpu.runner.sizes() == [1, 2] and len(rendered) == 2
+    cpu = GpuLayout()
+    cpu.device = CPU
+    rt.warm_up(cpu)
+    assert cpu.runner.sizes() == [1] and len(rendered) == 2, "a CPU pipeline renders nothing ahead"
 
 
 def test_settings_held_by_threads_at_once_end_as_they_were():
