@@ -7,8 +7,8 @@ this process plans and reports exactly as the local engine does.
 run_batch finds the inputs, names the outputs, reads the record of earlier runs and skips what is done (all in
 this process, batch.py); the executor below sends the remaining jobs through
 
-    read + decode (CPU tasks) -> upload, network, render (an actor pool holding the Pipeline: one actor per GPU
-    with num_gpus=1, or CPU actors) -> encode + write (CPU tasks)
+    read + decode (CPU tasks) -> upload, network, render (an actor pool holding the Pipeline: two actors per GPU
+    with num_gpus=0.5, or CPU actors) -> encode + write (CPU tasks)
 
 (matting.ray_stages) and turns each finished row back into the BatchResult the local engine would give, writing
 the record of outputs (and the members of a zip output) here as rows arrive. Failures are Ray's to repair: a task
@@ -39,7 +39,8 @@ ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough
 # batches' rows and ships the last one's arrays beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
-# object store (about as long as its GPU work, H200), so two per GPU keep the GPU fed.
+# object store, so one alone leaves the GPU waiting (H200, 1 MP: 150 images/s steady with one, 170 with two, 150
+# with three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
 
 

@@ -22,8 +22,6 @@ from pathlib import Path
 
 from .errors import RayUnavailable
 
-log = logging.getLogger(__name__)
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "local"
 # A cluster address as `ray start` prints it (host:port), Ray Client's ray://host:port, or `auto`.
@@ -57,8 +55,9 @@ def ray_session(address: str | None = LOCAL, *, num_cpus: int | None = None):
     try:
         if address == LOCAL:
             # Loopback only and no dashboard: nothing listens beyond this machine, and start-up is 3 s, not 7.
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, logging_level=logging.ERROR,
-                     runtime_env={"env_vars": {"PYTHONPATH": _pythonpath()}}, log_to_driver=False)
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
+                     logging_level=logging.ERROR, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": _pythonpath()}})
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                      runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": _NOT_SHIPPED})

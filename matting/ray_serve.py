@@ -3,15 +3,16 @@
 One Gradio front (Gradio's queue and sessions live in one process: two fronts would split a user's session), and
 N model replicas behind a Serve deployment, called through its DeploymentHandle:
 
-    front (app.py, CPU)                                  replica (GPU, or CPU without one), N of them
-    decode, reduce, network input  -- network(x) -->     the network, concurrent calls batched (serve.batch)
-    previews (screen-sized renders) -- render(...) -->   full-resolution renders for the downloads and /matte
-    cache of mattes, sessions, encoding
+    front (app.py, CPU)                                       replica (GPU, or CPU without one), N of them
+    decode, reduce, network input      -- network(x) -->      the network; calls that arrive together share
+                                                              one run (serve.batch)
+    full-resolution render asked for   -- render(...) -->     the render, for the downloads and /matte
+    screen-sized previews, the cache of mattes, sessions, encoding: here
 
 ``ServedPipeline`` is the front's Pipeline: everything runs as in a local CPU pipeline except the network (its
 runner is the replicas) and full-resolution renders. A replica's engine error reaches the user as the same
-MattingError a local run raises; a replica that dies is replaced by Serve and the call fails with a clear error,
-while the front keeps serving.
+MattingError a local run raises; a replica that dies is replaced by Serve, and a call meanwhile waits for the
+replacement or fails with a clear error, while the front keeps serving.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
+import ray
 import torch
 from ray import serve
 
@@ -32,6 +34,7 @@ from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
 DEPLOYMENT = "matting-replica"
 BATCH_WAIT_S = 0.002   # a replica waits this long for other fronts' calls to share a network batch
 MAX_BATCH = 16
+COALESCE_FRONT_MS = 2.0   # the front gathers concurrent uploads into one call to a replica
 
 
 class MattingReplica:
@@ -93,8 +96,6 @@ class ReplicaRunner:
 
 def call_replica(method, *args):
     """A replica's answer, or the engine's own error as a local run raises it."""
-    import ray
-
     try:
         return method.remote(*args).result()
     except ray.exceptions.RayTaskError as exc:
@@ -140,12 +141,9 @@ class ServedPipeline(Pipeline):
         return call_replica(self.handle.render, result.to("cpu"), settings, background, want_rgba, hints)
 
 
-COALESCE_FRONT_MS = 2.0   # the front gathers concurrent uploads into one call to a replica
-
-
-def replica_plan(ray, replicas: int, device: str | None) -> dict:
+def replica_plan(session, replicas: int, device: str | None) -> dict:
     """Each replica's Ray resources: one GPU each where the cluster has enough, else a share of the CPUs."""
-    gpus, cpus = cluster_gpus(ray), max(1, cluster_cpus(ray))
+    gpus, cpus = cluster_gpus(session), max(1, cluster_cpus(session))
     wanted = (device or "auto").split(":")[0]
     if wanted == "cuda" and gpus < replicas:
         raise MattingError(f"--replicas {replicas} on cuda: the Ray cluster has {gpus} GPU(s)")
@@ -159,10 +157,8 @@ def served_pipeline(address: str | None, replicas: int, options: dict):
     """Ray started or joined, the replicas deployed, and the front's pipeline; all torn down after the block."""
     if replicas < 1:
         raise MattingError(f"--replicas must be at least 1, got {replicas}")
-    with ray_session(address) as ray:
-        from ray import serve
-
-        plan = replica_plan(ray, replicas, options.get("device"))
+    with ray_session(address) as session:
+        plan = replica_plan(session, replicas, options.get("device"))
         # The front calls the handle: no HTTP proxy, no extra port. Serve's INFO lines stay in Ray's log files.
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
         logging.getLogger("ray.serve").setLevel(logging.WARNING)

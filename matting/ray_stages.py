@@ -5,7 +5,7 @@ happened to it so far (notices, the seconds per stage, the failure that stopped 
 array columns. A stage never raises for one image: a failure is written into the row's meta and the later stages
 pass the row on, so the driver reports it like the local engine does (batch.BatchResult).
 
-    read_decode (CPU tasks) -> MatteActor (an actor pool: one per GPU, or CPU actors) -> encode_write (CPU tasks)
+    read_decode (CPU tasks) -> MatteActor (an actor pool: two per GPU, or CPU actors) -> encode_write (CPU tasks)
 """
 
 from __future__ import annotations
