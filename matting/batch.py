@@ -45,6 +45,7 @@ from .batch_encode import make_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
+from .batch_timeline import Timeline
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
 from .errors import InvalidParameterError, MattingError
@@ -104,12 +105,14 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
               background=None, composite_format: str = "jpg", overwrite: bool = False, recursive: bool = False,
               batch_size: int | None = None, workers: int | None = None, cancel: threading.Event | None = None,
               on_result: Callable[[BatchResult, int, int], None] | None = None,
-              crop: CropMargin | None = None, executor: Callable[..., "_Run"] | None = None) -> BatchSummary:
+              crop: CropMargin | None = None, executor: Callable[..., "_Run"] | None = None,
+              timeline: Timeline | None = None) -> BatchSummary:
     """Matte every image of ``inputs`` into ``output`` (a folder, or a path ending in .zip); see the module doc.
     ``crop``: trim every output to the subject's box plus this margin (matting.crop).
     ``executor``: what runs the planned jobs, called like ``_Run`` and giving an object with its ``results()``,
     ``busy()``, ``threads()`` and ``cancelled`` (default: this process's stages; matting.ray_batch spreads them
     over a Ray cluster, with the same names, resume and per-image results).
+    ``timeline``: records when each stage was busy (matting.batch_timeline; this process's stages only).
 
     Raises InvalidParameterError for bad arguments and OutputError when the output cannot be used; everything
     that goes wrong with one image is reported in its BatchResult instead.
@@ -141,7 +144,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
             device = pipeline.device
             run = (executor or _Run)(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
                                      batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
-                                     cancel or threading.Event(), crop, (manifest, recipe))
+                                     cancel or threading.Event(), crop, (manifest, recipe), timeline=timeline)
             with closing(run.results()) as stream:
                 for result in stream:
                     results.append(result)
@@ -183,10 +186,13 @@ class _Job:
     notices: list[Notice] = field(default_factory=list)
     payload: object = None  # what the next stage needs: DecodedImage, then MatteResult, then Rendered
     stamp: str = ""         # the input's identity for the record of outputs (batch_manifest.py)
+    timeline: Timeline | None = None
 
     def timed(self, stage: str, started: float) -> float:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - started
+        if self.timeline is not None:
+            self.timeline.add(stage, started, now)
         return now
 
     def outcome(self, status: str, error: str | None = None, size=None, outputs=(),
@@ -232,8 +238,12 @@ class _Run:
     """One batch in flight: the threads, the queues and the per-stage clocks."""
 
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
-                 workers: int, cancel: threading.Event, crop: CropMargin | None = None, record=None):
+                 workers: int, cancel: threading.Event, crop: CropMargin | None = None, record=None,
+                 timeline: Timeline | None = None):
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
+        self.timeline = timeline
+        for job in jobs:
+            job.timeline = timeline
         self.crop = crop
         self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
@@ -400,7 +410,10 @@ class _Run:
                 self._fail(job, exc)
             return
         rt.sync_own_stream(self.pipe.device)  # the render threads read these mattes from their own streams
-        share = (time.perf_counter() - start) / len(ready)
+        end = time.perf_counter()
+        if self.timeline is not None:
+            self.timeline.add("infer", start, end)
+        share = (end - start) / len(ready)
         for job in ready:
             job.seconds["infer"] = share
         if self.render_pool is not None:  # GPU: render tasks take whole batches, same-size images stacked
@@ -441,7 +454,10 @@ class _Run:
                                          want_rgba=want_rgba)
         except BaseException:  # noqa: BLE001 - find the image at fault: render them one by one
             outs = [self._render_one(job, background, want_rgba) for job in jobs]
-        share = (time.perf_counter() - t) / len(jobs)
+        end = time.perf_counter()
+        if self.timeline is not None:
+            self.timeline.add("render", t, end)
+        share = (end - t) / len(jobs)
         for job, out in zip(jobs, outs):
             if out is None:
                 continue  # _render_one has failed it

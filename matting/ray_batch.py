@@ -120,7 +120,7 @@ def ray_batch_engine(address: str | None, options: dict):
         engine = RayEngine(facts, plan)
 
         def executor(pipeline, sink, jobs, settings, kinds, background, batch_size, workers, cancel, crop=None,
-                     record=None):
+                     record=None, timeline=None):   # no timeline: the stages run on other processes' clocks
             return RayRun(ray, actor_options, engine, sink, jobs, settings, kinds, background, batch_size, workers,
                           cancel, crop, record)
 

@@ -4,6 +4,7 @@
     python -m matting.bench --batch --device cuda --count 400
     python -m matting.bench --batch --device cpu --rembg     # also rembg's folder mode, same images and weights
     python -m matting.bench --batch --device cuda --count 2000 --ray   # also through --ray, side by side
+    python -m matting.bench --batch --profile                # each stage's busy share over the run, in slices
 
 The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
 megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
@@ -35,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..batch_timeline import Timeline
 from ..process import configure_process
 from ..settings import EdgeSettings
 
@@ -156,7 +158,10 @@ def run_ours(folder: Path, out: Path, args) -> dict:
     load = time.perf_counter() - start
     if pipe.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(pipe.device)
-    row = _timed_batch(folder, out, args, pipeline=pipe)
+    timeline = Timeline() if args.profile else None
+    row = _timed_batch(folder, out, args, pipeline=pipe, timeline=timeline)
+    row["timeline"] = timeline.shares(row["stage_threads"], args.profile) if timeline else None
+    row["timeline_table"] = timeline.markdown(row["stage_threads"], args.profile) if timeline else None
     row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
     return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"]}
 
@@ -270,6 +275,9 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
     for stage, busy in ours["stage_busy"].items():
         p(f"| {stage} | {busy:.2f} | {ours['stage_threads'].get(stage, 1)} | {ours['utilisation'][stage]:.0%} |")
     p(f"\nlimiting stage: {ours['limiting_stage']} (the busiest threads relative to their number)")
+    if ours.get("timeline_table"):
+        p("\nbusy share of each stage's threads over the run (--profile):\n")
+        p(ours["timeline_table"])
     gpu = f", peak GPU memory {ours['peak_gpu_mib']:.0f} MiB" if ours["peak_gpu_mib"] is not None else ""
     p(f"in-process run_batch: {ours['done']} images in {ours['seconds']:.1f} s = "
       f"**{ours['images_per_second']:.1f} images/s**, peak RSS {ours['peak_rss_mib']:.0f} MiB{gpu}")
@@ -320,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rembg", action="store_true", help="also run rembg's folder mode and our command line")
     parser.add_argument("--rembg-bin", default=None, help="the rembg executable (default: found on PATH)")
     parser.add_argument("--onnx", type=Path, default=None, help="u2netp.onnx for rembg (default: from PyPI)")
+    parser.add_argument("--profile", type=int, nargs="?", const=10, default=0, metavar="SLICES",
+                        help="also show each stage's busy share over the run, in SLICES slices (default 10)")
     parser.add_argument("--ray", action="store_true", help="also run the batch through --ray (requirements-ray.txt)")
     parser.add_argument("--keep", type=Path, default=None, help="keep images and outputs in this folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
