@@ -23,7 +23,7 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         # A terminal line is cheap to redraw; a log file gets a line every 10 s at most.
         self.interval = interval if interval is not None else (0.1 if self.tty else 10.0)
-        self._last = 0.0
+        self._last: float | None = None   # when the line was last drawn; the first update always draws it
         self._width = 0
         self._first_processed: tuple[float, int] | None = None
 
@@ -34,7 +34,7 @@ class Progress:
         now = time.perf_counter()
         if self._first_processed is None and processed:
             self._first_processed = (now, processed)
-        if not force and now - self._last < self.interval and finished < total:
+        if not force and self._last is not None and now - self._last < self.interval and finished < total:
             return
         self._last = now
         line = self._line(finished, total, processed, failed, now)

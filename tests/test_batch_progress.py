@@ -62,6 +62,19 @@ def test_a_log_gets_plain_lines_at_most_every_interval_and_always_the_last():
     assert "\r" not in stream.getvalue()
 
 
+def test_the_first_line_is_drawn_even_on_a_machine_up_for_less_than_the_interval(monkeypatch):
+    """perf_counter counts from boot on Linux: a machine up for 5 s once printed nothing until the interval had
+    passed since boot (caught on a freshly started GPU machine)."""
+    import matting.batch_progress as batch_progress
+
+    stream = io.StringIO()
+    progress = Progress(stream, interval=10.0)
+    monkeypatch.setattr(batch_progress.time, "perf_counter", lambda: 5.0)
+    progress.update(1, 4, 1, 0)
+    progress.update(2, 4, 2, 0)   # within the interval: not drawn
+    assert [line.split("]")[1][:5] for line in stream.getvalue().splitlines()] == [" 1/4 "]
+
+
 def test_a_terminal_line_rewrites_itself_and_notices_print_above_it():
     term = Terminal()
     progress = Progress(term, interval=0.0)
