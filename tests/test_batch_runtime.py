@@ -156,7 +156,8 @@ def synced(monkeypatch):
     return devices
 
 
-@pytest.mark.parametrize("batch, captured", [(16, [1, 2, 4, 8, 16]), (5, [1, 2, 4, 8]), (1, [1]), (32, [1, 2, 4, 8, 16, 32])])
+@pytest.mark.parametrize("batch, captured", [(16, [1, 2, 4, 8, 16]), (5, [1, 2, 4, 8]), (1, [1]),
+                                            (32, [1, 2, 4, 8, 16, 32])])
 def test_graphs_are_captured_up_to_the_batch_size(synced, batch, captured):
     """The CUDA graph of every batch size a run can use is captured up front (the next power of two covers a
     partial batch), never one more, on the runner's input size, device and dtype, and waited for."""
