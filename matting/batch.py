@@ -142,8 +142,9 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
                 on_result(result, len(results), total)
         if jobs:
             device = pipeline.device
+            # ``workers`` as given: None lets each executor choose (threads per pool here, Ray's own task count)
             run = (executor or _Run)(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
-                                     batch_size or rt.default_batch_size(device), workers or rt.default_workers(device),
+                                     batch_size or rt.default_batch_size(device), workers,
                                      cancel or threading.Event(), crop, (manifest, recipe), timeline=timeline)
             with closing(run.results()) as stream:
                 for result in stream:
@@ -238,7 +239,7 @@ class _Run:
     """One batch in flight: the threads, the queues and the per-stage clocks."""
 
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
-                 workers: int, cancel: threading.Event, crop: CropMargin | None = None, record=None,
+                 workers: int | None, cancel: threading.Event, crop: CropMargin | None = None, record=None,
                  timeline: Timeline | None = None):
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
         self.timeline = timeline
@@ -247,7 +248,7 @@ class _Run:
         self.crop = crop
         self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers = batch_size, workers or rt.default_workers(pipe.device)
         self.streams = rt.inference_threads(pipe.device)
         # On a GPU every CUDA call is made from two threads only (inference, render): many threads issuing small
         # kernels and device-wide syncs mostly wait on each other and on the GIL (measured on an H100: 27 images/s
@@ -258,7 +259,7 @@ class _Run:
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
         # Enough images in flight to keep every thread busy, few enough that memory stays flat.
-        self.max_in_flight = max(4, batch_size * (self.streams + 2) + 2 * workers)
+        self.max_in_flight = max(4, batch_size * (self.streams + 2) + 2 * self.workers)
         self.slots = threading.Semaphore(self.max_in_flight)
         self.to_infer: queue.Queue = queue.Queue()
         self.to_render: queue.SimpleQueue = queue.SimpleQueue()  # GPU: inferred batches for the render threads

@@ -39,8 +39,8 @@ ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough
 # batches' rows and ships the last one's arrays beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
-# object store, so one alone leaves the GPU waiting (H200, 1 MP: 150 images/s steady with one, 170 with two, 150
-# with three; docs/SCALE.md).
+# object store, so one alone leaves the GPU waiting (H200, 1 MP, measured while the CPU tasks were still capped at
+# 4 per stage: 150 images/s steady with one, 170 with two, 150 with three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
 
 
@@ -165,7 +165,7 @@ class RayRun:
         rows = [{"meta": pack(self._meta(job))} for job in self.jobs.values()]
         plan = self.engine.plan
         cpu_tasks = {"num_cpus": 1}
-        if self.workers:   # --workers caps the CPU tasks running at once, each stage
+        if self.workers:   # --workers caps the CPU tasks running at once, each stage (default: Ray's choice)
             from ray.data import TaskPoolStrategy
 
             cpu_tasks["compute"] = TaskPoolStrategy(size=self.workers)
