@@ -478,6 +478,8 @@ class Handlers:
                 continue
             for output in result.outputs:
                 output = Path(output)
+                if not output.exists():   # the page was closed mid-batch: on_unload dropped the session's files
+                    continue
                 try:
                     arcname = output.relative_to(out_dir).as_posix()
                 except ValueError:
