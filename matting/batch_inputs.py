@@ -62,14 +62,20 @@ class InputItem:
             from .batch_urls import read_url
 
             return read_url(self.url)
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            raise InputError("file not found (deleted while the batch ran?)") from None
-        except IsADirectoryError:
-            raise InputError("not a file but a folder") from None
-        except OSError as exc:
-            raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+        return read_file(self.path)
+
+
+def read_file(path: Path) -> bytes:
+    """A batch input file's bytes, or an InputError saying in one line why not (the local engine's readers and
+    the Ray workers')."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found (deleted while the batch ran?)") from None
+    except IsADirectoryError:
+        raise InputError("not a file but a folder") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
 
 
 class ZipInput:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch_encode import encode_outputs
-from .batch_inputs import ZipInput
+from .batch_inputs import ZipInput, read_file
 from .batch_outputs import write_atomic
 from .crop import crop_box, cut_to
 from .decode import DecodedImage, decode_image
@@ -83,13 +83,7 @@ def read_source(source: dict) -> bytes:
         from .batch_urls import read_url
 
         return read_url(source["url"])
-    path = Path(source["path"])
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found (deleted while the batch ran, or not on this node's disk?)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+    return read_file(Path(source["path"]))
 
 
 @functools.lru_cache(maxsize=8)
