@@ -1,7 +1,7 @@
 """Starting or joining Ray for the batch (`--ray`) and the app's model replicas; Ray is optional
 (``pip install -r requirements-ray.txt``) and imported only here and in the modules that run on it.
 
-    with ray_session("local") as ray: ...    # a private Ray on this machine, loopback only, no dashboard
+    with ray_session("local") as ray: ...    # a private Ray on this machine, on 127.0.0.1, no dashboard
     with ray_session("auto") as ray: ...     # the cluster this machine belongs to (`ray start` ran here)
     with ray_session("10.0.0.5:6379") as ray: ...
 
@@ -54,7 +54,8 @@ def ray_session(address: str | None = LOCAL, *, num_cpus: int | None = None):
     address = address or LOCAL
     try:
         if address == LOCAL:
-            # Loopback only and no dashboard: nothing listens beyond this machine, and start-up is 3 s, not 7.
+            # The node's address is 127.0.0.1 and there is no dashboard (start-up 3 s, not 7). Ray 2.60 still binds
+            # some of its own servers (gRPC, the dashboard agent, metrics) on every interface: see docs/SCALE.md.
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
                      logging_level=logging.ERROR, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": _pythonpath()}})
