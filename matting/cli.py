@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ray is not None:
             from .ray_batch import ray_batch_engine
 
-            with ray_batch_engine(args.ray, engine_options(args)) as (engine, executor):
+            with ray_batch_engine(args.ray, engine_options(args), args.batch_size) as (engine, executor):
                 return run(args, engine, settings, kinds, background, executor=executor)
         from .pipeline import Pipeline
         from .process import configure_process

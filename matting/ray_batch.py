@@ -7,13 +7,14 @@ this process plans and reports exactly as the local engine does.
 run_batch finds the inputs, names the outputs, reads the record of earlier runs and skips what is done (all in
 this process, batch.py); the executor below sends the remaining jobs through
 
-    read + decode (CPU tasks) -> upload, network, render (an actor pool holding the Pipeline: two actors per GPU
-    with num_gpus=0.5, or CPU actors) -> encode + write (CPU tasks)
+    read + decode (CPU tasks) -> upload, network, render (warm actors holding the Pipeline: two actors per GPU
+    with num_gpus=0.5, or CPU actors; light tasks hand them the batches) -> encode + write (CPU tasks)
 
 (matting.ray_stages) and turns each finished row back into the BatchResult the local engine would give, writing
-the record of outputs (and the members of a zip output) here as rows arrive. Failures are Ray's to repair: a task
-whose worker dies is retried, an actor that dies is restarted and its batch retried (Ray Data's defaults), so no
-retry loop of ours.
+the record of outputs (and the members of a zip output) here as rows arrive. The actors start with the engine,
+before any run, as the local Pipeline does: a run pays no model load or CUDA-graph capture, and every run of one
+engine uses the same actors. Failures are Ray's to repair: a task whose worker dies is retried (Ray Data), an
+actor that dies is restarted and its call retried (max_restarts, max_task_retries), so no retry loop of ours.
 
 Inputs and outputs must be where the workers see them: on one machine, anywhere; on a cluster, a shared file
 system at the same path on every node, or object-store URLs for the inputs (docs/SCALE.md).
@@ -29,14 +30,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
-from .ray_stages import MatteActor, encode_write, pack, read_decode, unpack
+from .ray_stages import MatteActor, encode_write, matte_on_pool, pack, read_decode, ready_worker, unpack
 
 ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough to spread, big enough to amortise
-# Calls an actor takes at once: its network and render run one batch at a time, while Ray Data gathers the next
-# batches' rows and ships the last one's arrays beside it (one at a time, the actor sat idle half the time).
+# Calls an actor takes at once: its network and render run one batch at a time, while the next batches' arrays
+# arrive and the last one's leave beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
 # object store, so one alone leaves the GPU waiting (H200, 1 MP, measured while the CPU tasks were still capped at
@@ -76,15 +78,63 @@ class ClusterPlan:
     def task_cpus(self) -> int:
         return max(1, self.cpus - self.actors * self.cpus_per_actor)
 
+    def split_tasks(self, workers: int | None) -> tuple[int, int]:
+        """(decode tasks, encode tasks) running at once: ``workers`` each (--workers), or the CPUs left by the
+        actors shared a third to decoding, the rest to encoding (a 1 MP RGBA PNG costs about twice its JPEG's
+        decode). Left to itself, Ray Data gave every CPU to decoding until all of it was done, so the first
+        image came out only after the whole batch was decoded (H200, 2000 images: 12 s; docs/SCALE.md)."""
+        if workers:
+            return workers, workers
+        decoders = max(1, self.task_cpus // 3)
+        return decoders, max(1, self.task_cpus - decoders)
+
+
+class MattePool:
+    """The warm actors: ``plan.actors`` MatteActors, each holding a Pipeline made from ``options`` with the CUDA
+    graphs of ``batch_size`` captured, restarted by Ray if one dies. ``facts`` waits until all are ready and says
+    what their Pipeline is (a bad model or weights file fails here, before any image)."""
+
+    def __init__(self, ray, plan: ClusterPlan, options: dict, batch_size: int):
+        self.ray, self.batch_size = ray, batch_size
+        remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=ACTOR_CALLS,
+                                                max_restarts=-1, max_task_retries=-1)
+        self.actors = [remote.remote(options, batch_size) for _ in range(plan.actors)]
+        # Meanwhile, ready the worker processes the decode and encode tasks will run in (Ray Data imported): the
+        # first image of a fresh engine came out after 8.3 s instead of 9.9 s (H200, one run each; the next run
+        # of an engine: 2.7 s; docs/SCALE.md).
+        self._workers = [ray.remote(ready_worker).options(num_cpus=1).remote() for _ in range(plan.task_cpus)]
+
+    def facts(self) -> dict:
+        try:
+            self.ray.get(self._workers)
+            facts = self.ray.get([actor.facts.remote() for actor in self.actors])
+        except self.ray.exceptions.RayError as exc:
+            raise MattingError(f"the engine cannot start on Ray: {exc}") from None
+        error = next((f["error"] for f in facts if "error" in f), None)
+        if error is not None:
+            raise error if isinstance(error, MattingError) else MattingError(
+                f"the engine cannot start on Ray: {error}")
+        return facts[0]
+
+    def warm(self, batch_size: int) -> None:
+        """Capture the graphs of a larger batch, between runs (never while calls are in flight)."""
+        if batch_size > self.batch_size:
+            self.ray.get([actor.warm.remote(batch_size) for actor in self.actors])
+            self.batch_size = batch_size
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)   # their GPU share back now, even on a Ray that outlives this engine
+
 
 class RayEngine:
     """This process's stand-in for the Pipeline the actors hold: what the record of outputs, the batch's
-    defaults and the summary line need, as one actor-like task reported it."""
+    defaults and the summary line need, as the actors reported it."""
 
-    def __init__(self, facts: dict, plan: ClusterPlan):
+    def __init__(self, facts: dict, plan: ClusterPlan, pool: MattePool):
         import torch
 
-        self.plan = plan
+        self.plan, self.pool = plan, pool
         self.device = torch.device(plan.device)
         self._weights_id, self.precision, self.max_side = facts["weights_id"], facts["precision"], facts["max_side"]
         self.max_pixels = facts["max_pixels"]
@@ -95,44 +145,35 @@ class RayEngine:
         return f"{self._summary}; on Ray, {copies}"
 
 
-def _engine_facts(options: dict) -> dict:
-    """Runs where an actor would: the facts of the Pipeline that ``options`` make there (it also checks the
-    options: a bad model or weights file fails here, before any image)."""
-    from .pipeline import Pipeline
-
-    pipe = Pipeline(**options, warm_up=False)
-    return {"weights_id": pipe._weights_id, "precision": pipe.precision, "max_side": pipe.max_side,
-            "max_pixels": pipe.max_pixels, "summary": pipe.summary()}
-
-
 @contextmanager
-def ray_batch_engine(address: str | None, options: dict):
-    """(engine, executor) for run_batch, with Ray started or joined for the length of the block."""
+def ray_batch_engine(address: str | None, options: dict, batch_size: int | None = None):
+    """(engine, executor) for run_batch, with Ray started or joined and the actors warm for the length of the
+    block; ``batch_size`` is the runs' (default: the device's), whose CUDA graphs the actors capture at start."""
+    import torch
+
     with ray_session(address) as ray:
         plan = ClusterPlan.of(ray, options.get("device"))
-        actor_options = dict(options, device=plan.device)
+        pool = MattePool(ray, plan, dict(options, device=plan.device),
+                         batch_size or rt.default_batch_size(torch.device(plan.device)))
         try:
-            facts = ray.get(ray.remote(_engine_facts).options(**plan.actor_resources, max_retries=0)
-                            .remote(actor_options))
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, MattingError) else None
-            raise (cause or MattingError(f"the engine cannot start on Ray: {exc.cause or exc}")) from None
-        engine = RayEngine(facts, plan)
+            engine = RayEngine(pool.facts(), plan, pool)
 
-        def executor(pipeline, sink, jobs, settings, kinds, background, batch_size, workers, cancel, crop=None,
-                     record=None, timeline=None):   # no timeline: the stages run on other processes' clocks
-            return RayRun(ray, actor_options, engine, sink, jobs, settings, kinds, background, batch_size, workers,
-                          cancel, crop, record)
+            def executor(pipeline, sink, jobs, settings, kinds, background, batch_size, workers, cancel, crop=None,
+                         record=None, timeline=None):   # no timeline: the stages run on other processes' clocks
+                return RayRun(ray, engine, sink, jobs, settings, kinds, background, batch_size, workers, cancel,
+                              crop, record)
 
-        yield engine, executor
+            yield engine, executor
+        finally:
+            pool.close()
 
 
 class RayRun:
     """One batch in flight on Ray: the same interface as batch._Run (results, busy, threads, cancelled)."""
 
-    def __init__(self, ray, options: dict, engine: RayEngine, sink, jobs, settings, kinds, background,
+    def __init__(self, ray, engine: RayEngine, sink, jobs, settings, kinds, background,
                  batch_size: int, workers: int | None, cancel: threading.Event, crop=None, record=None):
-        self.ray, self.options, self.engine, self.sink = ray, options, engine, sink
+        self.ray, self.engine, self.sink = ray, engine, sink
         self.jobs = {job.order: job for job in jobs}
         self.settings, self.kinds, self.background = settings, kinds, background
         self.batch_size, self.workers, self.cancel, self.crop = batch_size, workers, cancel, crop
@@ -142,8 +183,9 @@ class RayRun:
 
     def results(self) -> Iterator[BatchResult]:
         received = 0
+        self.dataset = self._dataset()   # kept: its stats() say where a run's time went
         try:
-            for row in self._dataset().iter_rows():
+            for row in self.dataset.iter_rows():
                 yield self._finish(unpack(row["meta"]), unpack(row["data"]))
                 received += 1
                 if self.cancel.is_set():
@@ -155,30 +197,27 @@ class RayRun:
         return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}
 
     def threads(self) -> dict[str, int]:
-        tasks, actors = self.engine.plan.task_cpus, self.engine.plan.actors
-        return {"read": tasks, "decode": tasks, "upload": actors, "infer": actors, "render": actors,
-                "encode": tasks, "write": tasks}
+        decoders, encoders = self.engine.plan.split_tasks(self.workers)
+        actors = self.engine.plan.actors
+        return {"read": decoders, "decode": decoders, "upload": actors, "infer": actors, "render": actors,
+                "encode": encoders, "write": encoders}
 
     def _dataset(self):
-        from ray.data import ActorPoolStrategy
+        from ray.data import TaskPoolStrategy
 
         rows = [{"meta": pack(self._meta(job))} for job in self.jobs.values()]
-        plan = self.engine.plan
-        cpu_tasks = {"num_cpus": 1}
-        if self.workers:   # --workers caps the CPU tasks running at once, each stage (default: Ray's choice)
-            from ray.data import TaskPoolStrategy
-
-            cpu_tasks["compute"] = TaskPoolStrategy(size=self.workers)
+        pool = self.engine.pool
+        pool.warm(self.batch_size)
+        decoders, encoders = self.engine.plan.split_tasks(self.workers)
+        job = {"settings": self.settings, "kinds": self.kinds, "background": self.background}
         return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / ROWS_PER_BLOCK)))
-                .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, **cpu_tasks)
-                .map_batches(MatteActor, batch_size=self.batch_size, batch_format="numpy",
-                             fn_constructor_kwargs={"options": self.options, "settings": self.settings,
-                                                    "kinds": self.kinds, "background": self.background,
-                                                    "batch_size": self.batch_size},
-                             compute=ActorPoolStrategy(size=plan.actors, max_tasks_in_flight_per_actor=ACTOR_CALLS,
-                                                       max_concurrent_calls_per_actor=ACTOR_CALLS),
-                             **plan.actor_resources)
-                .map(encode_write, fn_kwargs={"crop": self.crop}, **cpu_tasks))
+                .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, num_cpus=1,
+                     compute=TaskPoolStrategy(size=decoders))
+                # No CPU asked: these tasks mostly wait for their actor; as many as the actors take calls at once.
+                .map_batches(matte_on_pool, batch_size=self.batch_size, batch_format="numpy", num_cpus=0,
+                             fn_kwargs={"actors": pool.actors, "job": job},
+                             compute=TaskPoolStrategy(size=len(pool.actors) * ACTOR_CALLS))
+                .map(encode_write, fn_kwargs={"crop": self.crop}, num_cpus=1, compute=TaskPoolStrategy(size=encoders)))
 
     def _meta(self, job) -> dict:
         item = job.item

@@ -78,8 +78,7 @@ def _pythonpath() -> str:
 def _quiet_ray() -> None:
     """Ray's start-up banners, progress bars and tuning hints off: the batch prints its own progress and its own
     per-image errors, and Ray raises its real failures as exceptions. RAY_BACKEND_LOG_LEVEL=info shows Ray's own
-    C++ log lines again (one warns, for every Ray Data actor pool, that restarts need the constructor's arguments,
-    which Ray Data keeps)."""
+    C++ log lines again."""
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
     from ray.data import DataContext

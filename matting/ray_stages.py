@@ -1,17 +1,23 @@
-"""The batch's stages as Ray Data functions (matting.ray_batch builds the pipeline from them); no Ray import here.
+"""The batch's stages as Ray Data functions (matting.ray_batch builds the pipeline from them); Ray is imported only
+inside the functions that run on it (ready_worker, matte_on_pool).
 
 Each row carries ``meta``: a pickled dict that says where the image comes from, where its outputs go and what
 happened to it so far (notices, the seconds per stage, the failure that stopped it). Pixels travel beside it as
 array columns. A stage never raises for one image: a failure is written into the row's meta and the later stages
 pass the row on, so the driver reports it like the local engine does (batch.BatchResult).
 
-    read_decode (CPU tasks) -> MatteActor (an actor pool: two per GPU, or CPU actors) -> encode_write (CPU tasks)
+    read_decode (CPU tasks) -> matte_on_pool (light tasks) -> MatteActor (warm actors: two per GPU, or CPU actors)
+                            -> encode_write (CPU tasks)
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import itertools
+import os
 import pickle
+import random
 import time
 import zipfile
 from pathlib import Path
@@ -49,6 +55,16 @@ def timed(meta: dict, stage: str, started: float) -> float:
     now = time.perf_counter()
     meta["seconds"][stage] = meta["seconds"].get(stage, 0.0) + now - started
     return now
+
+
+def ready_worker(hold_s: float = 0.5) -> int:
+    """Run in a fresh Ray worker before the first run: what its decode and encode tasks import (Ray Data's
+    block code, pyarrow, the codecs) loaded now. Held a moment so that the tasks started together land on as
+    many different workers."""
+    importlib.import_module("ray.data")   # its block and pyarrow code, which every Ray Data task runs
+
+    time.sleep(hold_s)
+    return os.getpid()
 
 
 # ------------------------------------------------------------------ read + decode (CPU tasks)
@@ -96,23 +112,41 @@ def _open_zip(path: str) -> tuple[ZipInput, dict[int, zipfile.ZipInfo]]:
     return archive, {info.header_offset: info for info in archive.zip.infolist()}
 
 
-# ------------------------------------------------------------------ matte + render (the actor pool)
+# ------------------------------------------------------------------ matte + render (the warm actors)
 class MatteActor:
     """Holds one Pipeline (on its GPU, or the CPU) and turns decoded rows into rendered arrays: the local
-    engine's upload, infer and render stages for one batch of rows."""
+    engine's upload, infer and render stages for one batch of rows. The actors start with the engine, before any
+    run (ray_batch.MattePool), as the local engine's Pipeline does; each run's ``matte_on_pool`` tasks call them
+    with that run's settings (``job``)."""
 
-    def __init__(self, options: dict, settings, kinds, background, batch_size: int):
-        from . import batch_runtime as rt
+    def __init__(self, options: dict, batch_size: int):
         from .pipeline import Pipeline
         from .process import configure_process
 
         configure_process()
-        self.pipe = Pipeline(**options)
-        self.settings, self.kinds = settings, kinds
-        self.background = background if "composite" in kinds else None
-        rt.warm_graphs(self.pipe, batch_size)
+        self.pipe, self.error = None, None
+        try:
+            self.pipe = Pipeline(**options)
+            self.warm(batch_size)
+        except Exception as exc:  # noqa: BLE001 - told to the driver by facts(), which stops the run with it
+            self.error = exc
 
-    def __call__(self, batch: dict) -> dict:
+    def facts(self) -> dict:
+        """What the driver's record, defaults and summary need (or the error that stopped the Pipeline)."""
+        if self.error is not None:
+            return {"error": self.error}
+        pipe = self.pipe
+        return {"weights_id": pipe._weights_id, "precision": pipe.precision, "max_side": pipe.max_side,
+                "max_pixels": pipe.max_pixels, "summary": pipe.summary()}
+
+    def warm(self, batch_size: int) -> None:
+        """The graphs of ``batch_size`` captured and the render's kernels loaded, as the local engine's warm_up
+        does (before any call: a graph capture must not overlap other calls)."""
+        from . import batch_runtime as rt
+
+        rt.warm_up(self.pipe, batch_size)
+
+    def matte(self, batch: dict, job: dict) -> dict:
         metas = [unpack(m) for m in batch["meta"]]
         rgbs, alphas = list(batch["rgb"]), list(batch["alpha"])
         results: list = [None] * len(metas)
@@ -120,7 +154,7 @@ class MatteActor:
             if meta.get("error") is None:
                 results[i] = self._prepare(meta, rgbs[i], alphas[i])
         ready = [i for i, result in enumerate(results) if result is not None]
-        rendered = self._infer_render(ready, metas, results) if ready else {}
+        rendered = self._infer_render(ready, metas, results, job) if ready else {}
         columns = {"meta": [], "alpha": [], "rgba": [], "composite": []}
         for i, meta in enumerate(metas):
             out = rendered.get(i)
@@ -147,7 +181,7 @@ class MatteActor:
             failed(meta, exc)
             return None
 
-    def _infer_render(self, ready: list[int], metas: list[dict], results: list) -> dict:
+    def _infer_render(self, ready: list[int], metas: list[dict], results: list, job: dict) -> dict:
         t = time.perf_counter()
         try:
             self.pipe.infer([results[i] for i in ready])
@@ -158,13 +192,14 @@ class MatteActor:
         share = (time.perf_counter() - t) / len(ready)
         for i in ready:
             metas[i]["seconds"]["infer"] = share
-        want_rgba = "cutout" in self.kinds
+        want_rgba = "cutout" in job["kinds"]
+        background = job["background"] if "composite" in job["kinds"] else None
         t = time.perf_counter()
         try:
-            outs = self.pipe.render_many([results[i] for i in ready], self.settings, background=self.background,
+            outs = self.pipe.render_many([results[i] for i in ready], job["settings"], background=background,
                                          want_rgba=want_rgba)
         except Exception:  # noqa: BLE001 - find the image at fault: render them one by one
-            outs = [self._render_one(results[i], metas[i], want_rgba) for i in ready]
+            outs = [self._render_one(results[i], metas[i], job["settings"], background, want_rgba) for i in ready]
         share = (time.perf_counter() - t) / len(ready)
         rendered = {}
         for i, out in zip(ready, outs):
@@ -174,12 +209,26 @@ class MatteActor:
                 rendered[i] = out
         return rendered
 
-    def _render_one(self, result, meta: dict, want_rgba: bool):
+    def _render_one(self, result, meta: dict, settings, background, want_rgba: bool):
         try:
-            return self.pipe.render(result, self.settings, background=self.background, want_rgba=want_rgba)
+            return self.pipe.render(result, settings, background=background, want_rgba=want_rgba)
         except Exception as exc:  # noqa: BLE001
             failed(meta, exc)
             return None
+
+
+# Each worker process hands its batches to the actors in turn, from its own random start (no state to share).
+_next_actor = itertools.count(random.randrange(1 << 16))
+
+
+def matte_on_pool(batch: dict, *, actors: list, job: dict) -> dict:
+    """A Ray Data task between decode and encode: hands its batch to one of the warm MatteActors and returns what
+    it rendered. An actor that dies is restarted by Ray and the call retried (the actors' max_restarts and
+    max_task_retries), not by a loop of ours."""
+    import ray
+
+    actor = actors[next(_next_actor) % len(actors)]
+    return ray.get(actor.matte.remote(batch, job))
 
 
 def _column(values: list) -> np.ndarray | list:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -128,6 +129,15 @@ def matte_actor_processes() -> list:
     return found
 
 
+def no_matte_actor_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while matte_actor_processes():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path):
     from matting.batch import run_batch
     from matting.ray_batch import ray_batch_engine
@@ -150,9 +160,30 @@ def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path)
     with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
         summary = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, batch_size=1,
                             on_result=kill_the_actor_once)
+        deadline = time.monotonic() + 60   # Ray restarts a dead actor at once, needed or not: wait for it
+        while not (restarted := [p for p in matte_actor_processes() if p.pid not in {k.pid for k in killed}]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
     assert killed
     assert (summary.done, summary.failed, summary.cancelled) == (36, 0, False)
     assert len(files_of(tmp_path / "out")) == 36
+    assert len(restarted) == 1   # Ray restarted the actor in a new process: the engine's pool did not shrink
+
+
+def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private_ray, photos, tmp_path):
+    """The model loads once, before the first run (as the local Pipeline does), not inside each run."""
+    from matting.batch import run_batch
+    from matting.ray_batch import ray_batch_engine
+
+    assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
+    with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
+        ready = {process.pid for process in matte_actor_processes()}
+        assert len(ready) == engine.plan.actors == 1
+        for run in ("one", "two"):
+            summary = run_batch([photos], tmp_path / run, pipeline=engine, executor=executor, recursive=True)
+            assert (summary.done, summary.failed) == (4, 1)
+            assert {process.pid for process in matte_actor_processes()} == ready
+    assert no_matte_actor_within(30)   # killed with the engine, though this Ray goes on
 
 
 def test_a_cancel_stops_the_run_and_a_rerun_finishes_it(private_ray, photos, tmp_path):
@@ -179,3 +210,44 @@ def test_the_ray_flag_takes_an_address_or_leaves_an_input_to_the_inputs():
     args = cli.build_parser().parse_intermixed_args(["a.jpg", "-o", "out"])
     cli._take_input_after_ray(args)
     assert args.ray is None
+
+
+def test_a_weights_file_that_cannot_load_fails_before_any_image_as_it_does_locally(private_ray, tmp_path):
+    from matting.errors import MattingError
+    from matting.pipeline import Pipeline
+    from matting.ray_batch import ray_batch_engine
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(MattingError) as local:
+        Pipeline(weights=broken, device="cpu", warm_up=False)
+    with pytest.raises(MattingError) as on_ray:
+        with ray_batch_engine("local", {"device": "cpu", "weights": str(broken)}):
+            pytest.fail("the engine started with a broken weights file")
+    assert str(on_ray.value) == str(local.value) and type(on_ray.value) is type(local.value)
+
+
+class _Cluster:
+    """What ClusterPlan reads of a Ray: its resources."""
+
+    def __init__(self, cpus: int, gpus: int = 0):
+        self.resources = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})}
+
+    def cluster_resources(self) -> dict:
+        return self.resources
+
+
+def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encoding():
+    from matting.errors import MattingError
+    from matting.ray_batch import ACTORS_PER_GPU, ClusterPlan
+
+    h200 = ClusterPlan.of(_Cluster(16, 1), None)
+    assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", ACTORS_PER_GPU, 1 / ACTORS_PER_GPU)
+    assert h200.task_cpus == 16 - ACTORS_PER_GPU
+    decoders, encoders = h200.split_tasks(None)
+    assert decoders == h200.task_cpus // 3 and decoders + encoders == h200.task_cpus and encoders > decoders
+    assert h200.split_tasks(3) == (3, 3)   # --workers: that many of each
+    laptop = ClusterPlan.of(_Cluster(2), None)   # one CPU actor with one core; one task of each kind
+    assert (laptop.device, laptop.actors, laptop.cpus_per_actor, laptop.split_tasks(None)) == ("cpu", 1, 1, (1, 1))
+    with pytest.raises(MattingError, match="the Ray cluster has no GPU"):
+        ClusterPlan.of(_Cluster(8), "cuda")
