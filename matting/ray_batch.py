@@ -34,7 +34,8 @@ from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
-from .ray_stages import MatteActor, encode_write, matte_on_pool, pack, read_decode, ready_worker, unpack
+from .ray_stages import (MatteActor, encode_write, keep_row, matte_on_pool, pack, read_decode, ready_worker,
+                         unpack)
 
 ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough to spread, big enough to amortise
 # Calls an actor takes at once: its network and render run one batch at a time, while the next batches' arrays
@@ -95,6 +96,8 @@ class MattePool:
     what their Pipeline is (a bad model or weights file fails here, before any image)."""
 
     def __init__(self, ray, plan: ClusterPlan, options: dict, batch_size: int):
+        from ray.data import TaskPoolStrategy
+
         self.ray, self.batch_size = ray, batch_size
         remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=ACTOR_CALLS,
                                                 max_restarts=-1, max_task_retries=-1)
@@ -103,6 +106,10 @@ class MattePool:
         # first image of a fresh engine came out after 8.3 s instead of 9.9 s (H200, one run each; the next run
         # of an engine: 2.7 s; docs/SCALE.md).
         self._workers = [ray.remote(ready_worker).options(num_cpus=1).remote() for _ in range(plan.task_cpus)]
+        # and Ray Data's own actors (its statistics and autoscaling coordinator), which its first dataset in this
+        # Ray starts and every run then waits for: started here, a fresh engine's first run took 3.9 s to its
+        # first image on this 2-core machine instead of 1.9 s, as fast as its next runs (docs/SCALE.md).
+        ray.data.from_items([{"ready": 0}]).map(keep_row, num_cpus=0, compute=TaskPoolStrategy(size=1)).take_all()
 
     def facts(self) -> dict:
         try:

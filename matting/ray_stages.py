@@ -67,6 +67,10 @@ def ready_worker(hold_s: float = 0.5) -> int:
     return os.getpid()
 
 
+def keep_row(row: dict) -> dict:
+    return row
+
+
 # ------------------------------------------------------------------ read + decode (CPU tasks)
 def read_decode(row: dict, *, max_pixels: int) -> dict:
     meta = unpack(row["meta"])
