@@ -96,8 +96,6 @@ class MattePool:
     what their Pipeline is (a bad model or weights file fails here, before any image)."""
 
     def __init__(self, ray, plan: ClusterPlan, options: dict, batch_size: int):
-        from ray.data import TaskPoolStrategy
-
         self.ray, self.batch_size = ray, batch_size
         remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=ACTOR_CALLS,
                                                 max_restarts=-1, max_task_retries=-1)
@@ -106,12 +104,15 @@ class MattePool:
         # first image of a fresh engine came out after 8.3 s instead of 9.9 s (H200, one run each; the next run
         # of an engine: 2.7 s; docs/SCALE.md).
         self._workers = [ray.remote(ready_worker).options(num_cpus=1).remote() for _ in range(plan.task_cpus)]
-        # and Ray Data's own actors (its statistics and autoscaling coordinator), which its first dataset in this
-        # Ray starts and every run then waits for: started here, a fresh engine's first run took 3.9 s to its
-        # first image on this 2-core machine instead of 1.9 s, as fast as its next runs (docs/SCALE.md).
-        ray.data.from_items([{"ready": 0}]).map(keep_row, num_cpus=0, compute=TaskPoolStrategy(size=1)).take_all()
 
     def facts(self) -> dict:
+        from ray.data import TaskPoolStrategy
+
+        # While the actors start: Ray Data's own actors (its statistics and autoscaling coordinator), which the
+        # first dataset on a Ray starts and its run then waits for. Started here, a fresh engine's first run took
+        # 1.96 s to its first image on this 2-core machine instead of 3.9 s, as its next runs do (docs/SCALE.md).
+        self.ray.data.from_items([{"ready": 0}]).map(keep_row, num_cpus=0,
+                                                     compute=TaskPoolStrategy(size=1)).take_all()
         try:
             self.ray.get(self._workers)
             facts = self.ray.get([actor.facts.remote() for actor in self.actors])
