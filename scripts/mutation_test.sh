@@ -24,6 +24,10 @@ pytest_add_cli_args_test_selection = [$(quote "$TESTS")]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
 also_copy = ["assets", "scripts", "docs", "README.md", "pyproject.toml"]
 TOML
+# mutmut runs the tests once, then forks a child per mutant: a child that enters an OpenMP parallel region the
+# parent had used waits for ever (torch's CPU threads; every handler mutant timed out). One thread per process
+# keeps the children working; mutmut still runs one child per core.
+export OMP_NUM_THREADS=1
 timeout "$SECONDS_MAX" python -m mutmut run > "$WORK/run.log" 2>&1
 rc=$?
 echo "mutmut run ended (rc $rc); tally:"
