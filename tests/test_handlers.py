@@ -1013,3 +1013,49 @@ def test_the_upload_lines_stages_add_up(handlers, tmp_path, monkeypatch):
     monkeypatch.setattr(handlers.pipe, "matte", timed)
     _, value = handlers.on_image(jpeg(tmp_path, "stages.jpg", seed=172), None, Request(), Progress())
     assert (numbers(value["line"])["decode"], numbers(value["line"])["network"]) == (70, 300)
+
+
+def test_the_encode_figure_is_zero_when_no_time_passes_beyond_the_render(handlers, tmp_path, monkeypatch):
+    """The encode figure is the wall time beyond the render, never below 0 ms and not rounded up to 1."""
+    monkeypatch.setattr(demo.handlers, "time", FrozenClock())
+    _, value = handlers.on_image(jpeg(tmp_path, "frozen.jpg", seed=131), None, Request(), Progress())
+    assert (numbers(value["line"])["encode"], numbers(value["line"])["total"]) == (0, 0)
+
+
+def test_a_batchs_zip_outlives_its_own_outputs_when_the_store_is_full(pipe, tmp_path):
+    """Past the byte budget the store drops other files first, but not what the session shows now: its zip. The
+    outputs are counted as the session's, so the zip the user is about to download is never the one dropped."""
+    store = OutputStore(tmp_path / "store", max_bytes=1)
+    try:
+        archive, report = Handlers(pipe, store).api_batch(photos(tmp_path, 3, seed=210), request=Request("full"))
+        assert report["done"] == 3 and Path(archive).is_file()
+        assert zip_names(archive) == ["p00.png", "p01.png", "p02.png"]
+    finally:
+        store.close()
+
+
+def test_zips_where_nothing_came_out_are_kept_four_at_a_time_like_the_others(handlers, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+    archives = [handlers.api_batch([str(bad)], request=Request("empty"))[0] for _ in range(5)]
+    assert [Path(a).exists() for a in archives] == [False, True, True, True, True]
+    assert all(zip_names(a) == [] for a in archives[1:])
+
+
+def test_a_download_whose_lost_state_cannot_be_rebuilt_warns_then_asks_for_an_image(handlers, tmp_path, toasts):
+    bad = tmp_path / "gone.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(gr.Error) as caught:
+        handlers.downloader("rgba")(None, str(bad), request=Request(), progress=Progress())
+    user_error(caught, "Upload an image first.")
+    [(kind, message, kw)] = toasts
+    assert kind == "warning" and message.startswith("Could not process this image:") and "plain text" in message
+
+
+def test_an_input_that_failed_before_any_stage_reports_zero_milliseconds(handlers, tmp_path):
+    missing = str(tmp_path / "missing.jpg")
+    _, report = handlers.api_batch([missing, *photos(tmp_path, 1, seed=220)], request=Request("ms"))
+    [row] = [r for r in report["results"] if r["name"] == missing]   # named as given: it was never found
+    assert (row["status"], row["error"], row["ms"]) == ("failed", "file or folder not found", 0)
+    table = list(run_ui_batch(handlers, [missing], request=Request("ms-page")))[-1][0]
+    assert [r[2] for r in table["data"] if r[0] == missing] == [0]
