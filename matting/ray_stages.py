@@ -68,6 +68,7 @@ def ready_worker(hold_s: float = 0.5) -> int:
 
 
 def keep_row(row: dict) -> dict:
+    """The map of the one-row dataset that starts Ray Data's own actors with the engine (MattePool.facts)."""
     return row
 
 
