@@ -320,3 +320,36 @@ def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decont
         assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3, name
 
 
+
+
+def test_a_rerun_with_another_background_crop_or_engine_redoes_the_outputs(pipe, tmp_path):
+    """Resume keys on everything that shapes an output: the same options skip, another background, crop, composite
+    format or engine (here the working size) redo, and the output made the old way is removed."""
+    from matting.crop import CropMargin
+    from matting.pipeline import Pipeline
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write(src / "p.jpg", image_bytes(seed=7))
+
+    def run(background=(255, 0, 0), crop=None, fmt="jpg", engine=pipe):
+        return run_batch([src], out, pipeline=engine, kinds=("composite",), background=background, crop=crop,
+                         composite_format=fmt)
+
+    assert run().done == 1 and run().skipped == 1
+    assert run(background=(0, 0, 255)).done == 1
+    assert run(background=(0, 0, 255), crop=CropMargin(4)).done == 1
+    assert run(background=(0, 0, 255), crop=CropMargin(4), fmt="png").done == 1
+    assert files_under(out) == {"p_composite.png"}   # the JPEG made the old way is gone
+    smaller = Pipeline(device="cpu", max_side=64, warm_up=False)
+    assert run(background=(0, 0, 255), crop=CropMargin(4), fmt="png", engine=smaller).done == 1
+
+
+def test_the_summarys_seconds_are_the_runs_wall_time(pipe, tmp_path):
+    import time
+
+    src = tmp_path / "in"
+    write(src / "p.jpg", image_bytes(seed=8))
+    start = time.perf_counter()
+    summary = run_batch([src], tmp_path / "out", pipeline=pipe)
+    assert 0 < summary.seconds <= time.perf_counter() - start
+    assert summary.images_per_second == pytest.approx(1 / summary.seconds)
