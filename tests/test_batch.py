@@ -353,3 +353,10 @@ def test_the_summarys_seconds_are_the_runs_wall_time(pipe, tmp_path):
     summary = run_batch([src], tmp_path / "out", pipeline=pipe)
     assert 0 < summary.seconds <= time.perf_counter() - start
     assert summary.images_per_second == pytest.approx(1 / summary.seconds)
+
+
+def test_an_input_that_cannot_be_found_fails_alone_and_the_inputs_after_it_still_run(pipe, tmp_path):
+    src = tmp_path / "in"
+    write(src / "p.jpg", image_bytes(seed=9))
+    summary = run_batch([tmp_path / "missing.jpg", src], tmp_path / "out", pipeline=pipe)
+    assert (summary.done, summary.failed) == (1, 1) and by_name(summary)["p.jpg"].status == "done"
