@@ -73,6 +73,17 @@ def test_a_two_node_cluster_gives_the_local_engines_files(photos, tmp_path, caps
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
 
     assert cli.main([str(photos), "-o", str(tmp_path / "local"), "--alpha", "--no-progress"]) == cli.EXIT_OK
+    # On this fresh cluster, Ray Data's own actors must be up before the first run: the engine starts them beside
+    # its MatteActors, so the run does not wait for them (docs/SCALE.md, session 15).
+    ready_before_the_run = []
+    run = cli.run
+
+    def look_then_run(*args, **kwargs):
+        titles = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
+        ready_before_the_run.extend(name for name in ("_StatsActor", "_AutoscalingCoordinatorActor") if name in titles)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "run", look_then_run)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
                                                             "include_dashboard": False})
     try:
@@ -86,6 +97,7 @@ def test_a_two_node_cluster_gives_the_local_engines_files(photos, tmp_path, caps
         ray.shutdown()
         cluster.shutdown()
     assert "4 done, 0 skipped, 0 failed" in capsys.readouterr().err
+    assert ready_before_the_run == ["_StatsActor", "_AutoscalingCoordinatorActor"]
     ours = sorted(p.name for p in (tmp_path / "ray").iterdir() if not p.name.startswith("."))
     assert ours == sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("."))
     assert len(ours) == 8
