@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from matting.batch import run_batch  # noqa: E402
-from matting.bench.batch import EDGES, make_images  # noqa: E402
+from matting.bench.batch import make_images, timed_batch  # noqa: E402
 from matting.ray_batch import ray_batch_engine  # noqa: E402
 
 
@@ -28,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--photos", type=Path, default=Path("../shared/evaldata/photos"))
     parser.add_argument("--stats", action="store_true", help="print Ray Data's statistics of each run")
+    parser.set_defaults(workers=None, edges="default")   # what timed_batch reads: the batch's own defaults
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -42,16 +42,12 @@ def main() -> None:
                 return runs[-1]
 
             for i in range(args.runs):
-                finished: list[float] = []
-                began = time.perf_counter()
-                summary = run_batch([work / "in"], work / f"out{i}", pipeline=engine, executor=keeping,
-                                    batch_size=args.batch_size, settings=EDGES["default"][0],
-                                    on_result=lambda *_: finished.append(time.perf_counter() - began))
-                print(f"run {i}: {summary.done} images in {summary.seconds:.1f} s = "
-                      f"{summary.images_per_second:.0f} images/s; first image after {finished[0]:.2f} s", flush=True)
+                row = timed_batch(work / "in", work / f"out{i}", args, pipeline=engine, executor=keeping)
+                print(f"run {i}: {row['done']} images in {row['seconds']:.1f} s = "
+                      f"{row['images_per_second']:.0f} images/s; first image after {row['first_image_s']:.2f} s",
+                      flush=True)
                 if args.stats:
                     print(runs[-1].dataset.stats(), flush=True)
-
 
 if __name__ == "__main__":
     main()

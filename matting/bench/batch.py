@@ -159,19 +159,20 @@ def run_ours(folder: Path, out: Path, args) -> dict:
     if pipe.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(pipe.device)
     timeline = Timeline() if args.profile else None
-    row = _timed_batch(folder, out, args, pipeline=pipe, timeline=timeline)
+    row = timed_batch(folder, out, args, pipeline=pipe, timeline=timeline)
     row["timeline"] = timeline.shares(row["stage_threads"], args.profile) if timeline else None
     row["timeline_table"] = timeline.markdown(row["stage_threads"], args.profile) if timeline else None
     row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
     return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"]}
 
 
-def _timed_batch(folder: Path, out: Path, args, **engine) -> dict:
-    """run_batch with its figures, and the steady rate: images per second from the first finished image to the
-    last (what a long run converges to; start-up such as Ray's actors loading the model is left out)."""
+def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
+    """run_batch with its figures, the steady rate (images per second from the first finished image to the last:
+    what a long run converges to) and when the first image came out."""
     from ..batch import run_batch
 
     finished: list[float] = []
+    started = time.perf_counter()
     with PeakRSS() as rss:
         summary = run_batch([folder], out, batch_size=args.batch_size, workers=args.workers,
                             settings=EDGES[args.edges][0], on_result=lambda *_: finished.append(time.perf_counter()),
@@ -180,6 +181,7 @@ def _timed_batch(folder: Path, out: Path, args, **engine) -> dict:
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else 0.0
     return {"seconds": summary.seconds, "done": summary.done, "failed": failed,
             "images_per_second": summary.images_per_second, "steady_images_per_second": steady,
+            "first_image_s": finished[0] - started if finished else None,
             "stage_busy": summary.stage_busy, "stage_threads": summary.stage_threads,
             "utilisation": summary.utilisation(), "limiting_stage": summary.limiting_stage(),
             "peak_rss_mib": rss.peak / 2**20}
@@ -193,7 +195,7 @@ def run_on_ray(folder: Path, out: Path, args) -> dict:
     start = time.perf_counter()
     with ray_batch_engine("local", {"device": args.device}, args.batch_size) as (engine, executor):
         load = time.perf_counter() - start   # Ray started, the actors' models loaded and graphs captured
-        row = _timed_batch(folder, out, args, pipeline=engine, executor=executor)
+        row = timed_batch(folder, out, args, pipeline=engine, executor=executor)
         row["pipeline"] = engine.summary()
     row["wall_s"] = time.perf_counter() - start
     return {**row, "load_s": load}
