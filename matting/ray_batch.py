@@ -110,7 +110,7 @@ class MattePool:
 
         # While the actors start: Ray Data's own actors (its statistics and autoscaling coordinator), which the
         # first dataset on a Ray starts and its run then waits for. Started here, a fresh engine's first run took
-        # 1.96 s to its first image on this 2-core machine instead of 3.9 s, as its next runs do (docs/SCALE.md).
+        # 1.96 s to its first image instead of 3.9 s, as its next runs do (2-core AMD EPYC; docs/SCALE.md).
         self.ray.data.from_items([{"ready": 0}]).map(keep_row, num_cpus=0,
                                                      compute=TaskPoolStrategy(size=1)).take_all()
         try:
