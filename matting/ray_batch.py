@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,10 +192,16 @@ class RayRun:
 
     def results(self) -> Iterator[BatchResult]:
         received = 0
+        started = time.time()
+        self.first_ended: dict[str, float] = {}   # when each stage ended for the first image out, from the start
         self.dataset = self._dataset()   # kept: its stats() say where a run's time went
         try:
             for row in self.dataset.iter_rows():
-                yield self._finish(unpack(row["meta"]), unpack(row["data"]))
+                meta = unpack(row["meta"])
+                if not received:
+                    self.first_ended = {stage: at - started for stage, at in meta.get("ended", {}).items()}
+                    self.first_ended["driver"] = time.time() - started
+                yield self._finish(meta, unpack(row["data"]))
                 received += 1
                 if self.cancel.is_set():
                     break

@@ -54,7 +54,14 @@ def failed(meta: dict, exc: BaseException) -> dict:
 def timed(meta: dict, stage: str, started: float) -> float:
     now = time.perf_counter()
     meta["seconds"][stage] = meta["seconds"].get(stage, 0.0) + now - started
+    stamp(meta, stage)
     return now
+
+
+def stamp(meta: dict, stage: str) -> None:
+    """When ``stage`` ended for this image, on the wall clock every process of a machine shares: where the first
+    image of a run waited (scripts/ray_runs_in_one_engine.py)."""
+    meta.setdefault("ended", {})[stage] = time.time()
 
 
 def ready_worker(hold_s: float = 0.5) -> int:
@@ -151,8 +158,11 @@ class MatteActor:
 
         rt.warm_up(self.pipe, batch_size)
 
-    def matte(self, batch: dict, job: dict) -> dict:
+    def matte(self, batch: dict, job: dict, sent: float = 0.0) -> dict:
         metas = [unpack(m) for m in batch["meta"]]
+        for meta in metas:   # when the batch left its pool task, and reached this actor
+            meta.setdefault("ended", {})["sent"] = sent
+            stamp(meta, "arrived")
         rgbs, alphas = list(batch["rgb"]), list(batch["alpha"])
         results: list = [None] * len(metas)
         for i, meta in enumerate(metas):
@@ -197,6 +207,7 @@ class MatteActor:
         share = (time.perf_counter() - t) / len(ready)
         for i in ready:
             metas[i]["seconds"]["infer"] = share
+            stamp(metas[i], "infer")
         want_rgba = "cutout" in job["kinds"]
         background = job["background"] if "composite" in job["kinds"] else None
         t = time.perf_counter()
@@ -211,6 +222,7 @@ class MatteActor:
             results[i] = None
             if out is not None:
                 metas[i]["seconds"]["render"] = share
+                stamp(metas[i], "render")
                 rendered[i] = out
         return rendered
 
@@ -233,7 +245,7 @@ def matte_on_pool(batch: dict, *, actors: list, job: dict) -> dict:
     import ray
 
     actor = actors[next(_next_actor) % len(actors)]
-    return ray.get(actor.matte.remote(batch, job))
+    return ray.get(actor.matte.remote(batch, job, time.time()))
 
 
 def _column(values: list) -> np.ndarray | list:

@@ -46,6 +46,8 @@ def main() -> None:
                 print(f"run {i}: {row['done']} images in {row['seconds']:.1f} s = "
                       f"{row['images_per_second']:.0f} images/s; first image after {row['first_image_s']:.2f} s",
                       flush=True)
+                ended = ", ".join(f"{stage} {at:.2f}" for stage, at in runs[-1].first_ended.items())
+                print(f"  the first image's stages ended, s after the run's dataset was started: {ended}", flush=True)
                 if args.stats:
                     print(runs[-1].dataset.stats(), flush=True)
 

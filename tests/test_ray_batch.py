@@ -176,13 +176,24 @@ def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private
     from matting.ray_batch import ray_batch_engine
 
     assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
+    runs = []
+
+    def keeping(*args, **kwargs):
+        runs.append(executor(*args, **kwargs))
+        return runs[-1]
+
     with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
         ready = {process.pid for process in matte_actor_processes()}
         assert len(ready) == engine.plan.actors == 1
         for run in ("one", "two"):
-            summary = run_batch([photos], tmp_path / run, pipeline=engine, executor=executor, recursive=True)
+            summary = run_batch([photos], tmp_path / run, pipeline=engine, executor=keeping, recursive=True)
             assert (summary.done, summary.failed) == (4, 1)
             assert {process.pid for process in matte_actor_processes()} == ready
+            # where the first image out waited: each stage's end, in the order the image went through them
+            ended = runs[-1].first_ended
+            order = ["read", "decode", "sent", "arrived", "upload", "infer", "render", "encode", "write", "driver"]
+            assert list(ended) == order or list(ended) == ["read", "driver"], ended   # or a failed file first
+            assert all(0 <= a <= b for a, b in zip(ended.values(), list(ended.values())[1:]))
     assert no_matte_actor_within(30)   # killed with the engine, though this Ray goes on
 
 
