@@ -36,7 +36,7 @@ def helper():
 
 
 def job(send, formats, arrays, paths=None):
-    send.send((formats, [None if a is None else (a.shape, str(a.dtype)) for a in arrays], paths))
+    send.send((formats, [None if a is None else (a.shape, str(a.dtype)) for a in arrays], paths, None))
     for array in arrays:
         if array is not None:
             send.send_bytes(memoryview(np.ascontiguousarray(array)).cast("B"))
@@ -275,3 +275,57 @@ def test_helpers_that_cannot_start_leave_the_encoding_to_threads_and_say_why(mon
     message = record.getMessage()
     assert record.levelname == "WARNING" and "could not start" in message and "Too many open files" in message
     assert "encoding in threads" in message
+
+
+def _three_outputs(rng, h: int, w: int):
+    return (rng.integers(0, 256, (h, w), dtype=np.uint8), rng.integers(0, 256, (h, w, 4), dtype=np.uint8),
+            rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared memory", "pipe"])
+def test_a_helper_gets_every_array_of_every_size_right(monkeypatch, shared):
+    """A job's arrays cross in the memory the helper shares with its parent (grown for a larger job, reused for a
+    smaller), or over the pipe where there is no memfd: the same bytes either way."""
+    if not shared:
+        monkeypatch.setattr(batch_encode.SharedPixels, "create", classmethod(lambda cls: None))
+    rng = np.random.default_rng(2)
+    formats = [("alpha", "png"), ("cutout", "png"), ("composite", "png")]
+    helper = batch_encode._Helper()
+    try:
+        assert (helper.shared is not None) == shared
+        for h, w in [(5, 7), (61, 83), (3, 2), (120, 90), (61, 83)]:
+            alpha, rgba, composite = _three_outputs(rng, h, w)
+            matte, cutout, picture = helper.call(formats, [alpha, rgba, composite], None)
+            assert np.array_equal(_decoded(matte), alpha) and np.array_equal(_decoded(cutout), rgba)
+            assert np.array_equal(_decoded(picture), composite)
+        if shared:   # grown by doubling to hold the largest job, three arrays at aligned offsets
+            largest = sum(batch_encode._aligned(120 * 90 * c) for c in (1, 4, 3))
+            assert largest <= helper.shared.size < 2 * largest + 2 * batch_encode.ALIGN * 3
+    finally:
+        helper.close()
+    assert helper.proc.returncode == 0
+
+
+def test_shared_pixels_put_each_array_where_the_other_side_reads_it():
+    shared = batch_encode.SharedPixels.create()
+    assert shared is not None   # Linux: CI and the lent machines
+    reader = batch_encode.SharedPixels(os.dup(shared.fd))   # the helper's side of the same memory
+    try:
+        rng = np.random.default_rng(3)
+        alpha, rgba, _ = _three_outputs(rng, 7, 9)
+        specs = shared.put([alpha, None, rgba])
+        assert specs[1] is None and specs[0][2] == 0 and specs[2][2] == batch_encode._aligned(alpha.nbytes)
+        got = reader.arrays(specs, shared.size)
+        assert got[1] is None and np.array_equal(got[0], alpha) and np.array_equal(got[2], rgba)
+        bigger = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+        kept = got[2]   # a view of the old mapping can still be read after the memory grows (not unmapped)
+        specs = shared.put([bigger])
+        assert np.array_equal(reader.arrays(specs, shared.size)[0], bigger)
+        assert kept.copy().shape == rgba.shape
+    finally:
+        shared.close()
+        reader.close()
