@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Side-by-side batch runs on a lent GPU machine (issue 17): the batch bench under each environment variant in
+# turn, ROUNDS times, so that every variant sees the same host (the H200's local figure moved between 129 and 246
+# images/s over one session). Prints one line per run: images/s, the first image's time, and each stage's busy
+# share. Needs fpng importable (carry its wheel: .whl/ or the Ray slim tarball's folder on PYTHONPATH), or the
+# encoders are threads.
+#   VARIANTS="MATTING_REFINE_GRAPHS=1 MATTING_REFINE_GRAPHS=0" ROUNDS=2 PHOTOS=<photos> bash scripts/gpu_batch_ab.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/ab}; ROUNDS=${ROUNDS:-2}; COUNT=${COUNT:-2000}; PHOTOS=${PHOTOS:-../shared/evaldata/photos}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -c "import fpng" 2>/dev/null || echo "fpng is missing: the encoders will be threads"
+for round in $(seq 1 "$ROUNDS"); do
+  for variant in ${VARIANTS:-NONE=1}; do
+    json="$OUT/${variant//[^A-Za-z0-9_]/_}_$round.json"
+    env "$variant" timeout "${LIMIT:-150}" python3 -m matting.bench --batch --device "${DEVICE:-cuda}" --count "$COUNT" \
+      --photos "$PHOTOS" ${BENCH_ARGS:-} --json "$json" > "$json.txt" 2>&1
+    python3 - "$json" "$variant" "$round" <<'PY'
+import json, sys
+path, variant, rnd = sys.argv[1:]
+try:
+    ours = json.load(open(path))["ours"]
+except (OSError, ValueError, KeyError) as exc:
+    print(f"[{variant} round {rnd}] no result ({exc}): see {path}.txt")
+    raise SystemExit
+busy = " ".join(f"{k} {v:.0%}" for k, v in ours["utilisation"].items())
+print(f"[{variant} round {rnd}] {ours['images_per_second']:.1f} images/s, first image {ours['first_image_s']:.2f} s, "
+      f"peak RSS {ours['peak_rss_mib']:.0f} MiB, GPU {ours.get('peak_gpu_mib') or 0:.0f} MiB; busy: {busy}")
+PY
+  done
+done
