@@ -46,6 +46,18 @@ ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # object store, so one alone leaves the GPU waiting (H200, 1 MP, measured while the CPU tasks were still capped at
 # 4 per stage: 150 images/s steady with one, 170 with two, 150 with three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
+# Where a run's first image waited on the H200 (docs/SCALE.md, session 16): 1.2 s between its decode and its batch
+# being sent to an actor, then 0.5-0.8 s between its encode and the driver. A pipeline of the same shape with
+# sleeps for the codecs and 16 CPUs declared (scripts/ray_first_image_sim.py, 2-core AMD EPYC) showed both waits,
+# and that the two settings below end them together: first row after 1.39-1.44 s instead of 2.73-2.81 s, the runs
+# no slower (the sliver alone: 2.7-3.3 s; 16 MiB blocks alone: 2.4-2.5 s, and those runs took half as long again).
+# Not yet measured on the H200:
+# - the tasks that hand batches to the actors ask for a sliver of CPU, taken from their actor's: Ray Data starts
+#   the tasks of a stage that asks for no CPU late;
+# - blocks of at most BLOCK_MIB instead of Ray Data's 128 MiB, so an encode task takes about 8 rendered 1 MP rows,
+#   not a whole batch of 32 (about 0.5 s of encoding before its first row can move on).
+POOL_TASK_CPUS = float(os.environ.get("MATTING_RAY_POOL_TASK_CPUS", 0.01))
+BLOCK_MIB = int(os.environ.get("MATTING_RAY_BLOCK_MIB", 32))
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ class ClusterPlan:
 
     @property
     def actor_resources(self) -> dict:
-        return {"num_gpus": self.gpus_per_actor, "num_cpus": self.cpus_per_actor}
+        return {"num_gpus": self.gpus_per_actor, "num_cpus": self.cpus_per_actor - ACTOR_CALLS * POOL_TASK_CPUS}
 
     @property
     def task_cpus(self) -> int:
@@ -218,21 +230,27 @@ class RayRun:
                 "encode": encoders, "write": encoders}
 
     def _dataset(self):
-        from ray.data import TaskPoolStrategy
+        from ray.data import DataContext, TaskPoolStrategy
 
         rows = [{"meta": pack(self._meta(job))} for job in self.jobs.values()]
         pool = self.engine.pool
         pool.warm(self.batch_size)
         decoders, encoders = self.engine.plan.split_tasks(self.workers)
         job = {"settings": self.settings, "kinds": self.kinds, "background": self.background}
-        return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / ROWS_PER_BLOCK)))
-                .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, num_cpus=1,
-                     compute=TaskPoolStrategy(size=decoders))
-                # No CPU asked: these tasks mostly wait for their actor; as many as the actors take calls at once.
-                .map_batches(matte_on_pool, batch_size=self.batch_size, batch_format="numpy", num_cpus=0,
-                             fn_kwargs={"actors": pool.actors, "job": job},
-                             compute=TaskPoolStrategy(size=len(pool.actors) * ACTOR_CALLS))
-                .map(encode_write, fn_kwargs={"crop": self.crop}, num_cpus=1, compute=TaskPoolStrategy(size=encoders)))
+        context = DataContext.get_current()
+        default_bytes, context.target_max_block_size = context.target_max_block_size, BLOCK_MIB << 20
+        try:   # a dataset keeps the context it was made under
+            return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / ROWS_PER_BLOCK)))
+                    .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, num_cpus=1,
+                         compute=TaskPoolStrategy(size=decoders))
+                    # These tasks mostly wait for their actor (POOL_TASK_CPUS); as many as the actors take at once.
+                    .map_batches(matte_on_pool, batch_size=self.batch_size, batch_format="numpy",
+                                 num_cpus=POOL_TASK_CPUS, fn_kwargs={"actors": pool.actors, "job": job},
+                                 compute=TaskPoolStrategy(size=len(pool.actors) * ACTOR_CALLS))
+                    .map(encode_write, fn_kwargs={"crop": self.crop}, num_cpus=1,
+                         compute=TaskPoolStrategy(size=encoders)))
+        finally:
+            context.target_max_block_size = default_bytes
 
     def _meta(self, job) -> dict:
         item = job.item

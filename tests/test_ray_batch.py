@@ -176,7 +176,11 @@ def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private
     from matting.ray_batch import ray_batch_engine
 
     assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
-    runs = []
+    from ray.data import DataContext
+
+    from matting.ray_batch import BLOCK_MIB
+
+    runs, default_block_bytes = [], DataContext.get_current().target_max_block_size
 
     def keeping(*args, **kwargs):
         runs.append(executor(*args, **kwargs))
@@ -190,6 +194,8 @@ def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private
             assert (summary.done, summary.failed) == (4, 1)
             assert {process.pid for process in matte_actor_processes()} == ready
             # where the first image out waited: each stage's end, in the order the image went through them
+            # its dataset made with blocks of at most BLOCK_MIB; the process's own default left as it was
+            assert runs[-1].dataset.context.target_max_block_size == BLOCK_MIB << 20 != default_block_bytes
             ended = runs[-1].first_ended
             order = ["read", "decode", "sent", "arrived", "upload", "infer", "render", "encode", "write", "driver"]
             assert list(ended) == order or list(ended) == ["read", "driver"], ended   # or a failed file first
@@ -250,7 +256,7 @@ class _Cluster:
 
 def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encoding():
     from matting.errors import MattingError
-    from matting.ray_batch import ACTORS_PER_GPU, ClusterPlan
+    from matting.ray_batch import ACTOR_CALLS, ACTORS_PER_GPU, POOL_TASK_CPUS, ClusterPlan
 
     h200 = ClusterPlan.of(_Cluster(16, 1), None)
     assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", ACTORS_PER_GPU, 1 / ACTORS_PER_GPU)
@@ -260,5 +266,11 @@ def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encodi
     assert h200.split_tasks(3) == (3, 3)   # --workers: that many of each
     laptop = ClusterPlan.of(_Cluster(2), None)   # one CPU actor with one core; one task of each kind
     assert (laptop.device, laptop.actors, laptop.cpus_per_actor, laptop.split_tasks(None)) == ("cpu", 1, 1, (1, 1))
+    for plan in (h200, laptop):   # the pool tasks' sliver comes out of their actor's CPUs, not the tasks'
+        handed = plan.actors * ACTOR_CALLS * POOL_TASK_CPUS
+        assert POOL_TASK_CPUS > 0
+        assert plan.actors * plan.actor_resources["num_cpus"] + handed == pytest.approx(
+            plan.actors * plan.cpus_per_actor)
+    assert h200.actors * h200.cpus_per_actor + sum(h200.split_tasks(None)) == 16   # all at once on the H200
     with pytest.raises(MattingError, match="the Ray cluster has no GPU"):
         ClusterPlan.of(_Cluster(8), "cuda")
