@@ -125,6 +125,11 @@ def _open_zip(path: str) -> tuple[ZipInput, dict[int, zipfile.ZipInfo]]:
 
 
 # ------------------------------------------------------------------ matte + render (the warm actors)
+def actor_threads(assigned_cpus: float | None) -> int:
+    """The network's threads in an actor given these CPUs: the nearest whole number, at least one."""
+    return max(1, round(assigned_cpus or 1))
+
+
 class MatteActor:
     """Holds one Pipeline (on its GPU, or the CPU) and turns decoded rows into rendered arrays: the local
     engine's upload, infer and render stages for one batch of rows. The actors start with the engine, before any
@@ -132,10 +137,16 @@ class MatteActor:
     with that run's settings (``job``)."""
 
     def __init__(self, options: dict, batch_size: int):
+        import ray
+        import torch
+
         from .pipeline import Pipeline
         from .process import configure_process
 
         configure_process()
+        # Ray gives a worker floor(its CPUs) OpenMP threads; an actor's CPUs are whole ones less the sliver its pool
+        # tasks ask for (ray_batch.POOL_TASK_CPUS), so 8 would become 7 threads.
+        torch.set_num_threads(actor_threads(ray.get_runtime_context().get_assigned_resources().get("CPU")))
         self.pipe, self.error = None, None
         try:
             self.pipe = Pipeline(**options)

@@ -257,6 +257,7 @@ class _Cluster:
 def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encoding():
     from matting.errors import MattingError
     from matting.ray_batch import ACTOR_CALLS, ACTORS_PER_GPU, POOL_TASK_CPUS, ClusterPlan
+    from matting.ray_stages import actor_threads
 
     h200 = ClusterPlan.of(_Cluster(16, 1), None)
     assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", ACTORS_PER_GPU, 1 / ACTORS_PER_GPU)
@@ -272,5 +273,9 @@ def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encodi
         assert plan.actors * plan.actor_resources["num_cpus"] + handed == pytest.approx(
             plan.actors * plan.cpus_per_actor)
     assert h200.actors * h200.cpus_per_actor + sum(h200.split_tasks(None)) == 16   # all at once on the H200
+    # an actor's network keeps the threads of its whole CPUs, not Ray's floor of what is left after the sliver
+    big = ClusterPlan.of(_Cluster(16), "cpu")
+    assert [actor_threads(p.actor_resources["num_cpus"]) for p in (big, h200, laptop)] == [big.cpus_per_actor, 1, 1]
+    assert big.cpus_per_actor == 8 and actor_threads(None) == actor_threads(0.3) == 1
     with pytest.raises(MattingError, match="the Ray cluster has no GPU"):
         ClusterPlan.of(_Cluster(8), "cuda")
