@@ -329,3 +329,79 @@ def test_shared_pixels_put_each_array_where_the_other_side_reads_it():
     finally:
         shared.close()
         reader.close()
+
+
+@pytest.fixture
+def shared_helper():
+    """_serve in a thread with its shared memory, as a helper process runs it; yields (send, recv, the parent's
+    SharedPixels)."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    parent = batch_encode.SharedPixels.create()
+    thread = threading.Thread(target=batch_encode._serve, args=(to_child_r, from_child_w, os.dup(parent.fd)),
+                              daemon=True)
+    thread.start()
+    send, recv = Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
+    assert recv.recv() == "ready"
+    yield send, recv, parent
+    send.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    recv.close()
+    parent.close()
+
+
+def test_the_helper_reads_a_jobs_arrays_from_the_shared_memory(shared_helper):
+    """The helper's side of the shared memory: each job names the memory's size (grown between jobs) and where
+    each array lies; None where an output has no array."""
+    send, recv, parent = shared_helper
+    rng = np.random.default_rng(4)
+    for h, w in [(6, 5), (70, 90), (6, 5)]:
+        alpha, rgba, _ = _three_outputs(rng, h, w)
+        send.send(([("cutout", "png"), ("alpha", "png")], parent.put([alpha, rgba, None]), None, parent.size))
+        assert recv.recv() == "ok"
+        cutout, matte = _decoded(recv.recv_bytes()), _decoded(recv.recv_bytes())
+        assert np.array_equal(cutout, rgba) and np.array_equal(matte, alpha)
+
+
+def test_the_pipe_carries_a_job_with_missing_arrays(monkeypatch):
+    """Without shared memory, outputs with no array (a cutout alone) send only the arrays there are."""
+    monkeypatch.setattr(batch_encode.SharedPixels, "create", classmethod(lambda cls: None))
+    rgba = np.random.default_rng(5).integers(0, 256, (9, 8, 4), dtype=np.uint8)
+    helper = batch_encode._Helper()
+    try:
+        (cutout,) = helper.call([("cutout", "png")], [None, rgba, None], None)
+        assert np.array_equal(_decoded(cutout), rgba)
+    finally:
+        helper.close()
+
+
+def test_no_memfd_no_shared_memory(monkeypatch):
+    monkeypatch.delattr(os, "memfd_create")
+    assert batch_encode.SharedPixels.create() is None
+
+
+def test_the_shared_memory_grows_by_doubling_and_only_when_a_job_needs_more():
+    shared = batch_encode.SharedPixels.create()
+    try:
+        sizes = []
+        for nbytes in (100, 100, 130, 300, 700, 10_000, 64):
+            shared.put([np.zeros(nbytes, np.uint8)])
+            sizes.append(shared.size)
+        assert sizes == [128, 128, 256, 512, 1024, 10_048, 10_048]
+    finally:
+        shared.close()
+
+
+def test_a_helper_that_cannot_start_gives_its_shared_memory_back(monkeypatch):
+    closed = []
+    real_close = batch_encode.SharedPixels.close
+    monkeypatch.setattr(batch_encode.SharedPixels, "close", lambda self: closed.append(self.fd) or real_close(self))
+
+    def no_process(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(batch_encode.subprocess, "Popen", no_process)
+    with pytest.raises(OSError):
+        batch_encode._Helper()
+    assert len(closed) == 1

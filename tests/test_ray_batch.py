@@ -172,14 +172,12 @@ def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path)
 
 def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private_ray, photos, tmp_path):
     """The model loads once, before the first run (as the local Pipeline does), not inside each run."""
-    from matting.batch import run_batch
-    from matting.ray_batch import ray_batch_engine
-
-    assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
     from ray.data import DataContext
 
-    from matting.ray_batch import BLOCK_MIB
+    from matting.batch import run_batch
+    from matting.ray_batch import BLOCK_MIB, ray_batch_engine
 
+    assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
     runs, default_block_bytes = [], DataContext.get_current().target_max_block_size
 
     def keeping(*args, **kwargs):
@@ -193,9 +191,9 @@ def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private
             summary = run_batch([photos], tmp_path / run, pipeline=engine, executor=keeping, recursive=True)
             assert (summary.done, summary.failed) == (4, 1)
             assert {process.pid for process in matte_actor_processes()} == ready
-            # where the first image out waited: each stage's end, in the order the image went through them
             # its dataset made with blocks of at most BLOCK_MIB; the process's own default left as it was
             assert runs[-1].dataset.context.target_max_block_size == BLOCK_MIB << 20 != default_block_bytes
+            # where the first image out waited: each stage's end, in the order the image went through them
             ended = runs[-1].first_ended
             order = ["read", "decode", "sent", "arrived", "upload", "infer", "render", "encode", "write", "driver"]
             assert list(ended) == order or list(ended) == ["read", "driver"], ended   # or a failed file first
