@@ -256,9 +256,13 @@ class Pipeline:
                     mattes = ops.min_max_normalize(self.runner(x))
         except torch.OutOfMemoryError:
             guide, mattes = self._infer_after_oom(results, timings)
+        # Each result keeps its own copy when the batch had several: a slice would keep the whole batch's storage
+        # alive, in the matte cache (which counts the slice's bytes only) and in every session holding a result
+        # (a coalesced batch of 16 made each cached matte hold 16 times what the cache counted).
+        copy = len(results) > 1
         for i, result in enumerate(results):
-            result.guide = guide[i:i + 1].float().to(result.device)
-            result.matte = mattes[i:i + 1].to(result.device)
+            result.guide = guide[i:i + 1].to(result.device, torch.float32, copy=copy)
+            result.matte = mattes[i:i + 1].to(result.device, copy=copy)
             for stage, ms in timings.items():
                 result.timings[stage] = ms / len(results)
             if result.key:  # "" when prepared with use_cache=False

@@ -166,6 +166,15 @@ def test_batch_equals_single_runs(pipe):
         torch.testing.assert_close(together.matte, alone.matte, atol=1e-4, rtol=0)
 
 
+def test_each_result_of_a_batch_holds_only_its_own_matte_and_guide(pipe):
+    """A slice of the batch's tensors would keep the whole batch alive in the cache, which counts the slice."""
+    names = ["coffee.png", "rocket.jpg", "astronaut.png"]
+    pipe.cache.clear()
+    for result in pipe.matte_many([EXAMPLES / n for n in names]):
+        for tensor in (result.matte, result.guide):
+            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+
+
 def test_a_bad_input_in_a_batch_leaves_the_others(pipe):
     out = pipe.matte_many([EXAMPLES / "coffee.png", b"garbage bytes", EXAMPLES / "rocket.jpg"],
                           names=["coffee.png", "broken.jpg", "rocket.jpg"], return_errors=True)
