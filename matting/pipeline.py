@@ -256,11 +256,12 @@ class Pipeline:
                     mattes = ops.min_max_normalize(self.runner(x))
         except torch.OutOfMemoryError:
             guide, mattes = self._infer_after_oom(results, timings)
-        # Each result keeps its own copy when the batch had several: a slice would keep the whole batch's storage
-        # alive, in the matte cache (which counts the slice's bytes only) and in every session holding a result
-        # (a coalesced batch of 16 made each cached matte hold 16 times what the cache counted).
-        copy = len(results) > 1
+        # A result that outlives the batch (cached: the app's, kept by its session too) gets its own copy when the
+        # batch had several: a slice would keep the whole batch's storage alive, while the matte cache counts the
+        # slice's bytes only (a coalesced batch of 16: 16 times what it counted). A batch run's results go with
+        # their batch, so they keep the slices and their batches make no extra copies.
         for i, result in enumerate(results):
+            copy = len(results) > 1 and bool(result.key)
             result.guide = guide[i:i + 1].to(result.device, torch.float32, copy=copy)
             result.matte = mattes[i:i + 1].to(result.device, copy=copy)
             for stage, ms in timings.items():

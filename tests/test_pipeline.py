@@ -173,6 +173,11 @@ def test_each_result_of_a_batch_holds_only_its_own_matte_and_guide(pipe):
     for result in pipe.matte_many([EXAMPLES / n for n in names]):
         for tensor in (result.matte, result.guide):
             assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    # a batch run's results (not cached) go with their batch: no copies made for them
+    prepared = [pipe.prepare(decode_image(EXAMPLES / n), n, use_cache=False) for n in names]
+    pipe.infer(prepared)
+    matte = prepared[0].matte
+    assert matte.untyped_storage().nbytes() == 3 * matte.numel() * matte.element_size()
 
 
 def test_a_bad_input_in_a_batch_leaves_the_others(pipe):
