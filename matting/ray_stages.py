@@ -58,10 +58,10 @@ def timed(meta: dict, stage: str, started: float) -> float:
     return now
 
 
-def stamp(meta: dict, stage: str) -> None:
-    """When ``stage`` ended for this image, on the wall clock every process of a machine shares: where the first
-    image of a run waited (scripts/ray_runs_in_one_engine.py)."""
-    meta.setdefault("ended", {})[stage] = time.time()
+def stamp(meta: dict, stage: str, at: float | None = None) -> None:
+    """When ``stage`` ended for this image (``at``, or now), on the wall clock every process of a machine shares:
+    where the first image of a run waited (scripts/ray_runs_in_one_engine.py)."""
+    meta.setdefault("ended", {})[stage] = time.time() if at is None else at
 
 
 def ready_worker(hold_s: float = 0.5) -> int:
@@ -172,7 +172,7 @@ class MatteActor:
     def matte(self, batch: dict, job: dict, sent: float = 0.0) -> dict:
         metas = [unpack(m) for m in batch["meta"]]
         for meta in metas:   # when the batch left its pool task, and reached this actor
-            meta.setdefault("ended", {})["sent"] = sent
+            stamp(meta, "sent", sent)
             stamp(meta, "arrived")
         rgbs, alphas = list(batch["rgb"]), list(batch["alpha"])
         results: list = [None] * len(metas)

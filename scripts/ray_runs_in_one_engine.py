@@ -51,5 +51,6 @@ def main() -> None:
                 if args.stats:
                     print(runs[-1].dataset.stats(), flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -320,8 +320,6 @@ def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decont
         assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3, name
 
 
-
-
 def test_a_rerun_with_another_background_crop_or_engine_redoes_the_outputs(pipe, tmp_path):
     """Resume keys on everything that shapes an output: the same options skip, another background, crop, composite
     format or engine (here the working size) redo, and the output made the old way is removed."""
