@@ -275,7 +275,7 @@ class _Run:
             yield from self._results()
 
     def _results(self) -> Iterator[BatchResult]:
-        rt.warm_graphs(self.pipe, self.batch_size)
+        rt.warm_graphs(self.pipe, self.batch_size, self.settings)
         self.encoder = make_encoder(self.pipe.device, self.workers)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-decode")
         self.render_pool = (ThreadPoolExecutor(rt.GPU_RENDER_THREADS, thread_name_prefix="matting-render",

@@ -158,7 +158,7 @@ def warm_up(pipe, batch_size: int | None = None, settings: EdgeSettings | None =
     CUDA graphs of every batch size up to it and render one image, so the render's kernels are loaded (CUDA
     loads each kernel on its first launch). run_batch captures the graphs itself; call this ahead to keep all of
     it out of the first images' time (benchmarks, a server at start-up)."""
-    warm_graphs(pipe, batch_size or default_batch_size(pipe.device))
+    warm_graphs(pipe, batch_size or default_batch_size(pipe.device), settings or EdgeSettings())
     if is_gpu(pipe.device):
         from .decode import DecodedImage
 
@@ -169,12 +169,15 @@ def warm_up(pipe, batch_size: int | None = None, settings: EdgeSettings | None =
         pipe.render(result, settings or EdgeSettings())
 
 
-def warm_graphs(pipe, batch_size: int) -> None:
-    """Capture the CUDA graphs this run will use before any worker thread touches the GPU: a capture must not
-    overlap other threads' CUDA calls. Graphs already captured are reused, so this is cheap after the first run."""
+def warm_graphs(pipe, batch_size: int, settings: EdgeSettings | None = None) -> None:
+    """Capture the CUDA graphs this run will use (the network's, and the refinement's for ``settings``) before
+    any worker thread touches the GPU: a capture must not overlap other threads' CUDA calls. Graphs already
+    captured are reused, so this is cheap after the first run."""
     runner = getattr(pipe, "runner", None)
     if runner is None or not getattr(runner, "use_cuda_graphs", False):
         return
+    if settings is not None and hasattr(pipe, "warm_refine_graphs"):
+        pipe.warm_refine_graphs(settings)
     import torch
 
     from .runner import GRAPH_BATCH_SIZES

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager, nullcontext
@@ -38,6 +39,7 @@ from .notices import Notice
 from .openvino_runner import OpenVINORunner, openvino_available
 from .preprocess import network_input, place_image
 from .process import configure_process
+from .refine_graphs import RefineGraphs
 from .render import (Background, background_tensor, output_hw, photo_u8, render_stack_tensors, render_tensors,
                      soft_alpha_tensors)
 from .resolution import Resize, plan_resize, resolve_max_side
@@ -78,6 +80,7 @@ COALESCE_BATCH = 16
 # GPU memory stays near that of one 8 MP render
 STACK_SIZE = 8
 STACK_PIXELS = 8_000_000
+REFINE_GRAPHS_ENV = "MATTING_REFINE_GRAPHS"
 
 
 class Pipeline:
@@ -105,6 +108,7 @@ class Pipeline:
         self.runner = self._make_runner(self._precision, self.device, use_cuda_graphs, weights)
         self._cpu_runner: ModelRunner | OpenVINORunner | None = None
         self._gpu_turn = threading.Lock()   # see device_turn
+        self.refine_graphs: RefineGraphs | None = None   # see warm_refine_graphs
         self._weights_id = f"{self.spec.name}:{weights_md5[:12]}" if weights_md5 else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
         if coalesce_ms is None:
@@ -406,7 +410,8 @@ class Pipeline:
         timer = StageTimer(results[0].device, timings)
         try:
             with timer("postprocess"):
-                alpha, rgba, composite = render_stack_tensors(results, settings, background, want_rgba)
+                alpha, rgba, composite = render_stack_tensors(results, settings, background, want_rgba,
+                                                              coefficients=self.refine_graphs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             log.warning("GPU out of memory while rendering a stack of %d; rendering one by one", len(results))
@@ -419,6 +424,22 @@ class Pipeline:
                          size=(alpha_np.shape[2], alpha_np.shape[1]), is_preview=False, timings=dict(share),
                          notices=list(result.notices))
                 for k, result in enumerate(results)]
+
+    def warm_refine_graphs(self, settings: EdgeSettings) -> None:
+        """Capture the refinement's coefficient graphs for ``settings`` (matting.refine_graphs), which
+        render_many's stacks then replay. Only where the network runs graphs (CUDA), and before other threads use
+        the GPU (a batch run calls it with the network's, batch_runtime.warm_graphs); ``MATTING_REFINE_GRAPHS=0``
+        leaves them out, to measure with and without side by side."""
+        if not (settings.refine and getattr(self.runner, "use_cuda_graphs", False)):
+            return
+        if os.environ.get(REFINE_GRAPHS_ENV, "1") == "0":
+            self.refine_graphs = None
+            return
+        held = self.refine_graphs
+        if held is None or (held.radius, held.eps) != (settings.refine_radius, settings.refine_eps):
+            with self._gpu_turn:   # the interactive calls wait meanwhile (device_turn)
+                self.refine_graphs = RefineGraphs.capture(self.device, self.spec.input_hw, settings.refine_radius,
+                                                          settings.refine_eps)
 
     def soft_alpha(self, result: MatteResult, settings: EdgeSettings | None = None, *,
                    preview: bool | int = True) -> tuple[np.ndarray, np.ndarray | None]:

@@ -47,10 +47,11 @@ def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tens
 
 
 def alpha_from(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings,
-               scale: float, hints: torch.Tensor | None = None) -> torch.Tensor:
+               scale: float, hints: torch.Tensor | None = None, coefficients=None) -> torch.Tensor:
     """(B, 1, H, W) float alpha from network mattes (B, 1, h, w), their guides and the photos (B, 3, H, W);
-    ``scale`` is the render's size over the working size (radii in settings are in working pixels)."""
-    return shape_edges(soft_alpha(guide, matte, photo, settings), settings, scale, hints)
+    ``scale`` is the render's size over the working size (radii in settings are in working pixels);
+    ``coefficients``: see soft_alpha."""
+    return shape_edges(soft_alpha(guide, matte, photo, settings, coefficients), settings, scale, hints)
 
 
 def hints_at(hints: np.ndarray | None, size_hw: tuple[int, int], device: torch.device) -> torch.Tensor | None:
@@ -63,12 +64,15 @@ def hints_at(hints: np.ndarray | None, size_hw: tuple[int, int], device: torch.d
     return mask
 
 
-def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings) -> torch.Tensor:
+def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, settings: EdgeSettings,
+               coefficients=None) -> torch.Tensor:
     """The matte at the photo's size before any edge setting: refined by the photo (or just resized), in [0, 1].
-    The web page redraws threshold, erode and feather from this while a slider moves (demo/live_edges.js)."""
+    The web page redraws threshold, erode and feather from this while a slider moves (demo/live_edges.js).
+    ``coefficients``: the refinement's captured graphs, when the caller has them (matting.refine_graphs)."""
     size_hw = tuple(photo.shape[-2:])
     if settings.refine:
-        alpha = ops.fast_guided_filter(guide, matte, photo, settings.refine_radius, settings.refine_eps)
+        alpha = ops.fast_guided_filter(guide, matte, photo, settings.refine_radius, settings.refine_eps,
+                                       coefficients)
     else:
         alpha = ops.resize(matte, size_hw, antialias=False)
     return alpha.clamp(0, 1)
@@ -147,9 +151,10 @@ def render_tensors(result: MatteResult, settings: EdgeSettings, background: Back
 
 
 def render_stack_tensors(results: list[MatteResult], settings: EdgeSettings, background: Background = None,
-                         want_rgba: bool = True):
+                         want_rgba: bool = True, coefficients=None):
     """Full-size renders of results that share one working size and have no alpha of their own, in one pass over
-    the stacked batch: on a GPU one kernel launch per operation for all of them instead of one per image.
+    the stacked batch: on a GPU one kernel launch per operation for all of them instead of one per image
+    (``coefficients``: the refinement's captured graphs, matting.refine_graphs).
     Returns (alpha (B, H, W), rgba (B, H, W, 4) or None, composite (B, H, W, 3) or None), uint8, on device."""
     sizes = {tuple(r.image.shape) for r in results}
     if len(sizes) != 1 or any(r.input_alpha is not None for r in results):
@@ -159,7 +164,7 @@ def render_stack_tensors(results: list[MatteResult], settings: EdgeSettings, bac
     photo = ops.to_float_image(images)
     guide = torch.cat([r.guide for r in results])
     matte = torch.cat([r.matte for r in results])
-    alpha = alpha_from(guide, matte, photo, settings, 1.0)
+    alpha = alpha_from(guide, matte, photo, settings, 1.0, coefficients=coefficients)
     return _outputs(photo, alpha, lambda: images, settings, background, want_rgba)
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from matting import batch_runtime as rt
+from matting.settings import EdgeSettings
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
@@ -172,9 +173,21 @@ def test_graphs_are_captured_up_to_the_batch_size(synced, batch, captured):
 def test_no_graphs_without_a_runner_that_uses_them(synced):
     runner = Runner()
     runner.use_cuda_graphs = False
-    for pipe in (SimpleNamespace(runner=runner), SimpleNamespace(), SimpleNamespace(runner=SimpleNamespace())):
-        rt.warm_graphs(pipe, 16)
-    assert runner.inputs == [] and synced == []
+    refined = []
+    for pipe in (SimpleNamespace(runner=runner, warm_refine_graphs=refined.append), SimpleNamespace(),
+                 SimpleNamespace(runner=SimpleNamespace())):
+        rt.warm_graphs(pipe, 16, EdgeSettings())
+    assert runner.inputs == [] and synced == [] and refined == []
+
+
+def test_the_refinements_graphs_are_captured_for_the_runs_edges(synced):
+    """With the network's graphs, those of the refinement for the run's settings (matting.refine_graphs)."""
+    refined = []
+    pipe = SimpleNamespace(runner=Runner(), warm_refine_graphs=refined.append)
+    settings = EdgeSettings(refine_radius=7)
+    rt.warm_graphs(pipe, 4, settings)
+    rt.warm_graphs(pipe, 4)   # a caller with no settings: the network's only
+    assert refined == [settings] and pipe.runner.sizes() == [1, 2, 4, 1, 2, 4]
 
 
 def test_warming_up_a_gpu_pipeline_captures_its_graphs_and_renders_one_image_outside_the_cache(pipe, synced):

@@ -377,7 +377,7 @@ def test_on_the_cpu_each_image_renders_alone_in_its_inference_thread(tmp_path, m
 
 def test_on_a_gpu_batches_render_together_in_the_render_threads(tmp_path, fake_gpu, monkeypatch):
     warmed, switch, torch_threads = [], [], []
-    monkeypatch.setattr(rt, "warm_graphs", lambda pipe, size: warmed.append((pipe, size)))
+    monkeypatch.setattr(rt, "warm_graphs", lambda pipe, size, settings: warmed.append((pipe, size, settings)))
     pipe = FakePipe(fake_gpu.device, delay={"render_many": 0.05}, hook={"infer": lambda names: (
         switch.append(sys.getswitchinterval()), torch_threads.append(torch.get_num_threads()))})
     before = torch.get_num_threads()
@@ -387,7 +387,7 @@ def test_on_a_gpu_batches_render_together_in_the_render_threads(tmp_path, fake_g
     finally:
         torch.set_num_threads(before)
     assert set(torch_threads) == {3}  # the CPU's one torch thread per engine thread is not for a GPU run
-    assert summary.done == 12 and warmed == [(pipe, 4)]
+    assert summary.done == 12 and warmed == [(pipe, 4, EdgeSettings())]   # the run's edges: refinement graphs
     assert pipe.threads("infer") == {"matting-infer-0"}
     assert {name.split("_")[0] for name in pipe.threads("render_many")} == {"matting-render"}
     assert pipe.names("render") == [] and max(map(len, pipe.names("render_many"))) > 1

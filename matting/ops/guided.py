@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,7 +19,7 @@ def _check_guided_inputs(guide: Tensor, src: Tensor, g_name: str, s_name: str) -
     check_same_geometry(guide, g_name, src, s_name)
 
 
-def _guided_coefficients(i: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor, Tensor]:
+def guided_coefficients(i: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor, Tensor]:
     """Box-averaged linear coefficients (mean_a (B, C, H, W), mean_b (B, 1, H, W)) of He et al."""
     c = i.shape[1]
     if c == 1:
@@ -86,7 +88,7 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
         return src.new_empty(src.shape)
     wd = work_dtype(guide, src)
     i = guide.to(wd)
-    mean_a, mean_b = _guided_coefficients(i, src.to(wd), r, e)
+    mean_a, mean_b = guided_coefficients(i, src.to(wd), r, e)
     return _apply_linear(mean_a, mean_b, i).to(src.dtype)
 
 
@@ -96,6 +98,7 @@ def fast_guided_filter(
     guide_hr: Tensor,
     radius: int,
     eps: float,
+    coefficients: Callable[[Tensor, Tensor, int, float], tuple[Tensor, Tensor] | None] | None = None,
 ) -> Tensor:
     """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at high.
 
@@ -103,7 +106,9 @@ def fast_guided_filter(
     (B, 1, h, w) the network matte, ``guide_hr`` (B, same C, H, W) the full-size photo.
     ``radius`` is in low-resolution pixels. mean_a, mean_b are upsampled bilinearly
     (align_corners=False) and the result ``sum_c A_c I_c + b`` is clamped to [0, 1], in
-    ``src_lr``'s dtype. guide_hr may be float16 on CUDA; the arithmetic is float32.
+    ``src_lr``'s dtype. guide_hr may be float16 on CUDA; the arithmetic is float32. ``coefficients``: what
+    computes them instead of ``guided_coefficients`` when it can (a captured CUDA graph: matting.refine_graphs),
+    returning None when it cannot.
 
     >>> g = torch.rand(1, 3, 16, 16)
     >>> from matting.ops.resize import resize
@@ -124,7 +129,9 @@ def fast_guided_filter(
     if bsz == 0:
         return src_lr.new_empty((0, 1, out_h, out_w))
     wd = work_dtype(guide_lr, src_lr, guide_hr)
-    mean_a, mean_b = _guided_coefficients(guide_lr.to(wd), src_lr.to(wd), r, e)
+    guide_lr, src_lr_wd = guide_lr.to(wd), src_lr.to(wd)
+    replayed = coefficients(guide_lr, src_lr_wd, r, e) if coefficients is not None else None
+    mean_a, mean_b = replayed if replayed is not None else guided_coefficients(guide_lr, src_lr_wd, r, e)
     ab = torch.cat([mean_a, mean_b], dim=1)
     h, w = ab.shape[-2:]
     up = F.interpolate(
