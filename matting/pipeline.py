@@ -115,8 +115,9 @@ class Pipeline:
             coalesce_ms = COALESCE_MS_CUDA if self.device.type == "cuda" else -1.0
         self._coalescer = (Coalescer(self._infer_in_turn, max_batch=COALESCE_BATCH, max_wait_ms=coalesce_ms,
                                      name="matting-network") if coalesce_ms >= 0 else None)
-        if warm_up:   # with coalescing, the batch sizes it makes too
+        if warm_up:   # with coalescing, the batch sizes it makes too; the default edges' refinement graphs
             self.runner.warm_up(COALESCE_BATCH if self._coalescer is not None else 1)
+            self.warm_refine_graphs(EdgeSettings())
         self.load_ms = (time.perf_counter() - start) * 1000
 
     # ---------------------------------------------------------------- reporting
@@ -355,7 +356,7 @@ class Pipeline:
             with timer("postprocess"):
                 try:
                     alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
-                                                            hints)
+                                                            hints, coefficients=self.refine_graphs)
                 except torch.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     log.warning("GPU out of memory while rendering; rendering on the CPU")
@@ -447,7 +448,8 @@ class Pipeline:
         uint8 (H, W) arrays sized like ``render(..., preview=preview)``. A web page redraws the edge settings
         from these while a slider moves. Never runs the network."""
         with self.device_turn(result):
-            soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview))
+            soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview),
+                                           coefficients=self.refine_graphs)
             return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
 
     def photo_hw(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:

@@ -36,11 +36,12 @@ def photo_at(result: MatteResult, size_hw: tuple[int, int]) -> torch.Tensor:
 
 
 def compute_alpha(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor,
-                  hints: np.ndarray | None, keep_soft: bool) -> torch.Tensor:
+                  hints: np.ndarray | None, keep_soft: bool, coefficients=None) -> torch.Tensor:
     """(1, 1, H, W) float alpha at the photo's size; ``hints`` a hint mask (hints.py) of any size; ``keep_soft``
-    (previews) keeps the soft matte with the result for the next render (soft_at)."""
-    alpha = shape_edges(soft_at(result, settings, photo, keep_soft), settings, photo.shape[-2] / result.image.shape[0],
-                        hints_at(hints, tuple(photo.shape[-2:]), photo.device))
+    (previews) keeps the soft matte with the result for the next render (soft_at); ``coefficients``: see
+    soft_alpha."""
+    alpha = shape_edges(soft_at(result, settings, photo, keep_soft, coefficients), settings,
+                        photo.shape[-2] / result.image.shape[0], hints_at(hints, tuple(photo.shape[-2:]), photo.device))
     if settings.use_input_alpha and result.input_alpha is not None:
         alpha = alpha * input_alpha_at(result, tuple(photo.shape[-2:]))
     return alpha
@@ -78,18 +79,19 @@ def soft_alpha(guide: torch.Tensor, matte: torch.Tensor, photo: torch.Tensor, se
     return alpha.clamp(0, 1)
 
 
-def soft_at(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor, keep: bool) -> torch.Tensor:
+def soft_at(result: MatteResult, settings: EdgeSettings, photo: torch.Tensor, keep: bool,
+            coefficients=None) -> torch.Tensor:
     """``soft_alpha`` of ``result`` at the photo's size. With ``keep`` (a preview: screen-sized, so a few MB)
     it is kept with the result, one per size, for the latest refinement settings: releasing a threshold, feather
     or erode slider then re-renders only the edges, not the guided filter. Callers never modify it in place."""
     if not keep:   # full-size downloads: once per setting, and too large to keep
-        return soft_alpha(result.guide, result.matte, photo, settings)
+        return soft_alpha(result.guide, result.matte, photo, settings, coefficients)
     size_hw = tuple(photo.shape[-2:])
     key = (True, settings.refine_radius, settings.refine_eps) if settings.refine else (False,)
     kept = result._previews.get(("soft", size_hw))
     if kept is not None and kept[0] == key:
         return kept[1]
-    soft = soft_alpha(result.guide, result.matte, photo, settings)
+    soft = soft_alpha(result.guide, result.matte, photo, settings, coefficients)
     result._previews[("soft", size_hw)] = (key, soft)
     return soft
 
@@ -111,10 +113,10 @@ def shape_edges(alpha: torch.Tensor, settings: EdgeSettings, scale: float,
     return alpha
 
 
-def soft_alpha_tensors(result: MatteResult, settings: EdgeSettings, max_side: int | None = None):
+def soft_alpha_tensors(result: MatteResult, settings: EdgeSettings, max_side: int | None = None, coefficients=None):
     """(soft alpha uint8 (H, W), the upload's own alpha uint8 (H, W) or None), on device, at a render's size."""
     photo = photo_at(result, output_hw(result, max_side))
-    soft = soft_at(result, settings, photo, keep=max_side is not None)
+    soft = soft_at(result, settings, photo, keep=max_side is not None, coefficients=coefficients)
     own = None
     if settings.use_input_alpha and result.input_alpha is not None:
         own = ops.to_uint8_hwc(input_alpha_at(result, tuple(photo.shape[-2:])))[0, ..., 0]
@@ -140,11 +142,13 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
 
 
 def render_tensors(result: MatteResult, settings: EdgeSettings, background: Background = None,
-                   max_side: int | None = None, want_rgba: bool = True, hints: np.ndarray | None = None):
-    """Return (alpha uint8 (H, W), rgba uint8 (H, W, 4) or None, composite uint8 (H, W, 3) or None), on device."""
+                   max_side: int | None = None, want_rgba: bool = True, hints: np.ndarray | None = None,
+                   coefficients=None):
+    """Return (alpha uint8 (H, W), rgba uint8 (H, W, 4) or None, composite uint8 (H, W, 3) or None), on device;
+    ``coefficients``: see soft_alpha."""
     size_hw = output_hw(result, max_side)
     photo = photo_at(result, size_hw)
-    alpha = compute_alpha(result, settings, photo, hints, keep_soft=max_side is not None)
+    alpha = compute_alpha(result, settings, photo, hints, keep_soft=max_side is not None, coefficients=coefficients)
     alpha_u8, rgba, composite = _outputs(photo, alpha, lambda: photo_u8(result, max_side)[None], settings,
                                          background, want_rgba)
     return alpha_u8[0], None if rgba is None else rgba[0], None if composite is None else composite[0]

@@ -265,11 +265,11 @@ def test_render_out_of_memory_falls_back_to_the_cpu(pipe, monkeypatch):
     real = pipeline_module.render_tensors
     calls = []
 
-    def flaky(result, *args):
+    def flaky(result, *args, **kwargs):
         calls.append(result.device)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("simulated")
-        return real(result, *args)
+        return real(result, *args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "render_tensors", flaky)
     assert pipe.render(result).alpha.shape == (427, 640) and len(calls) == 2

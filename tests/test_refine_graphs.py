@@ -133,3 +133,22 @@ def test_two_threads_on_their_own_streams_replay_in_turn():
     for thread in threads:
         thread.join(timeout=120)
     assert not wrong
+
+
+@cuda
+def test_a_cuda_pipeline_holds_the_default_graphs_and_its_previews_use_them_exactly():
+    """The app's Pipeline captures the default edges' graphs at load; a preview render and the page's soft matte
+    from them equal the eager path's."""
+    from matting.pipeline import Pipeline
+
+    pipe = Pipeline(device="cuda")
+    assert pipe.refine_graphs is not None
+    settings = EdgeSettings()
+    graphed_results, eager_results = _results(pipe, 2), _results(pipe, 2)   # soft mattes are kept per result
+    graphed = [(pipe.render(r, settings, preview=True).alpha, pipe.soft_alpha(r, settings)[0])
+               for r in graphed_results]
+    pipe.refine_graphs = None
+    eager = [(pipe.render(r, settings, preview=True).alpha, pipe.soft_alpha(r, settings)[0]) for r in eager_results]
+    for (alpha, soft), (alpha_e, soft_e) in zip(graphed, eager):
+        assert np.abs(alpha.astype(int) - alpha_e.astype(int)).max() <= 1
+        assert np.abs(soft.astype(int) - soft_e.astype(int)).max() <= 1
