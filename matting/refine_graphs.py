@@ -42,6 +42,7 @@ class RefineGraphs:
 
     def __init__(self, device: torch.device, hw: tuple[int, int], channels: int, radius: int, eps: float):
         self.device, self.hw, self.channels, self.radius, self.eps = device, tuple(hw), channels, radius, eps
+        self.replays = 0   # how many stacks took their coefficients from a graph (the GPU tests read it)
         self._graphs: dict[int, _Graph] = {}
         self._lock = threading.Lock()
         self._done: torch.cuda.Event | None = None   # the last replay's outputs copied out, on the GPU
@@ -50,9 +51,12 @@ class RefineGraphs:
     def capture(cls, device: torch.device, hw: tuple[int, int], radius: int, eps: float, channels: int = 3,
                 stacks: tuple[int, ...] = STACKS) -> "RefineGraphs | None":
         """The graphs, or None where they cannot be had (not CUDA, or a capture failed: then the eager path)."""
-        if torch.device(device).type != "cuda":
+        device = torch.device(device)
+        if device.type != "cuda":
             return None
-        graphs = cls(torch.device(device), hw, channels, radius, eps)
+        if device.index is None:   # "cuda" is the current GPU; tensors on it say cuda:N, and fits() compares
+            device = torch.device("cuda", torch.cuda.current_device())
+        graphs = cls(device, hw, channels, radius, eps)
         try:
             pool = torch.cuda.graph_pool_handle()
             for size in stacks:
@@ -100,4 +104,5 @@ class RefineGraphs:
             entry.graph.replay()
             mean_a, mean_b = entry.mean_a[:n].clone(), entry.mean_b[:n].clone()
             self._done.record(stream)
+            self.replays += 1
         return mean_a, mean_b

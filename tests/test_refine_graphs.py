@@ -84,7 +84,9 @@ def test_graphs_render_stacks_of_every_size_as_the_eager_path():
     pipe.warm_refine_graphs(settings)
     assert pipe.refine_graphs is not None
     for count in (1, 3, 8, 11):   # 3 runs in the graph of 4; 11 is stacks of 8 and 3
+        replays = pipe.refine_graphs.replays
         graphed = pipe.render_many(results[:count], settings)
+        assert pipe.refine_graphs.replays == replays + (2 if count == 11 else 1)   # the graphs, not the eager path
         for a, b in zip(eager, graphed):
             assert np.abs(a.alpha.astype(int) - b.alpha.astype(int)).max() <= 1
             assert np.abs(a.rgba.astype(int) - b.rgba.astype(int)).max() <= 1
@@ -132,7 +134,7 @@ def test_two_threads_on_their_own_streams_replay_in_turn():
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert not wrong
+    assert not wrong and pipe.refine_graphs.replays == 40
 
 
 @cuda
@@ -147,6 +149,7 @@ def test_a_cuda_pipeline_holds_the_default_graphs_and_its_previews_use_them_exac
     graphed_results, eager_results = _results(pipe, 2), _results(pipe, 2)   # soft mattes are kept per result
     graphed = [(pipe.render(r, settings, preview=True).alpha, pipe.soft_alpha(r, settings)[0])
                for r in graphed_results]
+    assert pipe.refine_graphs.replays == 2   # one per photo: the soft matte is kept for the page's call
     pipe.refine_graphs = None
     eager = [(pipe.render(r, settings, preview=True).alpha, pipe.soft_alpha(r, settings)[0]) for r in eager_results]
     for (alpha, soft), (alpha_e, soft_e) in zip(graphed, eager):
