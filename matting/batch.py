@@ -8,10 +8,12 @@ Stages, each overlapping the others:
     (1 thread)     read + decode        upload, stack up to     GPU: 2 threads    encode, write    on_result,
                    (W threads)          batch_size images,      CPU: in the       (W threads; on   counts
                                         one network call        inference thread  a GPU with fpng
-                                                                                  W processes)
+                                                                                  P processes, a
+                                                                                  thread each)
 
-- Decoding (OpenCV releases the GIL) and encoding run in pools of ``workers`` threads; the network runs in its
-  own thread(s), so the next batch decodes while this one is inferred and the last one encoded.
+- Decoding (OpenCV releases the GIL) and encoding run in pools of ``workers`` threads (encoding: one per helper
+  process where there are more); the network runs in its own thread(s), so the next batch decodes while this
+  one is inferred and the last one encoded.
 - GPU batching: the network's input is always the model's size (320 x 320), so any images stack, whatever their
   own sizes; the inference thread takes what is ready, up to ``batch_size``, and never waits for a full batch.
   All CUDA work happens in the inference and render threads, each on its own stream (batch_runtime.py).
@@ -41,7 +43,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import batch_runtime as rt
-from .batch_encode import make_encoder
+from .batch_encode import encoder_processes, make_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
@@ -249,6 +251,9 @@ class _Run:
         self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
         self.batch_size, self.workers = batch_size, workers or rt.default_workers(pipe.device)
+        # A thread per encoder process hands it jobs and waits (without the GIL), so with more helpers than
+        # workers (MATTING_ENCODE_PROCESSES) the extra ones would otherwise sit idle.
+        self.encode_threads = max(self.workers, encoder_processes(pipe.device, self.workers))
         self.streams = rt.inference_threads(pipe.device)
         # On a GPU every CUDA call is made from two threads only (inference, render): many threads issuing small
         # kernels and device-wide syncs mostly wait on each other and on the GIL (measured on an H100: 27 images/s
@@ -259,7 +264,7 @@ class _Run:
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
         # Enough images in flight to keep every thread busy, few enough that memory stays flat.
-        self.max_in_flight = max(4, batch_size * (self.streams + 2) + 2 * self.workers)
+        self.max_in_flight = max(4, batch_size * (self.streams + 2) + self.workers + self.encode_threads)
         self.slots = threading.Semaphore(self.max_in_flight)
         self.to_infer: queue.Queue = queue.Queue()
         self.to_render: queue.SimpleQueue = queue.SimpleQueue()  # GPU: inferred batches for the render threads
@@ -281,7 +286,7 @@ class _Run:
         self.render_pool = (ThreadPoolExecutor(rt.GPU_RENDER_THREADS, thread_name_prefix="matting-render",
                                                initializer=rt.enter_own_stream, initargs=(self.pipe.device,))
                             if self.gpu else None)
-        self.post_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-post")
+        self.post_pool = ThreadPoolExecutor(self.encode_threads, thread_name_prefix="matting-post")
         threads = [threading.Thread(target=self._feed, args=(decode_pool,), name="matting-feed", daemon=True)]
         threads += [threading.Thread(target=self._infer_loop, name=f"matting-infer-{i}", daemon=True)
                     for i in range(self.streams)]
@@ -327,8 +332,8 @@ class _Run:
 
     def threads(self) -> dict[str, int]:
         return {"read": self.workers, "decode": self.workers, "upload": self.streams, "infer": self.streams,
-                "render": rt.GPU_RENDER_THREADS if self.gpu else self.streams, "encode": self.workers,
-                "write": self.workers}
+                "render": rt.GPU_RENDER_THREADS if self.gpu else self.streams, "encode": self.encode_threads,
+                "write": self.encode_threads}
 
     def stopping(self) -> bool:
         return self.user_cancel.is_set() or self.abort.is_set()

@@ -258,9 +258,17 @@ def uses_processes(device) -> bool:
     return getattr(device, "type", str(device)) == "cuda" and encode._fpng is not None
 
 
-def make_encoder(device, workers: int) -> ThreadEncoder | ProcessEncoder:
+def encoder_processes(device, workers: int) -> int:
+    """Helper processes a batch on ``device`` with ``workers`` threads per pool encodes with (0: threads):
+    ``MATTING_ENCODE_PROCESSES`` when set, else one per worker."""
+    if not uses_processes(device):
+        return 0
     wanted = os.environ.get(PROCESSES_ENV)
-    processes = (int(wanted) if wanted is not None else workers) if uses_processes(device) else 0
+    return max(0, int(wanted)) if wanted is not None else workers
+
+
+def make_encoder(device, workers: int) -> ThreadEncoder | ProcessEncoder:
+    processes = encoder_processes(device, workers)
     if processes <= 0:
         return ThreadEncoder()
     try:

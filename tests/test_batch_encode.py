@@ -239,6 +239,7 @@ def test_processes_are_for_a_gpu_run_with_fpng_however_the_device_is_given(monke
     (None, "cpu", 2, 0),
     ("2", "cpu", 1, 2),                           # the environment's count, whatever the workers
     ("1", "cpu", 4, 1),
+    ("0", SimpleNamespace(type="cuda"), 4, 0),    # 0: threads
 ])
 def test_the_encoder_has_one_helper_per_worker_or_as_many_as_the_environment_says(
         monkeypatch, fpng_present, env, device, workers, processes):
@@ -246,7 +247,7 @@ def test_the_encoder_has_one_helper_per_worker_or_as_many_as_the_environment_say
         monkeypatch.setenv(batch_encode.PROCESSES_ENV, env)
     encoder = batch_encode.make_encoder(device, workers)
     try:
-        assert encoder.processes == processes
+        assert batch_encode.encoder_processes(device, workers) == encoder.processes == processes
         assert isinstance(encoder, batch_encode.ProcessEncoder if processes else batch_encode.ThreadEncoder)
         assert len(getattr(encoder, "_all", [])) == processes
     finally:

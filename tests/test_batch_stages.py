@@ -786,6 +786,26 @@ def test_folder_outputs_are_written_by_the_encoder_and_zip_outputs_here(tmp_path
         assert Image.open(io.BytesIO(zf.read("p00_composite.png"))).size == (W, H)
 
 
+def test_every_encoder_process_gets_a_thread_to_feed_it_even_beyond_the_workers(tmp_path, monkeypatch):
+    """With more helper processes than workers (MATTING_ENCODE_PROCESSES), as many images are encoded at once as
+    there are helpers: a barrier of 3 parties passes only if 3 encode calls are in flight together."""
+    together = threading.Barrier(3, timeout=WAIT)
+
+    class ThreeAtOnce(Recorder):
+        def __call__(self, formats, alpha, rgba, composite, paths=None):
+            together.wait()
+            return super().__call__(formats, alpha, rgba, composite, paths)
+
+    made = []
+    monkeypatch.setattr(batch, "encoder_processes", lambda device, workers: 3)
+    monkeypatch.setattr(batch, "make_encoder", lambda device, workers: made.append(ThreeAtOnce()) or made[-1])
+    summary = run_batch(inputs(tmp_path / "in", 6), tmp_path / "out", pipeline=FakePipe(), workers=1)
+    assert [r.status for r in summary.results] == ["done"] * 6
+    assert len({call["thread"] for call in made[0].calls}) == 3
+    assert summary.stage_threads["encode"] == summary.stage_threads["write"] == 3
+    assert summary.stage_threads["decode"] == 1
+
+
 def test_a_failed_write_fails_only_its_image_and_is_redone_next_time(tmp_path, monkeypatch):
     class DiskFull(Recorder):
         def __call__(self, formats, alpha, rgba, composite, paths=None):
