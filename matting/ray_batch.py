@@ -46,18 +46,16 @@ ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # object store, so one alone leaves the GPU waiting (H200, 1 MP, measured while the CPU tasks were still capped at
 # 4 per stage: 150 images/s steady with one, 170 with two, 150 with three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
-# Where a run's first image waited on the H200 (docs/SCALE.md, session 16): 1.2 s between its decode and its batch
-# being sent to an actor, then 0.5-0.8 s between its encode and the driver. A pipeline of the same shape with
-# sleeps for the codecs and 16 CPUs declared (scripts/ray_first_image_sim.py, 2-core AMD EPYC) showed both waits,
-# and that the two settings below end them together: first row after 1.39-1.44 s instead of 2.73-2.81 s, the runs
-# no slower (the sliver alone: 2.7-3.3 s; 16 MiB blocks alone: 2.4-2.5 s, and those runs took half as long again).
-# Not yet measured on the H200:
+# Where a run's first image waited on the H200 (docs/SCALE.md, sessions 16 and 17): 1.2 s between its decode and
+# its batch being sent to an actor, then 0.5-0.8 s between its encode and the driver. Both settings below shorten
+# it (first found in scripts/ray_first_image_sim.py, a pipeline of the same shape with sleeps, then on the H200):
 # - the tasks that hand batches to the actors ask for a sliver of CPU, taken from their actor's: Ray Data starts
-#   the tasks of a stage that asks for no CPU late;
-# - blocks of at most BLOCK_MIB instead of Ray Data's 128 MiB, so an encode task takes about 8 rendered 1 MP rows,
-#   not a whole batch of 32 (about 0.5 s of encoding before its first row can move on).
+#   the tasks of a stage that asks for no CPU late (H200: the first batch sent after 0.8 s instead of 1.7 s);
+# - blocks of at most BLOCK_MIB instead of Ray Data's 128 MiB, so an encode task takes a few rendered 1 MP rows,
+#   not a whole batch of 32. On the H200, 64 MiB kept the early first image (1.9 s against 3.0-3.2 s) where 32
+#   MiB cost throughput (151 against 171-178 images/s); single runs, so a lead rather than a verdict.
 POOL_TASK_CPUS = float(os.environ.get("MATTING_RAY_POOL_TASK_CPUS", 0.01))
-BLOCK_MIB = int(os.environ.get("MATTING_RAY_BLOCK_MIB", 32))
+BLOCK_MIB = int(os.environ.get("MATTING_RAY_BLOCK_MIB", 64))
 
 
 @dataclass(frozen=True)
