@@ -33,6 +33,7 @@ from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
 from .errors import InferenceError, MattingError, ModelLoadError
+from .host_copy import download_pinned, start_download
 from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
 from .notices import Notice
@@ -346,26 +347,30 @@ class Pipeline:
 
         ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
         ``hints``: a touch-up mask (matting.hints: 0 erases, 255 restores), best at the working resolution.
-        Renders from many threads take turns on the GPU (see ``device_turn``).
+        Renders from many threads take turns on the GPU (see ``device_turn``); a turn ends when the render's
+        kernels and copies are queued, and the wait for them comes after it.
         """
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
-        timings: dict[str, float] = {}
-        timer = StageTimer(result.device, timings)
-        with self.device_turn(result):
-            with timer("postprocess"):
-                try:
-                    alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
-                                                            hints, coefficients=self.refine_graphs)
-                except torch.OutOfMemoryError:
-                    torch.cuda.empty_cache()
-                    log.warning("GPU out of memory while rendering; rendering on the CPU")
-                    alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
-                                                            want_rgba, hints)
-            with timer("download"):
-                alpha_np = alpha.cpu().numpy()
-                rgba_np = None if rgba is None else rgba.cpu().numpy()
-                composite_np = None if composite is None else composite.cpu().numpy()
+        with self.device_turn(result):   # the kernels and the copies queued; the wait comes after the turn
+            start = time.perf_counter()
+            try:
+                alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
+                                                        hints, coefficients=self.refine_graphs)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                log.warning("GPU out of memory while rendering; rendering on the CPU")
+                alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
+                                                        want_rgba, hints)
+            rendered = torch.cuda.Event() if alpha.is_cuda else None
+            if rendered is not None:
+                rendered.record(torch.cuda.current_stream(alpha.device))
+            pending = start_download(alpha, rgba, composite)
+        if rendered is not None:
+            rendered.synchronize()
+        timings = {"postprocess": (time.perf_counter() - start) * 1000}
+        alpha_np, rgba_np, composite_np = pending.arrays()
+        timings["download"] = (time.perf_counter() - start) * 1000 - timings["postprocess"]
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
                         timings=timings, notices=list(result.notices))
@@ -447,10 +452,10 @@ class Pipeline:
         """The matte before threshold, erode and feather, and the upload's own alpha when the settings use it:
         uint8 (H, W) arrays sized like ``render(..., preview=preview)``. A web page redraws the edge settings
         from these while a slider moves. Never runs the network."""
-        with self.device_turn(result):
-            soft, own = soft_alpha_tensors(result, settings or EdgeSettings(), preview_side(preview),
-                                           coefficients=self.refine_graphs)
-            return soft.cpu().numpy(), None if own is None else own.cpu().numpy()
+        soft, own = self._fetch(result, lambda: soft_alpha_tensors(result, settings or EdgeSettings(),
+                                                                    preview_side(preview),
+                                                                    coefficients=self.refine_graphs))
+        return soft, own
 
     def photo_hw(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
         """(H, W) of ``render(..., preview=preview)``."""
@@ -459,36 +464,26 @@ class Pipeline:
     def background_preview(self, result: MatteResult, image: np.ndarray, *, preview: bool | int = True) -> np.ndarray:
         """A background image fitted (cover) to a render's size, as the composite uses it: uint8 (H, W, 3)."""
         size_hw = self.photo_hw(result, preview=preview)
-        with self.device_turn(result):
-            fitted = background_tensor(image, size_hw, result.device)
-            return ops.to_uint8_hwc(fitted)[0].cpu().numpy()
+        [fitted] = self._fetch(result, lambda: (ops.to_uint8_hwc(background_tensor(image, size_hw, result.device))[0],))
+        return fitted
 
     def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
         """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a
         before/after view. Never runs the network."""
-        max_side = preview_side(preview)
+        [photo] = self._fetch(result, lambda: (photo_u8(result, preview_side(preview)),))
+        return photo
+
+    def _fetch(self, result: MatteResult, make) -> list[np.ndarray | None]:
+        """``make()``'s tensors as arrays: made in ``result``'s turn on the GPU, waited for after it, so that a
+        thread waiting for the GPU (and then for the GIL back) does not hold up the others' turns."""
         with self.device_turn(result):
-            return photo_u8(result, max_side).cpu().numpy()
+            pending = start_download(*make())
+        return pending.arrays()
 
     def process(self, source, settings: EdgeSettings | None = None, *, background: Background = None,
                 name: str | None = None) -> tuple[MatteResult, Rendered]:
         result = self.matte(source, name=name)
         return result, self.render(result, settings, background=background)
-
-
-def download_pinned(*tensors: torch.Tensor | None) -> list[np.ndarray | None]:
-    """Device tensors -> numpy arrays, through page-locked host memory on a GPU: in a batch run on an H100 the
-    plain (pageable) downloads of the renders took 38 % of the GPU's busy time, 1.7 ms per 1 MP image; a pinned
-    copy runs at the link's speed. Pinned blocks come from torch's caching host allocator and are reused."""
-    first = next((t for t in tensors if t is not None), None)
-    if first is None or first.device.type != "cuda":
-        return [None if t is None else t.cpu().numpy() for t in tensors]
-    hosts = [None if t is None else torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
-    for host, t in zip(hosts, tensors):
-        if t is not None:
-            host.copy_(t, non_blocking=True)
-    torch.cuda.current_stream(first.device).synchronize()
-    return [None if h is None else h.numpy() for h in hosts]
 
 
 def preview_side(preview: bool | int) -> int | None:

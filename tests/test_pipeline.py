@@ -334,13 +334,55 @@ def test_corrupt_input_error_is_specific(pipe):
 
 
 def test_download_pinned_gives_the_tensors_values(device):
-    from matting.pipeline import download_pinned
+    from matting.host_copy import download_pinned
 
     a = torch.arange(24, dtype=torch.uint8, device=device).view(2, 3, 4)
     b = torch.full((2, 3, 4, 4), 7, dtype=torch.uint8, device=device)
     got_a, none, got_b = download_pinned(a, None, b)
     assert none is None and isinstance(got_a, np.ndarray) and got_b.shape == (2, 3, 4, 4)
     assert np.array_equal(got_a, a.cpu().numpy()) and (got_b == 7).all()
+
+
+def test_a_started_download_outlives_its_device_tensors_and_later_work(device):
+    """The arrays are the values at the start: the tensors freed and their memory written by later kernels on the
+    same stream change nothing (on CUDA the copies are queued before them)."""
+    from matting.host_copy import start_download
+
+    a = torch.arange(1 << 20, dtype=torch.int32, device=device)
+    pending = start_download(a, None)
+    del a
+    scribble = torch.full((1 << 20,), -1, dtype=torch.int32, device=device)   # may reuse a's memory
+    scribble.add_(1)
+    got, none = pending.arrays()
+    assert none is None and np.array_equal(got, np.arange(1 << 20, dtype=np.int32))
+    assert np.array_equal(pending.arrays()[0], got)   # a second call gives the same
+
+
+def test_the_interactive_calls_wait_for_their_arrays_after_their_turn_on_the_device(pipe, monkeypatch):
+    """Their kernels and copies are queued in the turn and waited for after it: a thread that waits for the GPU
+    (and then for the GIL back) must not hold up every other thread's turn. The CPU takes no turns, so a lock
+    stands in for the GPU's."""
+    turn = threading.Lock()
+    monkeypatch.setattr(pipe, "device_turn", lambda result: turn)
+    seen = []
+    real = pipeline_module.start_download
+
+    def recording(*tensors):
+        seen.append(("queued", turn.locked()))
+        pending = real(*tensors)
+        arrays = pending.arrays
+        pending.arrays = lambda: seen.append(("waited", turn.locked())) or arrays()
+        return pending
+
+    monkeypatch.setattr(pipeline_module, "start_download", recording)
+    result = pipe.matte(EXAMPLES / "coffee.png")
+    rendered = pipe.render(result, EdgeSettings(), preview=300)
+    soft, _ = pipe.soft_alpha(result, preview=300)
+    photo = pipe.photo(result, preview=300)
+    fitted = pipe.background_preview(result, np.zeros((50, 80, 3), np.uint8), preview=300)
+    assert seen == [("queued", True), ("waited", False)] * 4
+    assert rendered.alpha.shape == soft.shape == photo.shape[:2] == fitted.shape[:2] == (200, 300)
+    assert set(rendered.timings) == {"postprocess", "download"} and min(rendered.timings.values()) >= 0
 
 
 def test_upload_out_of_memory_reduces_on_the_host_then_stays_on_the_cpu(monkeypatch):
@@ -404,3 +446,22 @@ def test_a_batch_where_one_photo_stayed_on_the_cpu(device, monkeypatch):
         rendered = pipe.render(result)
         assert rendered.alpha.shape == tuple(result.image.shape[:2]) and (rendered.alpha > 250).any()
     assert [r.alpha.shape for r in pipe.render_many([rocket, coffee])] == [(427, 640), tuple(coffee.image.shape[:2])]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU's turns: CUDA only")
+def test_renders_from_many_threads_at_once_give_what_one_at_a_time_gives_on_cuda():
+    """The turn ends before the wait for a render's copies: renders queued behind each other, their tensors freed
+    while the copies are pending, must still each give their own pixels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = Pipeline(device="cuda")
+    results = [pipe.matte(EXAMPLES / name) for name in ("coffee.png", "chelsea.png", "astronaut.png")]
+    jobs = [(result, EdgeSettings(threshold=t, feather=f)) for result in results for t, f in ((0.0, 0.0), (0.5, 3.0))]
+    alone = [pipe.render(result, settings, preview=True, background=(0, 0, 255)) for result, settings in jobs]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda job: pipe.render(job[0], job[1], preview=True, background=(0, 0, 255)),
+                                 jobs * 4))
+    for k, got in enumerate(together):
+        want = alone[k % len(jobs)]
+        for name in ("alpha", "rgba", "composite"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), (k, name)
