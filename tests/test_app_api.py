@@ -234,6 +234,11 @@ def test_limits_and_privacy_settings(app):
 
     demo = app.demo
     assert demo._queue.max_size == QUEUE_MAX_SIZE
+    # Gradio's queue summarises its events for a monitoring page this app does not enable: not after every event
+    from demo.ui import ANALYTICS_EVENTS, ANALYTICS_EVERY
+
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == ANALYTICS_EVERY >= 100
+    assert demo._queue.ANALYTICS_MAX_EVENTS == ANALYTICS_EVENTS < 10_000
     assert demo.max_file_size is not None and demo.max_file_size > 0
     assert MAX_FILE_SIZE
     assert demo.delete_cache is not None

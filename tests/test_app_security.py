@@ -116,6 +116,14 @@ def test_launch_settings_limit_the_served_folders(app):
     assert not getattr(demo, "blocked_paths", None) or ROOT not in [Path(p) for p in demo.blocked_paths]
 
 
+@pytest.mark.parametrize("route", ["/monitoring", "/monitoring/summary", "/gradio_api/monitoring/summary"])
+def test_gradios_traffic_monitoring_is_not_served(app, http, route):
+    """Gradio serves a summary of every function's traffic and timings at /monitoring/summary unless told not to."""
+    assert app.demo.enable_monitoring is False
+    response = http.get(route)
+    assert _refused(response) and "process_time" not in response.text, (route, response.status_code)
+
+
 def test_uploads_above_max_file_size_are_refused(app, http, monkeypatch):
     """The upload route enforces max_file_size at request time: with the limit lowered to 1000 bytes for this
     test (sending 100 MB would be slow), a 2000-byte file is refused and a 500-byte one accepted."""
