@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The web app under load, this checkout and an older one side by side on a lent GPU machine (issue 12): the two
+# alternate ROUNDS times so that both see the same host (its figures move between calls). One line per run.
+# BEFORE is a copy of the older code that travels with the call, e.g.
+#   mkdir -p .devcarry/before && git archive <commit> app.py matting demo assets scripts | tar -x -C .devcarry/before
+# and the photos are 1 MP camera photos (.devcarry/photos1mp, made from ../shared/evaldata/photos). Needs what
+# scripts/gpu_app_session.sh needs (gradio's wheels installed on PYTHONPATH).
+#   BEFORE=.devcarry/before PHOTOS=.devcarry/photos1mp USERS=64 PROCESSES=8 DURATION=60 ROUNDS=2 \
+#     bash scripts/gpu_app_ab.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/app_ab}; ROUNDS=${ROUNDS:-2}
+: "${BEFORE:?set BEFORE to a folder holding the older code}" "${PHOTOS:?set PHOTOS to a folder of photos}"
+photos=$(realpath "$PHOTOS")
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False
+for round in $(seq 1 "$ROUNDS"); do
+  for tree in . "$BEFORE"; do
+    name=now; [ "$tree" = . ] || name=before
+    json="$(realpath "$OUT")/${name}_$round.json"
+    (cd "$tree" && timeout "${LIMIT:-240}" python3 scripts/load_test.py --device "${DEVICE:-cuda}" --photos "$photos" \
+      --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" --sample-every 10 \
+      --json "$json") > "$json.txt" 2>&1
+    python3 - "$json" "$name" "$round" <<'PY'
+import json, sys
+path, name, rnd = sys.argv[1:]
+try:
+    report = json.load(open(path))
+except (OSError, ValueError) as exc:
+    print(f"[{name} round {rnd}] no result ({exc}): see {path}.txt")
+    raise SystemExit
+kinds = report["kinds"]
+cells = " ".join(f"{kind} {k['p50_ms']}/{k['p95_ms']} ms" for kind, k in kinds.items())
+errors = sum(k["errors"] + k["timeouts"] + k["rejected_queue_full"] for k in kinds.values())
+cpu = sorted(s["cpu_pct"] for s in report["samples"][1:]) or [0]
+print(f"[{name} round {rnd}] {report['throughput_rps']:.1f} requests/s, {errors} errors; p50/p95: {cells}; "
+      f"server CPU median {cpu[len(cpu) // 2]:.0f} %; RSS {report['rss_trend'].get('change_pct')} %")
+PY
+  done
+done
