@@ -33,7 +33,7 @@ from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
 from .errors import InferenceError, MattingError, ModelLoadError
-from .host_copy import download_pinned, start_download
+from .host_copy import download_pinned, mark, start_download
 from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
 from .notices import Notice
@@ -353,7 +353,7 @@ class Pipeline:
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
         with self.device_turn(result):   # the kernels and the copies queued; the wait comes after the turn
-            start = time.perf_counter()
+            start, began = time.perf_counter(), mark(result.device)
             try:
                 alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
                                                         hints, coefficients=self.refine_graphs)
@@ -362,15 +362,15 @@ class Pipeline:
                 log.warning("GPU out of memory while rendering; rendering on the CPU")
                 alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
                                                         want_rgba, hints)
-            rendered = torch.cuda.Event() if alpha.is_cuda else None
-            if rendered is not None:
-                rendered.record(torch.cuda.current_stream(alpha.device))
+            rendered = mark(alpha.device)
             pending = start_download(alpha, rgba, composite)
-        if rendered is not None:
-            rendered.synchronize()
-        timings = {"postprocess": (time.perf_counter() - start) * 1000}
+        queued = time.perf_counter()
         alpha_np, rgba_np, composite_np = pending.arrays()
-        timings["download"] = (time.perf_counter() - start) * 1000 - timings["postprocess"]
+        if began is not None and rendered is not None and pending.done is not None:
+            # this render's own GPU time: the work other threads queued before it is not counted
+            timings = {"postprocess": began.elapsed_time(rendered), "download": rendered.elapsed_time(pending.done)}
+        else:   # the CPU (or the out-of-memory fallback to it)
+            timings = {"postprocess": (queued - start) * 1000, "download": (time.perf_counter() - queued) * 1000}
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
                         timings=timings, notices=list(result.notices))

@@ -11,6 +11,7 @@ import torch
 
 from . import foreground, ops
 from .errors import InvalidParameterError
+from .host_copy import upload
 from .result import MatteResult
 from .settings import Color, EdgeSettings
 
@@ -59,7 +60,7 @@ def hints_at(hints: np.ndarray | None, size_hw: tuple[int, int], device: torch.d
     """A hint mask (H, W) uint8 as (1, 1, h, w) at a render's size: nearest, since hints are labels."""
     if hints is None:
         return None
-    mask = torch.from_numpy(np.ascontiguousarray(hints)).to(device)[None, None]
+    mask = upload(np.ascontiguousarray(hints), device)[None, None]
     if tuple(mask.shape[-2:]) != tuple(size_hw):
         mask = torch.nn.functional.interpolate(mask, size=size_hw, mode="nearest-exact")
     return mask
@@ -133,8 +134,8 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
     if background is None:
         return None
     if isinstance(background, tuple):
-        return torch.tensor(background, dtype=torch.float32, device=device).view(1, 3, 1, 1) / 255.0
-    image = torch.as_tensor(background).to(device)
+        return upload(torch.tensor(background, dtype=torch.float32).view(1, 3, 1, 1) / 255.0, device)
+    image = upload(background, device)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise InvalidParameterError("a background image must be (H, W, 3) or (H, W, 4)")
     image = ops.to_float_image(image[..., :3].contiguous())

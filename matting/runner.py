@@ -35,6 +35,9 @@ class ModelRunner:
         self.use_cuda_graphs = device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()  # a captured graph owns static buffers: one replay at a time
+        # ... on the GPU too: callers on other streams (a batch run's inference thread beside the app's uploads)
+        # wait for the previous replay's outputs to be copied out before writing the inputs again
+        self._done: torch.cuda.Event | None = None
         self.calls = 0                 # how many batches went through the network (tests count re-runs)
 
     @property
@@ -79,11 +82,17 @@ class ModelRunner:
             if entry is None:
                 return self._eager(x)
             graph, static_in, static_out = entry
+            stream = torch.cuda.current_stream(self.device)
+            if self._done is not None:
+                stream.wait_event(self._done)
             static_in[:batch].copy_(x)
             if batch < bucket:
                 static_in[batch:].zero_()
             graph.replay()
-            return static_out[:batch].clone()
+            out = static_out[:batch].clone()
+            self._done = torch.cuda.Event()
+            self._done.record(stream)
+            return out
 
     def _graph_for(self, batch: int):
         if batch in self._graphs:

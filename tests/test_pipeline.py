@@ -343,11 +343,13 @@ def test_download_pinned_gives_the_tensors_values(device):
     assert np.array_equal(got_a, a.cpu().numpy()) and (got_b == 7).all()
 
 
-def test_a_started_download_outlives_its_device_tensors_and_later_work(device):
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a copy pending on the GPU: CUDA only")
+def test_a_started_download_outlives_its_device_tensors_and_later_work():
     """The arrays are the values at the start: the tensors freed and their memory written by later kernels on the
-    same stream change nothing (on CUDA the copies are queued before them)."""
+    same stream change nothing (the copies are queued before them)."""
     from matting.host_copy import start_download
 
+    device = torch.device("cuda")
     a = torch.arange(1 << 20, dtype=torch.int32, device=device)
     pending = start_download(a, None)
     del a
@@ -450,18 +452,89 @@ def test_a_batch_where_one_photo_stayed_on_the_cpu(device, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU's turns: CUDA only")
 def test_renders_from_many_threads_at_once_give_what_one_at_a_time_gives_on_cuda():
-    """The turn ends before the wait for a render's copies: renders queued behind each other, their tensors freed
-    while the copies are pending, must still each give their own pixels."""
+    """The turn ends before the wait for a call's copies: calls queued behind each other, their tensors freed while
+    their copies are pending, refinements running at once, must still each give their own pixels."""
     from concurrent.futures import ThreadPoolExecutor
 
     pipe = Pipeline(device="cuda")
     results = [pipe.matte(EXAMPLES / name) for name in ("coffee.png", "chelsea.png", "astronaut.png")]
-    jobs = [(result, EdgeSettings(threshold=t, feather=f)) for result in results for t, f in ((0.0, 0.0), (0.5, 3.0))]
-    alone = [pipe.render(result, settings, preview=True, background=(0, 0, 255)) for result, settings in jobs]
+    backdrop = np.zeros((50, 80, 3), np.uint8)
+    backdrop[:25] = (255, 0, 0)
+    calls = []
+    for result in results:
+        for side in (300, 512):
+            for t, f, bg in ((0.0, 0.0, None), (0.5, 3.0, (0, 0, 255))):
+                calls.append(lambda r=result, p=side, st=EdgeSettings(threshold=t, feather=f), b=bg:
+                             pipe.render(r, st, preview=p, background=b))
+            calls.append(lambda r=result, p=side: pipe.soft_alpha(r, preview=p))
+            calls.append(lambda r=result, p=side: pipe.photo(r, preview=p))
+            calls.append(lambda r=result, p=side: pipe.background_preview(r, backdrop, preview=p))
+
+    def arrays(out):
+        if isinstance(out, np.ndarray):
+            return [out]
+        if isinstance(out, tuple):
+            return [a for a in out if a is not None]
+        return [a for a in (out.alpha, out.rgba, out.composite) if a is not None]
+
+    alone = [arrays(call()) for call in calls]
+    for result in results:
+        result._previews.clear()   # the soft mattes are refined again, at once in several threads
     with ThreadPoolExecutor(8) as pool:
-        together = list(pool.map(lambda job: pipe.render(job[0], job[1], preview=True, background=(0, 0, 255)),
-                                 jobs * 4))
+        together = list(pool.map(lambda call: arrays(call()), calls * 3))
     for k, got in enumerate(together):
-        want = alone[k % len(jobs)]
-        for name in ("alpha", "rgba", "composite"):
-            assert np.array_equal(getattr(got, name), getattr(want, name)), (k, name)
+        want = alone[k % len(calls)]
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want)), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs on the GPU: CUDA only")
+def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu(monkeypatch):
+    """In its turn a call only queues work: a host sync there (a pageable upload, a .cpu(), an .item()) would make
+    every other thread wait for all the work queued on the stream. CUDA's sync debug mode raises on any."""
+    from contextlib import contextmanager
+
+    pipe = Pipeline(device="cuda")
+    result = pipe.matte(EXAMPLES / "chelsea.png")
+    pipe.render(result, EdgeSettings(), preview=True)   # kernels loaded, the soft matte kept
+    hints = np.full(result.image.shape[:2], 128, np.uint8)
+    hints[:20] = 0
+
+    @contextmanager
+    def strict_turn(_result):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(pipe, "device_turn", strict_turn)
+    backdrop = np.zeros((50, 80, 3), np.uint8)
+    for settings, background, hint in ((EdgeSettings(), None, None), (EdgeSettings(feather=2.0), (0, 255, 0), hints),
+                                       (EdgeSettings(erode=2), backdrop, None)):
+        out = pipe.render(result, settings, preview=True, background=background, hints=hint)
+        assert out.alpha.shape == pipe.photo_hw(result, preview=True)
+    assert pipe.soft_alpha(result, preview=True)[0].shape == pipe.photo(result, preview=True).shape[:2]
+    assert pipe.background_preview(result, backdrop).shape[-1] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: CUDA only")
+def test_the_networks_graphs_replayed_from_two_streams_at_once_give_each_its_own_matte():
+    """A batch run's inference thread (its own stream) beside the app's uploads (the default stream) share the
+    captured graphs' buffers: each replay must wait until the previous one's outputs are copied out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = Pipeline(device="cuda")
+    h, w = pipe.runner.input_hw
+    inputs = [torch.rand(2, 3, h, w, device="cuda", generator=torch.Generator("cuda").manual_seed(k)) for k in range(4)]
+    want = [pipe.runner(x) for x in inputs]
+
+    def on_own_stream(k):
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            outs = [pipe.runner(inputs[k % 4]) for _ in range(20)]
+            stream.synchronize()
+        return [bool(torch.equal(o, want[k % 4])) for o in outs]
+
+    with ThreadPoolExecutor(4) as pool:
+        for same in pool.map(on_own_stream, range(8)):
+            assert all(same)
