@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import batch_runtime as rt
-from .batch_encode import encoder_processes, make_encoder
+from .batch_encode import make_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
@@ -251,9 +251,7 @@ class _Run:
         self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
         self.batch_size, self.workers = batch_size, workers or rt.default_workers(pipe.device)
-        # A thread per encoder process hands it jobs and waits (without the GIL), so with more helpers than
-        # workers (MATTING_ENCODE_PROCESSES) the extra ones would otherwise sit idle.
-        self.encode_threads = max(self.workers, encoder_processes(pipe.device, self.workers))
+        self.encode_threads = self.workers   # and one per encoder process where there are more (_size_encoding)
         self.streams = rt.inference_threads(pipe.device)
         # On a GPU every CUDA call is made from two threads only (inference, render): many threads issuing small
         # kernels and device-wide syncs mostly wait on each other and on the GIL (measured on an H100: 27 images/s
@@ -263,9 +261,7 @@ class _Run:
         self.gpu = rt.is_gpu(pipe.device)
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
-        # Enough images in flight to keep every thread busy, few enough that memory stays flat.
-        self.max_in_flight = max(4, batch_size * (self.streams + 2) + self.workers + self.encode_threads)
-        self.slots = threading.Semaphore(self.max_in_flight)
+        self._size_in_flight()
         self.to_infer: queue.Queue = queue.Queue()
         self.to_render: queue.SimpleQueue = queue.SimpleQueue()  # GPU: inferred batches for the render threads
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -282,6 +278,7 @@ class _Run:
     def _results(self) -> Iterator[BatchResult]:
         rt.warm_graphs(self.pipe, self.batch_size, self.settings)
         self.encoder = make_encoder(self.pipe.device, self.workers)
+        self._size_encoding(self.encoder.processes)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-decode")
         self.render_pool = (ThreadPoolExecutor(rt.GPU_RENDER_THREADS, thread_name_prefix="matting-render",
                                                initializer=rt.enter_own_stream, initargs=(self.pipe.device,))
@@ -315,6 +312,19 @@ class _Run:
                     pool.shutdown(wait=True)
             self.encoder.close()
             self.cancelled = self.stopping() or received < len(self.jobs)
+
+    def _size_in_flight(self) -> None:
+        # Enough images in flight to keep every thread busy, few enough that memory stays flat.
+        self.max_in_flight = max(4, self.batch_size * (self.streams + 2) + self.workers + self.encode_threads)
+        self.slots = threading.Semaphore(self.max_in_flight)
+
+    def _size_encoding(self, processes: int) -> None:
+        """Before the feeder starts: a thread per encoder process hands it jobs and waits (without the GIL), so
+        with more helpers than workers (MATTING_ENCODE_PROCESSES) the extra ones would otherwise sit idle. The
+        helpers that did start count (threads where they could not)."""
+        if processes > self.encode_threads:
+            self.encode_threads = processes
+            self._size_in_flight()
 
     def _drain(self, submitted, received) -> None:
         """After an abort: wait until every started job has come back, so no thread writes after we return."""

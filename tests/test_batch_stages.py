@@ -792,12 +792,13 @@ def test_every_encoder_process_gets_a_thread_to_feed_it_even_beyond_the_workers(
     together = threading.Barrier(3, timeout=WAIT)
 
     class ThreeAtOnce(Recorder):
+        processes = 3   # as a ProcessEncoder of 3 helpers says
+
         def __call__(self, formats, alpha, rgba, composite, paths=None):
             together.wait()
             return super().__call__(formats, alpha, rgba, composite, paths)
 
     made = []
-    monkeypatch.setattr(batch, "encoder_processes", lambda device, workers: 3)
     monkeypatch.setattr(batch, "make_encoder", lambda device, workers: made.append(ThreeAtOnce()) or made[-1])
     summary = run_batch(inputs(tmp_path / "in", 6), tmp_path / "out", pipeline=FakePipe(), workers=1)
     assert [r.status for r in summary.results] == ["done"] * 6
