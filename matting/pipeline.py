@@ -71,6 +71,41 @@ class StageTimer:
                 torch.cuda.current_stream(self.device).synchronize()
             self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
+    def finish(self, share) -> None:
+        """Call ``share()`` once the timings are known: at once, since each stage waited for its work."""
+        share()
+
+
+class EventTimer:
+    """StageTimer's interface for work queued in a GPU turn: an event at each end of a stage instead of a wait.
+    After the turn, ``resolve()`` waits once, for the last, and fills the timings with each stage's own GPU time
+    (then runs what ``finish`` was given)."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]):
+        self.device, self.timings = device, timings
+        self._spans: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
+        self._then: list = []
+
+    @contextmanager
+    def __call__(self, stage: str):
+        began = mark(self.device)
+        try:
+            yield
+        finally:
+            self._spans.append((stage, began, mark(self.device)))
+
+    def finish(self, share) -> None:
+        self._then.append(share)
+
+    def resolve(self) -> None:
+        if self._spans:
+            self._spans[-1][2].synchronize()
+        for stage, began, ended in self._spans:
+            self.timings[stage] = self.timings.get(stage, 0.0) + began.elapsed_time(ended)
+        for share in self._then:
+            share()
+        self._spans, self._then = [], []
+
 
 # Uploads that arrive together share one network batch (coalesce.py): on CUDA the first waits at most this long
 # for company; on the CPU a batch costs as much as its images one by one, so there each runs at once.
@@ -182,19 +217,33 @@ class Pipeline:
         skips hashing and the cache: a batch of distinct photos would only evict interactive users' mattes."""
         return self._prepare(decoded, name, {}, use_cache)
 
-    def infer(self, results: list[MatteResult]) -> None:
-        """Run the network, as one batch, for the prepared results that have no matte yet."""
+    def infer(self, results: list[MatteResult], timer=StageTimer) -> None:
+        """Run the network, as one batch, for the prepared results that have no matte yet. ``timer``: how the
+        stages on the device are timed (an EventTimer in a GPU turn)."""
         pending = [r for r in results if r.matte is None]
         on_device = [r for r in pending if r.device.type == self.device.type]
         if on_device:
-            self._infer(on_device)
+            self._infer(on_device, timer=timer)
         if len(on_device) < len(pending):  # photos the GPU had no memory to take (see _upload)
             self._infer([r for r in pending if r.device.type != self.device.type], on_cpu=True)
 
     def _infer_in_turn(self, results: list[MatteResult]) -> None:
-        """infer() for matte(): the interactive callers' network batches take their turn on the GPU too."""
-        with self._gpu_turn if self.device.type == "cuda" else nullcontext():
+        """infer() for matte(): the interactive callers' network batches take their turn on the GPU too. In the
+        turn the work is only queued; the wait for it (for its timings: the mattes stay on the GPU, where the
+        renders after it queue behind it) comes after, so it does not hold up the others' turns."""
+        if self.device.type != "cuda":
             self.infer(results)
+            return
+        timers: list[EventTimer] = []
+
+        def event_timer(device, timings):
+            timers.append(EventTimer(device, timings))
+            return timers[-1]
+
+        with self._gpu_turn:
+            self.infer(results, timer=event_timer)
+        for timer in timers:
+            timer.resolve()
 
     def _decode(self, source, name: str | None) -> MatteResult:
         timings: dict[str, float] = {}
@@ -247,10 +296,10 @@ class Pipeline:
         digest.update(repr((pixels.shape, self.max_side, self._weights_id, str(self.dtype))).encode())
         return digest.hexdigest()
 
-    def _infer(self, results: list[MatteResult], on_cpu: bool = False) -> None:
+    def _infer(self, results: list[MatteResult], on_cpu: bool = False, timer=StageTimer) -> None:
         """Run the network on ``results`` (batched), with the out-of-memory fallbacks."""
         timings: dict[str, float] = {}
-        timer = StageTimer(self.device, timings)
+        timer = (StageTimer if on_cpu else timer)(self.device, timings)
         try:
             if on_cpu:
                 with timer("inference"):
@@ -270,10 +319,14 @@ class Pipeline:
             copy = len(results) > 1 and bool(result.key)
             result.guide = guide[i:i + 1].to(result.device, torch.float32, copy=copy)
             result.matte = mattes[i:i + 1].to(result.device, copy=copy)
-            for stage, ms in timings.items():
-                result.timings[stage] = ms / len(results)
             if result.key:  # "" when prepared with use_cache=False
                 self.cache.put(result.key, result.matte)
+
+        def share() -> None:
+            for result in results:
+                for stage, ms in timings.items():
+                    result.timings[stage] = ms / len(results)
+        timer.finish(share)
 
     def _infer_after_oom(self, results: list[MatteResult], timings: dict[str, float]):
         """GPU out of memory: free the cache and retry one image at a time, then fall back to the CPU."""

@@ -488,33 +488,40 @@ def test_renders_from_many_threads_at_once_give_what_one_at_a_time_gives_on_cuda
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs on the GPU: CUDA only")
-def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu(monkeypatch):
+def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu():
     """In its turn a call only queues work: a host sync there (a pageable upload, a .cpu(), an .item()) would make
     every other thread wait for all the work queued on the stream. CUDA's sync debug mode raises on any."""
-    from contextlib import contextmanager
-
     pipe = Pipeline(device="cuda")
-    result = pipe.matte(EXAMPLES / "chelsea.png")
-    pipe.render(result, EdgeSettings(), preview=True)   # kernels loaded, the soft matte kept
+    first = pipe.matte(EXAMPLES / "chelsea.png")
+    pipe.render(first, EdgeSettings(), preview=True)   # kernels loaded, the soft matte kept
+
+    class StrictTurn:   # the GPU's turn (device_turn, the network's turn), with syncs made errors inside it
+        def __init__(self):
+            self.lock, self.taken = threading.Lock(), 0
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.taken += 1
+            torch.cuda.set_sync_debug_mode("error")
+
+        def __exit__(self, *exc):
+            torch.cuda.set_sync_debug_mode("default")
+            self.lock.release()
+
+    pipe._gpu_turn = turn = StrictTurn()
+    result = pipe.matte(EXAMPLES / "coffee.png")   # the network, in its turn (from the coalescer's thread)
+    assert turn.taken == 1 and result.matte is not None and result.timings["inference"] > 0
     hints = np.full(result.image.shape[:2], 128, np.uint8)
     hints[:20] = 0
-
-    @contextmanager
-    def strict_turn(_result):
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            yield
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-
-    monkeypatch.setattr(pipe, "device_turn", strict_turn)
     backdrop = np.zeros((50, 80, 3), np.uint8)
     for settings, background, hint in ((EdgeSettings(), None, None), (EdgeSettings(feather=2.0), (0, 255, 0), hints),
                                        (EdgeSettings(erode=2), backdrop, None)):
         out = pipe.render(result, settings, preview=True, background=background, hints=hint)
         assert out.alpha.shape == pipe.photo_hw(result, preview=True)
+        assert out.timings["postprocess"] > 0 and out.timings["download"] >= 0
     assert pipe.soft_alpha(result, preview=True)[0].shape == pipe.photo(result, preview=True).shape[:2]
     assert pipe.background_preview(result, backdrop).shape[-1] == 3
+    assert turn.taken == 1 + 3 + 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: CUDA only")

@@ -112,8 +112,9 @@ def normalize_for_model(
     c = x.shape[1]
     mean_l = _per_channel(mean, "mean", c, positive=False)
     std_l = _per_channel(std, "std", c, positive=True)
-    mean_t = torch.tensor(mean_l, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-    std_t = torch.tensor(std_l, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    # made on the host and copied without waiting: a blocking copy would wait for all the work queued before it
+    mean_t = torch.tensor(mean_l, dtype=x.dtype).view(1, c, 1, 1).to(x.device, non_blocking=True)
+    std_t = torch.tensor(std_l, dtype=x.dtype).view(1, c, 1, 1).to(x.device, non_blocking=True)
     if scale_by_max:
         peak = x.amax(dim=(1, 2, 3), keepdim=True)
         x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
