@@ -78,4 +78,9 @@ def upload(host: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tenso
     tensor = torch.as_tensor(host)
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
+    try:
+        pinned = tensor.contiguous().pin_memory()
+    except RuntimeError as exc:   # cudaHostAlloc refused: page-locked memory is limited by the system
+        log.warning("no page-locked memory for an upload (%s); copying without it", exc)
+        return tensor.to(device)
+    return pinned.to(device, non_blocking=True)

@@ -85,14 +85,15 @@ class ModelRunner:
             stream = torch.cuda.current_stream(self.device)
             if self._done is not None:
                 stream.wait_event(self._done)
-            static_in[:batch].copy_(x)
-            if batch < bucket:
-                static_in[batch:].zero_()
-            graph.replay()
-            out = static_out[:batch].clone()
-            self._done = torch.cuda.Event()
-            self._done.record(stream)
-            return out
+            try:
+                static_in[:batch].copy_(x)
+                if batch < bucket:
+                    static_in[batch:].zero_()
+                graph.replay()
+                return static_out[:batch].clone()
+            finally:   # even when the clone fails, the next replay must wait for this one
+                self._done = torch.cuda.Event()
+                self._done.record(stream)
 
     def _graph_for(self, batch: int):
         if batch in self._graphs:

@@ -514,13 +514,14 @@ def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu():
     hints = np.full(result.image.shape[:2], 128, np.uint8)
     hints[:20] = 0
     backdrop = np.zeros((50, 80, 3), np.uint8)
+    # preview=300: smaller than the working size, so the photo's resize and the hints' interpolation run too
     for settings, background, hint in ((EdgeSettings(), None, None), (EdgeSettings(feather=2.0), (0, 255, 0), hints),
                                        (EdgeSettings(erode=2), backdrop, None)):
-        out = pipe.render(result, settings, preview=True, background=background, hints=hint)
-        assert out.alpha.shape == pipe.photo_hw(result, preview=True)
+        out = pipe.render(result, settings, preview=300, background=background, hints=hint)
+        assert out.alpha.shape == pipe.photo_hw(result, preview=300)
         assert out.timings["postprocess"] > 0 and out.timings["download"] >= 0
-    assert pipe.soft_alpha(result, preview=True)[0].shape == pipe.photo(result, preview=True).shape[:2]
-    assert pipe.background_preview(result, backdrop).shape[-1] == 3
+    assert pipe.soft_alpha(result, preview=300)[0].shape == pipe.photo(result, preview=300).shape[:2]
+    assert pipe.background_preview(result, backdrop, preview=300).shape[-1] == 3
     assert turn.taken == 1 + 3 + 3
 
 
@@ -534,6 +535,7 @@ def test_the_networks_graphs_replayed_from_two_streams_at_once_give_each_its_own
     h, w = pipe.runner.input_hw
     inputs = [torch.rand(2, 3, h, w, device="cuda", generator=torch.Generator("cuda").manual_seed(k)) for k in range(4)]
     want = [pipe.runner(x) for x in inputs]
+    torch.cuda.synchronize()   # the inputs and references ready before other streams read them
 
     def on_own_stream(k):
         stream = torch.cuda.Stream()

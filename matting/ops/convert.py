@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidParameterError
+from ..host_copy import upload
 from .checks import check_image, check_tensor, float_param, work_dtype
 
 
@@ -112,9 +113,9 @@ def normalize_for_model(
     c = x.shape[1]
     mean_l = _per_channel(mean, "mean", c, positive=False)
     std_l = _per_channel(std, "std", c, positive=True)
-    # made on the host and copied without waiting: a blocking copy would wait for all the work queued before it
-    mean_t = torch.tensor(mean_l, dtype=x.dtype).view(1, c, 1, 1).to(x.device, non_blocking=True)
-    std_t = torch.tensor(std_l, dtype=x.dtype).view(1, c, 1, 1).to(x.device, non_blocking=True)
+    # through page-locked memory: a copy from pageable memory may wait for all the work queued before it
+    mean_t = upload(torch.tensor(mean_l, dtype=x.dtype).view(1, c, 1, 1), x.device)
+    std_t = upload(torch.tensor(std_l, dtype=x.dtype).view(1, c, 1, 1), x.device)
     if scale_by_max:
         peak = x.amax(dim=(1, 2, 3), keepdim=True)
         x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
