@@ -779,15 +779,16 @@ def test_the_timing_lines_figures(handlers, tmp_path, monkeypatch):
     figures = numbers(value["line"])
     assert figures["decode"] == round(timings["decode"] + timings.get("hash", 0) + timings.get("upload", 0))
     assert figures["network"] == round(timings["preprocess"] + timings["inference"])
-    # readings: upload start, live view start, exact start and end, live view end, upload end
-    assert figures["total"] == 5000 and figures["encode"] == round(3000 - figures["render"])
+    # readings: upload start, live view start, render start, render end (encode start), encode end, live view
+    # end, upload end
+    assert figures["total"] == 6000 and figures["render"] == 1000 and figures["encode"] == 3000
     reply = ask(handlers, value, feather=1.0)
-    assert (numbers(reply["line"])["encode"], numbers(reply["line"])["total"]) == (1000, 3000)
+    assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 4000]
     assert set(numbers(reply["line"])) == {"render", "encode", "total"}
     _, again = handlers.on_image(path, None, Request(), Progress())
     assert numbers(again["line"])["decode"] >= 0 and "cached" in again["line"]
     _, refreshed = handlers.on_live_refresh(current, None, Request())
-    assert numbers(refreshed["line"])["total"] == 5000
+    assert numbers(refreshed["line"])["total"] == 6000
     assert set(numbers(refreshed["line"])) == {"render", "encode", "total"}
 
 
