@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from .host_copy import upload
 from .models.registry import ModelSpec
 
 
@@ -51,8 +52,5 @@ def place_image(array: np.ndarray | None, working: tuple[int, int], device: torc
 
 
 def as_tensor_image(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A decoded (H, W, C) uint8 numpy image on ``device`` (pinned, async upload on CUDA)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+    """A decoded (H, W, C) uint8 numpy image on ``device`` (pinned, async upload on CUDA: host_copy.upload)."""
+    return upload(np.ascontiguousarray(array), device)
