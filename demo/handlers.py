@@ -249,8 +249,10 @@ class Handlers:
             reply = {"exact": exact}
             if data.get("soft_key") != self._soft_key(settings):
                 reply["soft"], reply["soft_key"] = self._soft(current, settings), self._soft_key(settings)
+        total_ms = (time.perf_counter() - start) * 1000
         reply["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
-                          encode=_ms(encode_ms), total=_ms((time.perf_counter() - start) * 1000))
+                          encode=_ms(encode_ms), total=_ms(total_ms))
+        reply["server_ms"] = round(total_ms, 1)   # for load tests: the client's wait beyond this is transport
         return reply
 
     def _size_text(self, t: Texts, result: MatteResult) -> str:
@@ -307,11 +309,12 @@ class Handlers:
         value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
         timings = result.timings
         key = "timing_cached" if result.cached else "timing_first"
+        total_ms = (time.perf_counter() - start) * 1000
         value["line"] = t(key, size=self._size_text(t, result),
                           decode=_ms(timings.get("decode", 0) + timings.get("hash", 0) + timings.get("upload", 0)),
                           network=_ms(timings.get("preprocess", 0) + timings.get("inference", 0)),
-                          render=_ms(render_ms), encode=_ms(encode_ms),
-                          total=_ms((time.perf_counter() - start) * 1000))
+                          render=_ms(render_ms), encode=_ms(encode_ms), total=_ms(total_ms))
+        value["server_ms"] = round(total_ms, 1)
         return current, value
 
     def on_live_refresh(self, current: Current | None, path, request: gr.Request = None, **controls):

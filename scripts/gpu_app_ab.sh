@@ -29,11 +29,15 @@ except (OSError, ValueError) as exc:
     print(f"[{name} round {rnd}] no result ({exc}): see {path}.txt")
     raise SystemExit
 kinds = report["kinds"]
-cells = " ".join(f"{kind} {k['p50_ms']}/{k['p95_ms']} ms" for kind, k in kinds.items())
+cells = " ".join(f"{kind} {k['p50_ms']}/{k['p95_ms']} ms"
+                 + (f" (handler {k['server_p50_ms']}/{k['server_p95_ms']})" if k.get("server_p50_ms") else "")
+                 for kind, k in kinds.items())
 errors = sum(k["errors"] + k["timeouts"] + k["rejected_queue_full"] for k in kinds.values())
 cpu = sorted(s["cpu_pct"] for s in report["samples"][1:]) or [0]
 print(f"[{name} round {rnd}] {report['throughput_rps']:.1f} requests/s, {errors} errors; p50/p95: {cells}; "
-      f"server CPU median {cpu[len(cpu) // 2]:.0f} %; RSS {report['rss_trend'].get('change_pct')} %")
+      f"server CPU median {cpu[len(cpu) // 2]:.0f} %; RSS {report['rss_trend'].get('change_pct')} %; "
+      f"event loop p50/p95 {report.get('ping', {}).get('p50_ms')}/{report.get('ping', {}).get('p95_ms')} ms; "
+      f"clients' CPU {report.get('client_cpu_pct')} %")
 PY
   done
 done

@@ -148,22 +148,27 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)
+        self.server: dict[str, list[float]] = defaultdict(list)   # the handler's own time, where it says (s)
         self.rejected: dict[str, int] = defaultdict(int)
         self.timeouts: dict[str, int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
 
-    def ok(self, kind: str, seconds: float) -> None:
+    def ok(self, kind: str, seconds: float, server_ms: float | None = None) -> None:
         with self.lock:
             self.latency[kind].append(seconds)
+            if server_ms is not None:
+                self.server[kind].append(server_ms / 1000)
 
     def as_dict(self) -> dict:
-        return dict(latency=dict(self.latency), rejected=dict(self.rejected), timeouts=dict(self.timeouts),
-                    errors=dict(self.errors), error_samples=self.error_samples)
+        return dict(latency=dict(self.latency), server=dict(self.server), rejected=dict(self.rejected),
+                    timeouts=dict(self.timeouts), errors=dict(self.errors), error_samples=self.error_samples)
 
     def merge(self, other: dict) -> None:
         for kind, values in other["latency"].items():
             self.latency[kind].extend(values)
+        for kind, values in other.get("server", {}).items():
+            self.server[kind].extend(values)
         for name in ("rejected", "timeouts", "errors"):
             for kind, count in other[name].items():
                 getattr(self, name)[kind] += count
@@ -192,6 +197,29 @@ def gpu_sample() -> tuple[float | None, float | None]:
         return util, mem
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return None, None
+
+
+class Pinger(threading.Thread):
+    """The server's event loop, seen from outside: a small async route (the queue's status) asked every
+    ``every`` seconds until stopped. Slow answers there mean every request waits for the loop, whatever it asks."""
+
+    def __init__(self, url: str, every: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every = f"{url}gradio_api/queue/status", every
+        self.stop = threading.Event()
+        self.latency: list[float] = []
+        self.failures = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as response:
+                    response.read()
+                self.latency.append(time.perf_counter() - start)
+            except (urllib.error.URLError, OSError):
+                self.failures += 1
+            self.stop.wait(self.every)
 
 
 class Sampler(threading.Thread):
@@ -342,7 +370,9 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         except Exception as exc:   # noqa: BLE001 - every failure is counted by kind
             stats.failed(kind, exc)
             return None
-        stats.ok(kind, time.perf_counter() - start)
+        # Uploads and slider releases say how long their handler took: the rest of the wait is the way there and
+        # back (HTTP, Gradio's queue, the event loop) and this client.
+        stats.ok(kind, time.perf_counter() - start, value.get("server_ms") if isinstance(value, dict) else None)
         return value
 
     def release(image_id: str, ui: dict):
@@ -402,6 +432,7 @@ def client_process(index: int, users: list[int], url: str, args, start_at: float
     stats = Stats()
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + args.duration
+    cpu_start = time.process_time()   # this client's own CPU: a busy client inflates every latency it measures
     threads = [threading.Thread(target=user_loop, daemon=True,
                                 args=(u, url, args, deadline, stats, work_dir, examples, images)) for u in users]
     try:
@@ -411,6 +442,7 @@ def client_process(index: int, users: list[int], url: str, args, start_at: float
             thread.join(timeout=max(1.0, deadline + args.grace + args.timeout - time.monotonic()))
         result = stats.as_dict()
         result["stragglers"] = sum(t.is_alive() for t in threads)
+        result["cpu_s"] = time.process_time() - cpu_start
         Path(out_path).write_text(json.dumps(result), encoding="utf-8")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -440,6 +472,10 @@ def trend(values: list[float]) -> dict:
     return dict(middle_mean=mid_mean, last_mean=last_mean, change_pct=round(change, 1), upward=change > 5.0)
 
 
+def ms_or_none(seconds: float | None) -> int | None:
+    return None if seconds is None else round(1000 * seconds)
+
+
 def mib(value) -> str:
     return "-" if value is None else f"{value / 2**20:.1f}"
 
@@ -457,9 +493,11 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
         if not count:
             continue
         total_ok += len(lat)
+        server = stats.server.get(kind, [])
         kinds[kind] = dict(requests=count, ok=len(lat),
-                           p50_ms=None if not lat else round(1000 * percentile(lat, 50)),
-                           p95_ms=None if not lat else round(1000 * percentile(lat, 95)),
+                           p50_ms=ms_or_none(percentile(lat, 50)), p95_ms=ms_or_none(percentile(lat, 95)),
+                           server_p50_ms=ms_or_none(percentile(server, 50)),
+                           server_p95_ms=ms_or_none(percentile(server, 95)),
                            rejected_queue_full=stats.rejected.get(kind, 0), timeouts=stats.timeouts.get(kind, 0),
                            errors=stats.errors.get(kind, 0))
     rss = [s["rss"] for s in samples if s["rss"] is not None]
@@ -475,12 +513,17 @@ def print_report(report: dict) -> None:
     print(f"\n## Load test: {report['users']} users in {report['processes']} client processes, "
           f"{report['elapsed_s']} s, app on {report['device']} ({report['machine']})\n")
     print(f"Throughput: **{report['throughput_rps']} requests/s** ({report['ok_requests']} completed)\n")
-    print("| kind | requests | ok | p50 ms | p95 ms | rejected (queue full) | timeouts | other errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| kind | requests | ok | p50 ms | p95 ms | handler p50 ms | handler p95 ms | rejected (queue full) "
+          "| timeouts | other errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind, row in report["kinds"].items():
-        print(f"| {kind} | {row['requests']} | {row['ok']} | {row['p50_ms'] if row['p50_ms'] is not None else '-'}"
-              f" | {row['p95_ms'] if row['p95_ms'] is not None else '-'} | {row['rejected_queue_full']}"
+        print(f"| {kind} | {row['requests']} | {row['ok']} | {dash(row['p50_ms'])} | {dash(row['p95_ms'])}"
+              f" | {dash(row.get('server_p50_ms'))} | {dash(row.get('server_p95_ms'))} | {row['rejected_queue_full']}"
               f" | {row['timeouts']} | {row['errors']} |")
+    ping = report.get("ping")
+    if ping and ping["count"]:
+        print(f"\nThe event loop (a small async route every 0.25 s): p50 {ping['p50_ms']} / p95 {ping['p95_ms']} ms, "
+              f"{ping['failures']} failures. Client processes' CPU: {report['client_cpu_pct']} % (100 = one core).")
     if report["error_samples"]:
         print("\nError samples:")
         for line in report["error_samples"]:
@@ -595,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(max(0.0, start_at - time.time()))
         sampler = Sampler(pid, temp_dir, args.sample_every)
         sampler.start()
+        pinger = Pinger(url)
+        pinger.start()
+        client_cpu = 0.0
         start = time.monotonic()
         limit = start + args.duration + args.grace + args.timeout + 10
         for process_ in clients:
@@ -608,16 +654,23 @@ def main(argv: list[str] | None = None) -> int:
                 result = json.loads(out.read_text(encoding="utf-8"))
                 stats.merge(result)
                 stragglers += result["stragglers"]
+                client_cpu += result.get("cpu_s", 0.0)
             else:
                 stats.errors["client process"] += 1
         elapsed = min(time.monotonic() - start, args.duration + args.grace)
         sampler.stop.set()
+        pinger.stop.set()
         sampler.join(timeout=10)
+        pinger.join(timeout=15)
         sampler.sample()   # one final sample after the load
         machine = (f"{platform.system()} {platform.machine()}, {psutil.cpu_count(logical=True)} CPU threads, "
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
         report = build_report(args, stats, sampler.samples, elapsed, machine)
         report["stragglers"] = stragglers
+        report["client_cpu_pct"] = round(100 * client_cpu / elapsed)
+        report["ping"] = dict(count=len(pinger.latency), failures=pinger.failures,
+                              p50_ms=ms_or_none(percentile(pinger.latency, 50)),
+                              p95_ms=ms_or_none(percentile(pinger.latency, 95)))
         print_report(report)
         if stragglers:
             print(f"\n{stragglers} visitor thread(s) were still waiting past the limit.")

@@ -782,8 +782,10 @@ def test_the_timing_lines_figures(handlers, tmp_path, monkeypatch):
     # readings: upload start, live view start, render start, render end (encode start), encode end, live view
     # end, upload end
     assert figures["total"] == 6000 and figures["render"] == 1000 and figures["encode"] == 3000
+    assert value["server_ms"] == 6000   # the same total, as a number for load tests
     reply = ask(handlers, value, feather=1.0)
     assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 4000]
+    assert reply["server_ms"] == 4000
     assert set(numbers(reply["line"])) == {"render", "encode", "total"}
     _, again = handlers.on_image(path, None, Request(), Progress())
     assert numbers(again["line"])["decode"] >= 0 and "cached" in again["line"]
