@@ -143,11 +143,11 @@ class Handlers:
             url = current.page[key] = make()
         return url
 
-    def _exact(self, current: Current, settings: EdgeSettings) -> tuple[dict, float, float]:
+    def _exact(self, current: Current, settings: EdgeSettings) -> tuple[dict, float, float, dict]:
         """The server's exact preview for the page: its alpha (lossless PNG) and, with decontamination, the
         decontaminated colour (JPEG), which the page uses only in the soft edge (0 < alpha < 1), where an
         error shows times alpha; elsewhere it shows the photo's own colour. The background is composited in the
-        page. Returns (exact, render ms, encode ms)."""
+        page. Returns (exact, render ms, encode ms, the render's waits in ms: Rendered.waits)."""
         began = time.perf_counter()   # the render's wall time, its wait for the GPU's turn included (its own
         rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate,
                                     hints=current.hints)   # timings on a GPU are its kernels' time alone)
@@ -159,7 +159,7 @@ class Handlers:
         alpha = data_url(encode_png(rendered.alpha), "image/png")
         exact = {"settings": self._settings_dict(settings), "strokes_id": current.strokes_id,
                  "alpha": alpha, "colour": colour and colour.result()}
-        return exact, (start - began) * 1000, (time.perf_counter() - start) * 1000
+        return exact, (start - began) * 1000, (time.perf_counter() - start) * 1000, rendered.waits
 
     @staticmethod
     def _settings_dict(settings: EdgeSettings) -> dict:
@@ -207,7 +207,7 @@ class Handlers:
         if bg_image is not None:
             made["bg"] = _PAGE_POOL.submit(self._page_image, current, ("bg", id(bg_image)), lambda: data_url(
                 encode_jpeg(self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
-        exact, render_ms, _ = self._exact(current, settings)
+        exact, render_ms, _, _ = self._exact(current, settings)
         made = {name: job.result() for name, job in made.items() if job is not None}
         photo, soft, own, bg = made["photo"], made["soft"], made.get("own"), made.get("bg")
         encode_ms = max(0.0, (time.perf_counter() - start) * 1000 - render_ms)   # wall time beyond the render
@@ -245,14 +245,20 @@ class Handlers:
             return {"error": t("bad_setting", error=exc)}
         start = time.perf_counter()
         with self._live_slots:
-            exact, render_ms, encode_ms = self._exact(current, settings)
+            slot_ms = (time.perf_counter() - start) * 1000
+            exact, render_ms, encode_ms, waits = self._exact(current, settings)
             reply = {"exact": exact}
+            soft_start = time.perf_counter()
             if data.get("soft_key") != self._soft_key(settings):
                 reply["soft"], reply["soft_key"] = self._soft(current, settings), self._soft_key(settings)
+            soft_ms = (time.perf_counter() - soft_start) * 1000
         total_ms = (time.perf_counter() - start) * 1000
         reply["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
                           encode=_ms(encode_ms), total=_ms(total_ms))
-        reply["server_ms"] = round(total_ms, 1)   # for load tests: the client's wait beyond this is transport
+        # For load tests: the client's wait beyond server_ms is transport; the parts say where the handler waited.
+        reply["server_ms"] = round(total_ms, 1)
+        reply["server_parts"] = {name: round(ms, 1) for name, ms in
+                                 {"slot_wait": slot_ms, **waits, "encode": encode_ms, "soft": soft_ms}.items()}
         return reply
 
     def _size_text(self, t: Texts, result: MatteResult) -> str:

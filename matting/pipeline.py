@@ -405,6 +405,7 @@ class Pipeline:
         """
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
+        asked = time.perf_counter()
         with self.device_turn(result):   # the kernels and the copies queued; the wait comes after the turn
             start, began = time.perf_counter(), mark(result.device)
             try:
@@ -419,14 +420,17 @@ class Pipeline:
             pending = start_download(alpha, rgba, composite)
         queued = time.perf_counter()
         alpha_np, rgba_np, composite_np = pending.arrays()
+        fetched = time.perf_counter()
         if began is not None and rendered is not None and pending.done is not None:
             # this render's own GPU time: the work other threads queued before it is not counted
             timings = {"postprocess": began.elapsed_time(rendered), "download": rendered.elapsed_time(pending.done)}
         else:   # the CPU (or the out-of-memory fallback to it)
-            timings = {"postprocess": (queued - start) * 1000, "download": (time.perf_counter() - queued) * 1000}
+            timings = {"postprocess": (queued - start) * 1000, "download": (fetched - queued) * 1000}
+        waits = {"turn_wait": (start - asked) * 1000, "in_turn": (queued - start) * 1000,
+                 "gpu_wait": (fetched - queued) * 1000}
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
-                        timings=timings, notices=list(result.notices))
+                        timings=timings, notices=list(result.notices), waits=waits)
 
     def device_turn(self, result: MatteResult):
         """One thread at a time on the GPU for the interactive calls (render, soft_alpha, photo, ...). Measured on

@@ -160,19 +160,23 @@ class Stats:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.server: dict[str, list[float]] = defaultdict(list)   # the handler's own time, where it says (s)
+        self.parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))   # its parts (ms)
         self.rejected: dict[str, int] = defaultdict(int)
         self.timeouts: dict[str, int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
 
-    def ok(self, kind: str, seconds: float, server_ms: float | None = None) -> None:
+    def ok(self, kind: str, seconds: float, server_ms: float | None = None, parts: dict | None = None) -> None:
         with self.lock:
             self.latency[kind].append(seconds)
             if server_ms is not None:
                 self.server[kind].append(server_ms / 1000)
+            for name, ms in (parts or {}).items():
+                self.parts[kind][name].append(ms)
 
     def as_dict(self) -> dict:
-        return dict(latency=dict(self.latency), server=dict(self.server), rejected=dict(self.rejected),
+        return dict(latency=dict(self.latency), server=dict(self.server),
+                    parts={kind: dict(named) for kind, named in self.parts.items()}, rejected=dict(self.rejected),
                     timeouts=dict(self.timeouts), errors=dict(self.errors), error_samples=self.error_samples)
 
     def merge(self, other: dict) -> None:
@@ -180,6 +184,9 @@ class Stats:
             self.latency[kind].extend(values)
         for kind, values in other.get("server", {}).items():
             self.server[kind].extend(values)
+        for kind, named in other.get("parts", {}).items():
+            for name, values in named.items():
+                self.parts[kind][name].extend(values)
         for name in ("rejected", "timeouts", "errors"):
             for kind, count in other[name].items():
                 getattr(self, name)[kind] += count
@@ -383,7 +390,8 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
             return None
         # Uploads and slider releases say how long their handler took: the rest of the wait is the way there and
         # back (HTTP, Gradio's queue, the event loop) and this client.
-        stats.ok(kind, time.perf_counter() - start, value.get("server_ms") if isinstance(value, dict) else None)
+        reply = value if isinstance(value, dict) else {}
+        stats.ok(kind, time.perf_counter() - start, reply.get("server_ms"), reply.get("server_parts"))
         return value
 
     def release(image_id: str, ui: dict):
@@ -535,6 +543,9 @@ def print_report(report: dict) -> None:
     if ping and ping["count"]:
         print(f"\nThe event loop (a small async route every 0.25 s): p50 {ping['p50_ms']} / p95 {ping['p95_ms']} ms, "
               f"{ping['failures']} failures. Client processes' CPU: {report['client_cpu_pct']} % (100 = one core).")
+    for kind, named in report.get("handler_parts_ms", {}).items():
+        parts = ", ".join(f"{name} {p50:.0f} / {p95:.0f}" for name, (p50, p95) in named.items())
+        print(f"The {kind} handler's parts, p50 / p95 ms: {parts}.")
     if report["error_samples"]:
         print("\nError samples:")
         for line in report["error_samples"]:
@@ -679,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(args, stats, sampler.samples, elapsed, machine)
         report["stragglers"] = stragglers
         report["client_cpu_pct"] = round(100 * client_cpu / elapsed)
+        report["handler_parts_ms"] = {kind: {name: [round(percentile(values, 50), 1), round(percentile(values, 95), 1)]
+                                             for name, values in named.items()} for kind, named in stats.parts.items()}
         report["ping"] = dict(count=len(pinger.latency), failures=pinger.failures,
                               p50_ms=ms_or_none(percentile(pinger.latency, 50)),
                               p95_ms=ms_or_none(percentile(pinger.latency, 95)))

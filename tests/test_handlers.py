@@ -784,8 +784,12 @@ def test_the_timing_lines_figures(handlers, tmp_path, monkeypatch):
     assert figures["total"] == 6000 and figures["render"] == 1000 and figures["encode"] == 3000
     assert value["server_ms"] == 6000   # the same total, as a number for load tests
     reply = ask(handlers, value, feather=1.0)
-    assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 4000]
-    assert reply["server_ms"] == 4000
+    # readings: start, slot taken, render start, render end (encode start), encode end, soft start, soft end, end
+    assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 7000]
+    assert reply["server_ms"] == 7000
+    parts = reply["server_parts"]   # the render's own waits come from the pipeline's (real) clock
+    assert (parts["slot_wait"], parts["encode"], parts["soft"]) == (1000, 1000, 1000)
+    assert {"turn_wait", "in_turn", "gpu_wait"} <= set(parts) and all(parts[k] >= 0 for k in parts)
     assert set(numbers(reply["line"])) == {"render", "encode", "total"}
     _, again = handlers.on_image(path, None, Request(), Progress())
     assert numbers(again["line"])["decode"] >= 0 and "cached" in again["line"]

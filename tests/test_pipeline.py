@@ -6,6 +6,7 @@ import io
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,26 @@ def test_render_many_without_memory_for_a_stack_renders_one_by_one(pipe, monkeyp
     many = pipe.render_many(results, EdgeSettings(), want_rgba=False)
     for result, got in zip(results, many):
         assert got.rgba is None and np.array_equal(got.alpha, pipe.render(result, want_rgba=False).alpha)
+
+
+def test_a_render_says_where_it_waited(pipe, monkeypatch):
+    result = pipe.matte(EXAMPLES / "coffee.png")
+    turn = threading.Lock()
+    monkeypatch.setattr(pipe, "device_turn", lambda _result: turn)   # turns as on a GPU
+    taken = threading.Event()
+
+    def hold():   # another thread's turn, 150 ms long
+        with turn:
+            taken.set()
+            time.sleep(0.15)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    taken.wait(5)
+    rendered = pipe.render(result, EdgeSettings(), preview=True)
+    other.join()
+    assert set(rendered.waits) == {"turn_wait", "in_turn", "gpu_wait"}
+    assert rendered.waits["turn_wait"] >= 100 and rendered.waits["in_turn"] > 0 and rendered.waits["gpu_wait"] >= 0
 
 
 def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
