@@ -73,7 +73,7 @@ DEFAULT_UI = dict(threshold=0.0, feather=0.0, erode=0, refine=True, refine_radiu
 
 
 def cpu_model() -> str:
-    """The CPU's name: lent machines of one kind differ (64 users gave 53 and 78 requests/s on two H200 hosts)."""
+    """The CPU's name: lent machines of one kind differ (64 users gave 53 to 86 requests/s on four H200 hosts)."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
@@ -685,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler.join(timeout=10)
         pinger.join(timeout=15)
         sampler.sample()   # one final sample after the load
-        machine = (f"{platform.system()} {platform.machine()}, {cpu_model()}, {psutil.cpu_count(logical=True)} CPU threads, "
+        machine = (f"{platform.system()} {platform.machine()}, {cpu_model()}, "
+                   f"{psutil.cpu_count(logical=True)} CPU threads, "
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
         report = build_report(args, stats, sampler.samples, elapsed, machine)
         report["stragglers"] = stragglers
