@@ -347,7 +347,18 @@ class PageVisitor:
         self.live_id = self.session.component_id("live-view")
 
     def upload(self, path: Path, ui: dict, timeout: float):
-        return self.session.call("/upload", self.session.upload(path, timeout), *ui.values(), timeout=timeout)[0]
+        """The live view's payload, with "client_parts": the ms of the file's POST, the join, the wait in Gradio's
+        queue (until the stream says the event started) and the event's run as the stream saw it."""
+        start = time.perf_counter()
+        file = self.session.upload(path, timeout)
+        posted, marks = time.perf_counter(), {}
+        value = self.session.call("/upload", file, *ui.values(), timeout=timeout, marks=marks)[0]
+        if isinstance(value, dict) and {"joined", "process_starts", "process_completed"} <= set(marks):
+            value["client_parts"] = {"file_post": (posted - start) * 1000,
+                                     "join": (marks["joined"] - posted) * 1000,
+                                     "queue_wait": (marks["process_starts"] - marks["joined"]) * 1000,
+                                     "event_run": (marks["process_completed"] - marks["process_starts"]) * 1000}
+        return value
 
     def matte(self, path: Path, timeout: float):
         files = self.session.call("/matte", self.session.upload(path, timeout), 0.0, 0.0, 0, True, True, None,
@@ -391,7 +402,8 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         # Uploads and slider releases say how long their handler took: the rest of the wait is the way there and
         # back (HTTP, Gradio's queue, the event loop) and this client.
         reply = value if isinstance(value, dict) else {}
-        stats.ok(kind, time.perf_counter() - start, reply.get("server_ms"), reply.get("server_parts"))
+        parts = {**reply.get("server_parts", {}), **reply.get("client_parts", {})}
+        stats.ok(kind, time.perf_counter() - start, reply.get("server_ms"), parts)
         return value
 
     def release(image_id: str, ui: dict):
@@ -545,7 +557,7 @@ def print_report(report: dict) -> None:
               f"{ping['failures']} failures. Client processes' CPU: {report['client_cpu_pct']} % (100 = one core).")
     for kind, named in report.get("handler_parts_ms", {}).items():
         parts = ", ".join(f"{name} {p50:.0f} / {p95:.0f}" for name, (p50, p95) in named.items())
-        print(f"The {kind} handler's parts, p50 / p95 ms: {parts}.")
+        print(f"The {kind}'s parts, p50 / p95 ms: {parts}.")
     if report["error_samples"]:
         print("\nError samples:")
         for line in report["error_samples"]:

@@ -18,6 +18,7 @@ Only for our own load tests on 127.0.0.1; it covers the messages our app sends, 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,15 @@ class PageSession:
         reply.raise_for_status()
         return {"path": reply.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
-    def call(self, api_name: str, *inputs: Any, timeout: float | None = None) -> list:
-        """Run a queued event with the visible inputs (states are filled in); returns its visible outputs."""
+    def call(self, api_name: str, *inputs: Any, timeout: float | None = None, marks: dict | None = None) -> list:
+        """Run a queued event with the visible inputs (states are filled in); returns its visible outputs.
+        ``marks``, when given, gets the time.perf_counter() of "joined", and of "process_starts" and
+        "process_completed" as the event stream said them (where a load test's event waited)."""
         event = self._events[api_name.lstrip("/")]
         event_id = self.join(api_name, *inputs, timeout=timeout)
-        result = self.wait(event_id, timeout)
+        if marks is not None:
+            marks["joined"] = time.perf_counter()
+        result = self.wait(event_id, timeout, marks)
         outputs = result["output"]["data"]
         return [value for component, value in zip(event["outputs"], outputs) if not self._is_state(component)]
 
@@ -95,7 +100,7 @@ class PageSession:
     def _is_state(self, component_id: int) -> bool:
         return self._components.get(component_id, {}).get("type") == "state"
 
-    def wait(self, event_id: str, timeout: float | None = None) -> dict:
+    def wait(self, event_id: str, timeout: float | None = None, marks: dict | None = None) -> dict:
         """The completed message of a joined event, read from the session's event stream (EventFailed if it
         failed or the stream ended first)."""
         completed = None
@@ -107,6 +112,8 @@ class PageSession:
                     continue
                 message = json.loads(line[5:])
                 kind = message.get("msg")
+                if marks is not None and message.get("event_id") == event_id:
+                    marks.setdefault(kind, time.perf_counter())
                 if kind == "close_stream":
                     break
                 if kind == "process_completed" and message.get("event_id") == event_id:

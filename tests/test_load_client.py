@@ -30,7 +30,10 @@ def session():
 
 
 def test_upload_then_download_as_the_page_does(session):
-    value = session.call("/upload", session.upload(EXAMPLES / "coffee.png"), *UI)[0]
+    marks = {}
+    value = session.call("/upload", session.upload(EXAMPLES / "coffee.png"), *UI, marks=marks)[0]
+    # where the event waited, as the load test splits it: joined, then started, then completed
+    assert marks["joined"] <= marks["process_starts"] <= marks["process_completed"]
     assert value["w"] == 600 and value["h"] == 400 and value["photo"].startswith("data:image/jpeg;base64,")
     assert value["exact"]["settings"]["feather"] == 2.0
     update = session.call("/download_rgba", None, *UI, False, "0")[0]
