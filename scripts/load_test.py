@@ -159,31 +159,27 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)
-        self.server: dict[str, list[float]] = defaultdict(list)   # the handler's own time, where it says (s)
-        self.parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))   # its parts (ms)
+        # ms by kind and part: "handler" (the server's own time, where the reply says it) and where it went
+        self.parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.rejected: dict[str, int] = defaultdict(int)
         self.timeouts: dict[str, int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
 
-    def ok(self, kind: str, seconds: float, server_ms: float | None = None, parts: dict | None = None) -> None:
+    def ok(self, kind: str, seconds: float, parts: dict | None = None) -> None:
         with self.lock:
             self.latency[kind].append(seconds)
-            if server_ms is not None:
-                self.server[kind].append(server_ms / 1000)
             for name, ms in (parts or {}).items():
                 self.parts[kind][name].append(ms)
 
     def as_dict(self) -> dict:
-        return dict(latency=dict(self.latency), server=dict(self.server),
-                    parts={kind: dict(named) for kind, named in self.parts.items()}, rejected=dict(self.rejected),
+        return dict(latency=dict(self.latency), parts={kind: dict(named) for kind, named in self.parts.items()},
+                    rejected=dict(self.rejected),
                     timeouts=dict(self.timeouts), errors=dict(self.errors), error_samples=self.error_samples)
 
     def merge(self, other: dict) -> None:
         for kind, values in other["latency"].items():
             self.latency[kind].extend(values)
-        for kind, values in other.get("server", {}).items():
-            self.server[kind].extend(values)
         for kind, named in other.get("parts", {}).items():
             for name, values in named.items():
                 self.parts[kind][name].extend(values)
@@ -403,7 +399,9 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         # back (HTTP, Gradio's queue, the event loop) and this client.
         reply = value if isinstance(value, dict) else {}
         parts = {**reply.get("server_parts", {}), **reply.get("client_parts", {})}
-        stats.ok(kind, time.perf_counter() - start, reply.get("server_ms"), parts)
+        if "server_ms" in reply:
+            parts["handler"] = reply["server_ms"]
+        stats.ok(kind, time.perf_counter() - start, parts)
         return value
 
     def release(image_id: str, ui: dict):
@@ -524,11 +522,11 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
         if not count:
             continue
         total_ok += len(lat)
-        server = stats.server.get(kind, [])
+        handler = [ms / 1000 for ms in stats.parts.get(kind, {}).get("handler", [])]
         kinds[kind] = dict(requests=count, ok=len(lat),
                            p50_ms=ms_or_none(percentile(lat, 50)), p95_ms=ms_or_none(percentile(lat, 95)),
-                           server_p50_ms=ms_or_none(percentile(server, 50)),
-                           server_p95_ms=ms_or_none(percentile(server, 95)),
+                           server_p50_ms=ms_or_none(percentile(handler, 50)),
+                           server_p95_ms=ms_or_none(percentile(handler, 95)),
                            rejected_queue_full=stats.rejected.get(kind, 0), timeouts=stats.timeouts.get(kind, 0),
                            errors=stats.errors.get(kind, 0))
     rss = [s["rss"] for s in samples if s["rss"] is not None]
