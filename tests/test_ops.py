@@ -320,6 +320,20 @@ def test_feather_matches_float64_gaussian(device, sigma, shape, atol):
     assert_close(out, gaussian_reference(a, sigma).clamp(0, 1), atol)
 
 
+@pytest.mark.parametrize("sigma, shape", [(0.6, (2, 1, 17, 23)), (5.5, (1, 2, 40, 50)), (3.0, (1, 1, 4, 40))])
+def test_feather_convolution_matches_the_tap_loop(device, sigma, shape):
+    """The GPU's feather (one convolution per axis) against the CPU's tap loop, both run here on this device."""
+    from matting.ops.filters import _gaussian_exact_taps, gaussian_axis_conv, gaussian_kernel
+
+    a = torch.rand(shape, generator=torch.Generator().manual_seed(3)).to(device)
+    kernel = gaussian_kernel(sigma, a.device, torch.float32)
+    assert kernel.numel() == 2 * math.ceil(3 * sigma) + 1 and abs(kernel.sum().item() - 1.0) < 1e-6
+    convolved = gaussian_axis_conv(gaussian_axis_conv(a, kernel, -1), kernel, -2)
+    assert_close(convolved, _gaussian_exact_taps(a, sigma), 2e-6)
+    per_channel = torch.cat([gaussian_reference(a[:, c:c + 1], sigma) for c in range(shape[1])], dim=1)
+    assert_close(convolved, per_channel, 2e-6)
+
+
 def test_feather_misc(device):
     a = matte(1, 20, 20).to(device)
     assert ops.feather(a, 0) is a

@@ -166,7 +166,35 @@ def _gaussian_axis(x: Tensor, sigma: float, dim: int) -> Tensor:
     return out
 
 
+def gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The normalised truncated Gaussian (2r + 1,), r = ceil(3 sigma), made on ``device`` by a few tensor ops:
+    no host copy, so nothing to wait for, and nothing shared between streams."""
+    r = math.ceil(3.0 * sigma)
+    taps = torch.arange(-r, r + 1, device=device, dtype=torch.float32)
+    w = taps.square_().mul_(-1.0 / (2.0 * sigma * sigma)).exp_()
+    return w.div_(w.sum()).to(dtype)
+
+
+def gaussian_axis_conv(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
+    """_gaussian_axis as one convolution with ``kernel`` (gaussian_kernel): two or three kernel launches on a
+    GPU where the tap loop takes 2 r + 1 (a release's render holds the GPU's turn while it queues them; on the
+    CPU the loop is the faster, see feather())."""
+    r = (kernel.numel() - 1) // 2
+    b, c, h, w = x.shape
+    y = pad_axis(x, r, r, dim, "reflect")
+    weight = kernel.view(1, 1, 1, -1) if dim == -1 else kernel.view(1, 1, -1, 1)
+    return F.conv2d(y.reshape(b * c, 1, *y.shape[-2:]), weight.to(y.dtype)).reshape(b, c, h, w)
+
+
 def _gaussian_exact(x: Tensor, sigma: float) -> Tensor:
+    # cuDNN's TF32 would round the taps to 10 bits: only where the process turned it off (process.configure_process)
+    if x.is_cuda and not torch.backends.cudnn.allow_tf32:
+        kernel = gaussian_kernel(sigma, x.device, torch.float32)
+        return gaussian_axis_conv(gaussian_axis_conv(x, kernel, -1), kernel, -2)
+    return _gaussian_exact_taps(x, sigma)
+
+
+def _gaussian_exact_taps(x: Tensor, sigma: float) -> Tensor:
     return _gaussian_axis(_gaussian_axis(x, sigma, -1), sigma, -2)
 
 
