@@ -38,6 +38,8 @@ print(f"[{name} round {rnd}] {report['throughput_rps']:.1f} requests/s, {errors}
       f"server CPU median {cpu[len(cpu) // 2]:.0f} %; RSS {report['rss_trend'].get('change_pct')} %; "
       f"event loop p50/p95 {report.get('ping', {}).get('p50_ms')}/{report.get('ping', {}).get('p95_ms')} ms; "
       f"clients' CPU {report.get('client_cpu_pct')} %")
+for kind, named in report.get("handler_parts_ms", {}).items():   # where a request waited (load_test.py)
+    print(f"    {kind} parts p50/p95: " + ", ".join(f"{n} {a:.0f}/{b:.0f}" for n, (a, b) in named.items()))
 PY
   done
 done

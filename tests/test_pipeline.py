@@ -562,13 +562,14 @@ def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu():
     backdrop = np.zeros((50, 80, 3), np.uint8)
     # preview=300: smaller than the working size, so the photo's resize and the hints' interpolation run too
     for settings, background, hint in ((EdgeSettings(), None, None), (EdgeSettings(feather=2.0), (0, 255, 0), hints),
-                                       (EdgeSettings(erode=2), backdrop, None)):
-        out = pipe.render(result, settings, preview=300, background=background, hints=hint)
-        assert out.alpha.shape == pipe.photo_hw(result, preview=300)
+                                       (EdgeSettings(erode=2), backdrop, None),
+                                       (EdgeSettings(feather=9.0, refine_radius=5), None, None)):
+        out = pipe.render(result, settings, preview=300, background=background, hints=hint, also=("photo", "soft"))
+        assert out.alpha.shape == pipe.photo_hw(result, preview=300) == out.extras["soft"].shape
         assert out.timings["postprocess"] > 0 and out.timings["download"] >= 0
     assert pipe.soft_alpha(result, preview=300)[0].shape == pipe.photo(result, preview=300).shape[:2]
     assert pipe.background_preview(result, backdrop, preview=300).shape[-1] == 3
-    assert turn.taken == 1 + 3 + 3
+    assert turn.taken == 1 + 4 + 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: CUDA only")
