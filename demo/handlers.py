@@ -34,7 +34,7 @@ from matting.encode import encode_jpeg, encode_png
 from matting.errors import MattingError
 from matting.hints import hint_mask_from_image, rasterize_strokes
 from matting.pipeline import Pipeline
-from matting.result import MatteResult, Rendered
+from matting.result import MatteResult
 from matting.settings import EdgeSettings
 
 from .controls import DEFAULTS, EDGE_CONTROLS, Controls
@@ -136,33 +136,21 @@ class Handlers:
             return None
 
     # ------------------------------------------------------------------ the page's live view
-    @staticmethod
-    def _page_job(current: Current, key: tuple, make) -> Future:
-        """A data URL made once per image and ``key`` (the photo, a soft matte, a background): a future, made by
-        ``make()`` in a helper thread (the encoders release the GIL) unless the page already has it."""
-        if key in current.page:
-            return _done(current.page[key])
+    def _page_image(self, current: Current, key: tuple, make) -> str:
+        """A data URL made once per image and ``key`` (the photo, a soft matte, a background)."""
+        url = current.page.get(key)
+        if url is None:
+            url = current.page[key] = make()
+        return url
 
-        def job() -> str:
-            current.page[key] = make()
-            return current.page[key]
-        return _PAGE_POOL.submit(job)
-
-    def _render_page(self, current: Current, settings: EdgeSettings,
-                     also: tuple[str, ...] = ()) -> tuple[Rendered, float]:
-        """The server's exact preview and, in the same GPU turn, the page images named in ``also``
-        (Pipeline.render): (rendered, wall ms with the wait for the GPU's turn; timings on a GPU are its
-        kernels' time alone)."""
-        began = time.perf_counter()
+    def _exact(self, current: Current, settings: EdgeSettings) -> tuple[dict, float, float, dict]:
+        """The server's exact preview for the page: its alpha (lossless PNG) and, with decontamination, the
+        decontaminated colour (JPEG), which the page uses only in the soft edge (0 < alpha < 1), where an
+        error shows times alpha; elsewhere it shows the photo's own colour. The background is composited in the
+        page. Returns (exact, render ms, encode ms, the render's waits in ms: Rendered.waits)."""
+        began = time.perf_counter()   # the render's wall time, its wait for the GPU's turn included (its own
         rendered = self.pipe.render(current.result, settings, preview=True, want_rgba=settings.decontaminate,
-                                    hints=current.hints, also=also)
-        return rendered, (time.perf_counter() - began) * 1000
-
-    def _exact(self, current: Current, settings: EdgeSettings, rendered: Rendered) -> tuple[dict, float]:
-        """The exact preview for the page: its alpha (lossless PNG) and, with decontamination, the decontaminated
-        colour (JPEG), which the page uses only in the soft edge (0 < alpha < 1), where an error shows times
-        alpha; elsewhere it shows the photo's own colour. The background is composited in the page. Returns
-        (exact, encode ms)."""
+                                    hints=current.hints)   # timings on a GPU are its kernels' time alone)
         start = time.perf_counter()
         colour = None
         if settings.decontaminate:   # in a helper thread while this one encodes the alpha (both GIL-free)
@@ -171,7 +159,7 @@ class Handlers:
         alpha = data_url(encode_png(rendered.alpha), "image/png")
         exact = {"settings": self._settings_dict(settings), "strokes_id": current.strokes_id,
                  "alpha": alpha, "colour": colour and colour.result()}
-        return exact, (time.perf_counter() - start) * 1000
+        return exact, (start - began) * 1000, (time.perf_counter() - start) * 1000, rendered.waits
 
     @staticmethod
     def _settings_dict(settings: EdgeSettings) -> dict:
@@ -183,41 +171,47 @@ class Handlers:
     def _soft_key(settings: EdgeSettings) -> str:
         return f"refine|{settings.refine_radius}" if settings.refine else "plain"
 
-    def _soft_jobs(self, current: Current, settings: EdgeSettings,
-                   rendered: Rendered) -> tuple[Future, Future | None]:
-        """Futures of the soft matte's data URL and, for an upload with an alpha of its own, that alpha's: the
-        page's copies, or PNGs of the mattes ``rendered`` made (``also=("soft",)``)."""
-        def png(name: str):
-            return lambda: data_url(encode_png(rendered.extras[name]), "image/png")
-        soft = self._page_job(current, ("soft", self._soft_key(settings)), png("soft"))
-        own = self._page_job(current, ("own",), png("own")) if current.result.input_alpha is not None else None
-        return soft, own
+    def _soft(self, current: Current, settings: EdgeSettings) -> str:
+        return self._soft_jobs(current, settings)[0].result()
 
-    def _page_wants(self, current: Current, settings: EdgeSettings) -> tuple[str, ...]:
-        """Which page images (Pipeline.render's ``also``) the page lacks for ``settings``."""
-        soft_missing = ("soft", self._soft_key(settings)) not in current.page or (
-            current.result.input_alpha is not None and ("own",) not in current.page)
-        return (("photo",) if ("photo",) not in current.page else ()) + (("soft",) if soft_missing else ())
+    def _soft_jobs(self, current: Current, settings: EdgeSettings) -> tuple[Future, Future | None]:
+        """Futures of the soft matte's data URL and, for an upload with an alpha of its own, that alpha's. The
+        mattes are made now, in this thread (render.soft_at keeps the soft one, so the exact render that follows
+        does not refine again); their PNGs in helper threads."""
+        soft_key, own_key = ("soft", self._soft_key(settings)), ("own",)
+        want_own = current.result.input_alpha is not None
+        if soft_key in current.page and (not want_own or own_key in current.page):
+            return _done(current.page[soft_key]), _done(current.page[own_key]) if want_own else None
+        soft, own = self.pipe.soft_alpha(current.result, settings.with_(use_input_alpha=want_own), preview=True)
+        return self._png_job(current, soft_key, soft), self._png_job(current, own_key, own) if want_own else None
+
+    @staticmethod
+    def _png_job(current: Current, key: tuple, matte: np.ndarray) -> Future:
+        if key in current.page:
+            return _done(current.page[key])
+
+        def encode() -> str:
+            current.page[key] = data_url(encode_png(matte), "image/png")
+            return current.page[key]
+        return _PAGE_POOL.submit(encode)
 
     def _live_value(self, current: Current, settings: EdgeSettings, bg_image, line: str) -> tuple[dict, float, float]:
         """Everything the page needs to draw this image and redraw its edges: (payload, render ms, encode ms).
-        The exact preview, the photo and the soft matte come from one render (one GPU turn); their encoders run
-        in helper threads at once (they release the GIL), so a new photo's images cost about the slowest one."""
+        The page's images are made in helper threads while this one renders the exact preview: their encoders
+        release the GIL, so a new photo's four images cost about the slowest one, not their sum."""
         result = current.result
         start = time.perf_counter()
-        made = {}
-        if bg_image is not None:   # a fitted background takes a turn of its own, meanwhile
-            made["bg"] = self._page_job(current, ("bg", id(bg_image)), lambda: data_url(
+        made = {"photo": _PAGE_POOL.submit(self._page_image, current, ("photo",), lambda: data_url(encode_jpeg(
+            self.pipe.photo(result, preview=True), quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg"))}
+        made["soft"], made["own"] = self._soft_jobs(current, settings)
+        if bg_image is not None:
+            made["bg"] = _PAGE_POOL.submit(self._page_image, current, ("bg", id(bg_image)), lambda: data_url(
                 encode_jpeg(self.pipe.background_preview(result, bg_image), quality=BG_QUALITY), "image/jpeg"))
-        rendered, render_ms = self._render_page(current, settings, self._page_wants(current, settings))
-        made["photo"] = self._page_job(current, ("photo",), lambda: data_url(encode_jpeg(
-            rendered.extras["photo"], quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg"))
-        made["soft"], made["own"] = self._soft_jobs(current, settings, rendered)
-        exact, _ = self._exact(current, settings, rendered)
+        exact, render_ms, _, _ = self._exact(current, settings)
         made = {name: job.result() for name, job in made.items() if job is not None}
         photo, soft, own, bg = made["photo"], made["soft"], made.get("own"), made.get("bg")
         encode_ms = max(0.0, (time.perf_counter() - start) * 1000 - render_ms)   # wall time beyond the render
-        height, width = rendered.alpha.shape
+        height, width = self.pipe.photo_hw(result, preview=True)
         value = {"id": current.image_id, "w": width, "h": height, "scale": height / result.image.shape[0],
                  "photo": photo, "soft": soft, "soft_key": self._soft_key(settings), "own": own, "bg": bg,
                  "exact": exact, "settings": {**exact["settings"]}, "line": line}
@@ -252,17 +246,12 @@ class Handlers:
         start = time.perf_counter()
         with self._live_slots:
             slot_ms = (time.perf_counter() - start) * 1000
-            # a new refinement radius: the page's soft matte too, from the same render (one GPU turn)
-            new_soft = data.get("soft_key") != self._soft_key(settings)
-            rendered, render_ms = self._render_page(current, settings, ("soft",) if new_soft else ())
-            exact, encode_ms = self._exact(current, settings, rendered)
+            exact, render_ms, encode_ms, waits = self._exact(current, settings)
             reply = {"exact": exact}
             soft_start = time.perf_counter()
-            if new_soft:
-                reply["soft"] = self._soft_jobs(current, settings, rendered)[0].result()
-                reply["soft_key"] = self._soft_key(settings)
+            if data.get("soft_key") != self._soft_key(settings):
+                reply["soft"], reply["soft_key"] = self._soft(current, settings), self._soft_key(settings)
             soft_ms = (time.perf_counter() - soft_start) * 1000
-            waits = rendered.waits
         total_ms = (time.perf_counter() - start) * 1000
         reply["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
                           encode=_ms(encode_ms), total=_ms(total_ms))

@@ -32,7 +32,7 @@ from .cache import ByteLRU
 from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
-from .errors import InferenceError, InvalidParameterError, MattingError, ModelLoadError
+from .errors import InferenceError, MattingError, ModelLoadError
 from .host_copy import download_pinned, mark, start_download
 from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
@@ -395,47 +395,31 @@ class Pipeline:
 
     # ---------------------------------------------------------------- rendering
     def render(self, result: MatteResult, settings: EdgeSettings | None = None, *, background: Background = None,
-               preview: bool | int = False, want_rgba: bool = True, hints: np.ndarray | None = None,
-               also: tuple[str, ...] = ()) -> Rendered:
+               preview: bool | int = False, want_rgba: bool = True, hints: np.ndarray | None = None) -> Rendered:
         """Edges and outputs from the cached matte: never runs the network.
 
         ``preview``: False renders at the working resolution; True fits within PREVIEW_SIDE; an int fits within it.
         ``hints``: a touch-up mask (matting.hints: 0 erases, 255 restores), best at the working resolution.
-        ``also``: page images made in the same turn, at the render's size, into ``Rendered.extras``: "photo" (what
-        ``photo()`` gives), "soft" (``soft_alpha()``'s soft matte, and "own": the upload's own alpha, if it has
-        one). A new photo's page then takes one turn on the GPU instead of three.
         Renders from many threads take turns on the GPU (see ``device_turn``); a turn ends when the render's
         kernels and copies are queued, and the wait for them comes after it.
         """
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
-        unknown = set(also) - {"photo", "soft"}
-        if unknown:
-            raise InvalidParameterError(f"render can also make 'photo' and 'soft', not {sorted(unknown)}")
-
-        def tensors(of: MatteResult, coefficients) -> list[torch.Tensor | None]:
-            made = list(render_tensors(of, settings, background, max_side, want_rgba, hints,
-                                       coefficients=coefficients))
-            if "photo" in also:
-                made.append(photo_u8(of, max_side))
-            if "soft" in also:   # after the render, which kept the soft matte (render.soft_at): no second filter
-                made.extend(soft_alpha_tensors(of, settings.with_(use_input_alpha=True), max_side,
-                                               coefficients=coefficients))
-            return made
-
         asked = time.perf_counter()
         with self.device_turn(result):   # the kernels and the copies queued; the wait comes after the turn
             start, began = time.perf_counter(), mark(result.device)
             try:
-                made = tensors(result, self.refine_graphs)
+                alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
+                                                        hints, coefficients=self.refine_graphs)
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 log.warning("GPU out of memory while rendering; rendering on the CPU")
-                made = tensors(result.to("cpu"), None)
-            rendered = mark(made[0].device)
-            pending = start_download(*made)
+                alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
+                                                        want_rgba, hints)
+            rendered = mark(alpha.device)
+            pending = start_download(alpha, rgba, composite)
         queued = time.perf_counter()
-        alpha_np, rgba_np, composite_np, *extra = pending.arrays()
+        alpha_np, rgba_np, composite_np = pending.arrays()
         fetched = time.perf_counter()
         if began is not None and rendered is not None and pending.done is not None:
             # this render's own GPU time: the work other threads queued before it is not counted
@@ -444,11 +428,9 @@ class Pipeline:
             timings = {"postprocess": (queued - start) * 1000, "download": (fetched - queued) * 1000}
         waits = {"turn_wait": (start - asked) * 1000, "in_turn": (queued - start) * 1000,
                  "gpu_wait": (fetched - queued) * 1000}
-        names = (["photo"] if "photo" in also else []) + (["soft", "own"] if "soft" in also else [])
-        extras = {name: array for name, array in zip(names, extra, strict=True) if array is not None}
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
-                        timings=timings, notices=list(result.notices), waits=waits, extras=extras)
+                        timings=timings, notices=list(result.notices), waits=waits)
 
     def device_turn(self, result: MatteResult):
         """One thread at a time on the GPU for the interactive calls (render, soft_alpha, photo, ...). Measured on

@@ -69,5 +69,3 @@ class Rendered:
     # its work ("in_turn"), then for the GPU and the copies ("gpu_wait"). Load tests read them (where a slow
     # render under load waits); the timings above are the work's own time.
     waits: dict[str, float] = field(default_factory=dict)
-    # Page images made in the render's turn (Pipeline.render's ``also``): "photo" (H, W, 3), "soft" and "own" (H, W)
-    extras: dict[str, np.ndarray] = field(default_factory=dict)

@@ -18,10 +18,9 @@ import matting.pipeline
 from demo.controls import BG_COLOR, BG_IMAGE
 from demo.files import OutputStore
 import demo.handlers
-from demo.handlers import PHOTO_QUALITY, Handlers, data_url
+from demo.handlers import Handlers
 from demo.i18n import Texts
 from matting.crop import CROP_MIN_ALPHA, CropMargin
-from matting.encode import encode_jpeg, encode_png
 from matting.errors import InvalidParameterError
 from matting.settings import EdgeSettings
 from tests.app_server import data_url_image, read_image, write_jpeg
@@ -722,37 +721,21 @@ def test_the_pages_images_are_jpegs_of_their_quality_with_full_colour(handlers, 
 
 def test_the_photo_and_soft_matte_are_made_once_per_image(handlers, shown, monkeypatch):
     current, value = shown
-    made = []   # what each render made besides the exact preview, and the fitted backgrounds
-    render, fit = handlers.pipe.render, handlers.pipe.background_preview
-    monkeypatch.setattr(handlers.pipe, "render",
-                        lambda *a, also=(), **kw: made.append(also) or render(*a, also=also, **kw))
-    monkeypatch.setattr(handlers.pipe, "background_preview", lambda *a, **kw: made.append("bg") or fit(*a, **kw))
+    made = []
+    for name in ("photo", "soft_alpha", "background_preview"):
+        original = getattr(handlers.pipe, name)
+        monkeypatch.setattr(handlers.pipe, name, lambda *a, _f=original, _n=name, **kw: made.append(_n) or _f(*a, **kw))
     background = np.zeros((30, 40, 3), np.uint8)
     for _ in range(2):
         _, again = handlers.on_live_refresh(current, None, Request(), bg_mode=BG_IMAGE, bg_image=background)
         assert again["photo"] == value["photo"] and again["soft"] == value["soft"]
-    # (the background is fitted in a helper thread meanwhile: its place in the list varies)
-    assert made.count("bg") == 1 and [m for m in made if m != "bg"] == [(), ()]   # photo, soft: with the upload
+    assert made == ["background_preview"]   # the photo and soft matte came with the upload
     handlers.on_live_refresh(current, None, Request(), bg_mode=BG_IMAGE, bg_image=background.copy())
-    assert sorted(map(str, made[3:])) == ["()", "bg"]   # another image: another copy
-    reply = ask(handlers, value, refine_radius=5)
-    assert made[-1] == ("soft",) and ("soft", "refine|5") in current.page and reply["soft_key"] == "refine|5"
+    assert made == ["background_preview"] * 2   # another image: another copy
+    ask(handlers, value, refine_radius=5)
+    assert made[-1] == "soft_alpha" and ("soft", "refine|5") in current.page
     _, again = handlers.on_live_refresh(current, None, Request(), refine_radius=5)
-    assert made[-1] == () and again["soft_key"] == "refine|5" and again["soft"] == reply["soft"]
-
-
-def test_a_new_photos_page_takes_one_turn_on_the_gpu(handlers, tmp_path, monkeypatch):
-    """The exact preview, the photo and the soft matte are queued in one turn (Pipeline.render's ``also``), so
-    under load a new photo waits for the GPU's turn once, not three times."""
-    turns = []
-    take_turn = handlers.pipe.device_turn
-    monkeypatch.setattr(handlers.pipe, "device_turn", lambda result: turns.append(1) or take_turn(result))
-    current, value = handlers.on_image(jpeg(tmp_path, "one_turn.jpg", seed=124))
-    assert len(turns) == 1
-    photo = handlers.pipe.photo(current.result, preview=True)
-    assert value["photo"] == data_url(encode_jpeg(photo, quality=PHOTO_QUALITY, full_chroma=True), "image/jpeg")
-    soft, _ = handlers.pipe.soft_alpha(current.result, EdgeSettings(), preview=True)
-    assert value["soft"] == data_url(encode_png(soft), "image/png")
+    assert made.count("soft_alpha") == 1 and again["soft_key"] == "refine|5"
 
 
 def test_downloads_reuse_a_file_per_background(handlers, shown):
@@ -796,14 +779,14 @@ def test_the_timing_lines_figures(handlers, tmp_path, monkeypatch):
     figures = numbers(value["line"])
     assert figures["decode"] == round(timings["decode"] + timings.get("hash", 0) + timings.get("upload", 0))
     assert figures["network"] == round(timings["preprocess"] + timings["inference"])
-    # readings: upload start, live view start, render start, render end, encode start, encode end, live view
+    # readings: upload start, live view start, render start, render end (encode start), encode end, live view
     # end, upload end
-    assert figures["total"] == 7000 and figures["render"] == 1000 and figures["encode"] == 4000
-    assert value["server_ms"] == 7000   # the same total, as a number for load tests
+    assert figures["total"] == 6000 and figures["render"] == 1000 and figures["encode"] == 3000
+    assert value["server_ms"] == 6000   # the same total, as a number for load tests
     reply = ask(handlers, value, feather=1.0)
-    # readings: start, slot taken, render start, render end, encode start, encode end, soft start, soft end, end
-    assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 8000]
-    assert reply["server_ms"] == 8000
+    # readings: start, slot taken, render start, render end (encode start), encode end, soft start, soft end, end
+    assert [numbers(reply["line"])[k] for k in ("render", "encode", "total")] == [1000, 1000, 7000]
+    assert reply["server_ms"] == 7000
     parts = reply["server_parts"]   # the render's own waits come from the pipeline's (real) clock
     assert (parts["slot_wait"], parts["encode"], parts["soft"]) == (1000, 1000, 1000)
     assert {"turn_wait", "in_turn", "gpu_wait"} <= set(parts) and all(parts[k] >= 0 for k in parts)
@@ -811,7 +794,7 @@ def test_the_timing_lines_figures(handlers, tmp_path, monkeypatch):
     _, again = handlers.on_image(path, None, Request(), Progress())
     assert numbers(again["line"])["decode"] >= 0 and "cached" in again["line"]
     _, refreshed = handlers.on_live_refresh(current, None, Request())
-    assert numbers(refreshed["line"])["total"] == 7000
+    assert numbers(refreshed["line"])["total"] == 6000
     assert set(numbers(refreshed["line"])) == {"render", "encode", "total"}
 
 
@@ -869,16 +852,15 @@ def test_an_uploads_own_transparency_is_sent_once_beside_the_soft_matte(handlers
     current, value = handlers.on_image(str(path), None, Request(), Progress())
     assert np.array_equal(image_of(value["own"]), pixels[..., 3])
     assert image_of(value["exact"]["alpha"])[:, :32].max() == 0   # the upload's transparency is kept
-    made = []   # what each render made besides the exact preview
-    render = handlers.pipe.render
-    monkeypatch.setattr(handlers.pipe, "render",
-                        lambda *a, also=(), **kw: made.append(also) or render(*a, also=also, **kw))
+    made = []
+    original = handlers.pipe.soft_alpha
+    monkeypatch.setattr(handlers.pipe, "soft_alpha", lambda *a, **kw: made.append(1) or original(*a, **kw))
     _, again = handlers.on_live_refresh(current, None, Request())
-    assert made == [()] and again["own"] == value["own"] and again["soft"] == value["soft"]
+    assert made == [] and again["own"] == value["own"] and again["soft"] == value["soft"]
     reply = ask(handlers, value, refine_radius=2)
-    assert made[-1] == ("soft",) and reply["soft_key"] == "refine|2"
+    assert made == [1] and reply["soft_key"] == "refine|2"
     _, again = handlers.on_live_refresh(current, None, Request(), refine_radius=3)   # a new soft matte, the same own
-    assert made[-1] == ("soft",) and again["own"] == value["own"] and again["soft_key"] == "refine|3"
+    assert made == [1, 1] and again["own"] == value["own"]
 
 
 def test_downloads_and_the_api_are_full_resolution_when_the_page_is_not(pipe, store, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from matting import pipeline as pipeline_module
 from matting.decode import decode_image
 from matting.device import cpu_has_amx, cpu_has_vnni
 from matting.openvino_runner import openvino_available
-from matting.errors import CorruptImageError, InvalidParameterError, MattingError
+from matting.errors import CorruptImageError, MattingError
 from matting.pipeline import Pipeline, get_pipeline, reset_pipeline
 from matting.settings import EdgeSettings
 
@@ -134,31 +134,6 @@ def test_a_render_says_where_it_waited(pipe, monkeypatch):
     other.join()
     assert set(rendered.waits) == {"turn_wait", "in_turn", "gpu_wait"}
     assert rendered.waits["turn_wait"] >= 100 and rendered.waits["in_turn"] > 0 and rendered.waits["gpu_wait"] >= 0
-
-
-@pytest.mark.parametrize("preview", [True, 64])
-def test_a_render_makes_the_page_images_in_the_same_turn(pipe, preview):
-    """``also``: the photo and the soft matte (and an upload's own alpha) as photo() and soft_alpha() make them."""
-    result = pipe.matte(EXAMPLES / "coffee.png")
-    settings = EdgeSettings(feather=2.0, refine_radius=5)
-    plain = pipe.render(result, settings, preview=preview)
-    both = pipe.render(result, settings, preview=preview, also=("photo", "soft"))
-    assert np.array_equal(both.alpha, plain.alpha) and np.array_equal(both.rgba, plain.rgba)
-    assert set(both.extras) == {"photo", "soft"} and plain.extras == {}
-    assert np.array_equal(both.extras["photo"], pipe.photo(result, preview=preview))
-    assert np.array_equal(both.extras["soft"], pipe.soft_alpha(result, settings, preview=preview)[0])
-    assert both.extras["photo"].shape[:2] == both.alpha.shape
-    with pytest.raises(InvalidParameterError, match="not \\['background'\\]"):
-        pipe.render(result, settings, also=("photo", "background"))
-
-
-def test_a_render_also_gives_an_uploads_own_alpha(pipe):
-    rgba = np.zeros((40, 60, 4), np.uint8)
-    rgba[..., :3] = 120
-    rgba[:, 30:, 3] = 255
-    result = pipe.matte(rgba)
-    made = pipe.render(result, EdgeSettings(use_input_alpha=False), preview=True, also=("soft",))
-    assert np.array_equal(made.extras["own"], rgba[..., 3])
 
 
 def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
@@ -564,8 +539,8 @@ def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu():
     for settings, background, hint in ((EdgeSettings(), None, None), (EdgeSettings(feather=2.0), (0, 255, 0), hints),
                                        (EdgeSettings(erode=2), backdrop, None),
                                        (EdgeSettings(feather=9.0, refine_radius=5), None, None)):
-        out = pipe.render(result, settings, preview=300, background=background, hints=hint, also=("photo", "soft"))
-        assert out.alpha.shape == pipe.photo_hw(result, preview=300) == out.extras["soft"].shape
+        out = pipe.render(result, settings, preview=300, background=background, hints=hint)
+        assert out.alpha.shape == pipe.photo_hw(result, preview=300)
         assert out.timings["postprocess"] > 0 and out.timings["download"] >= 0
     assert pipe.soft_alpha(result, preview=300)[0].shape == pipe.photo(result, preview=300).shape[:2]
     assert pipe.background_preview(result, backdrop, preview=300).shape[-1] == 3
