@@ -50,6 +50,9 @@ BATCH_UI_INTERVAL_S = 0.3   # at most this often the batch table is re-sent whil
 # Exact live-view renders at once (they bypass Gradio's queue): their GPU part takes turns anyway
 # (Pipeline.device_turn); the encoding after it runs in parallel, one per core.
 LIVE_RENDERS = max(4, os.cpu_count() or 1)
+# Threads for the releases (demo/live_view.release_function): those beyond LIVE_RENDERS wait for a slot, which
+# their reply reports (slot_wait); further releases wait in the event loop, holding no thread.
+LIVE_THREADS = 2 * LIVE_RENDERS
 # JPEG for the page's photo and colours: OpenCV encodes without holding the GIL (fpng's PNG holds it: 19 % of the
 # GIL's time under 64 users on an H200, docs/RELIABILITY.md), in 3 ms and a quarter of the bytes of a PNG; 4:4:4
 # keeps colour at full resolution; at quality 95 a 1024 px camera photo is about one level from the original.

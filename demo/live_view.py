@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import gradio as gr
 
+from .handlers import LIVE_THREADS
 from .i18n import EN, RUNTIME_ZH, ZH
 
 # The edge steps (live_edges.js) first, then the view that uses them (live_view.js).
@@ -101,14 +103,28 @@ def _labels(lang: str) -> str:
     return json.dumps({"lang": lang, "texts": table, "zh_toasts": toasts}, ensure_ascii=False)
 
 
+def release_function(handlers, threads: int | None = None):
+    """The page's ``exact_render`` server function: ``handlers.exact_render`` on threads of its own, at most
+    ``threads`` (default: two per live render slot, demo/handlers.LIVE_THREADS) and the rest waiting in the event
+    loop. A sync server function would run on the 40 threads Gradio shares between the queue's events, their
+    pre- and post-processing and the file uploads' writes: under 64 users the slider releases waiting there for
+    the GPU's turn left the others none (H200: an upload's file POST p95 0.6-0.7 s, its wait in the queue 0.9 s).
+
+    Gradio marks server functions with an attribute, which a bound method cannot take, hence a function; the
+    annotation makes Gradio hand over the request (its Accept-Language picks the language of the timing line)."""
+    limiter: list[anyio.CapacityLimiter] = []   # made in the server's event loop, on the first release
+
+    async def exact_render(data, request: gr.Request = None):
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(threads or LIVE_THREADS))
+        return await anyio.to_thread.run_sync(handlers.exact_render, data, request, limiter=limiter[0])
+    return exact_render
+
+
 def live_view(handlers, *, lang: str = "auto") -> gr.HTML:
     """The gr.HTML that draws the current image; its value is the payload of ``Handlers._live_value``."""
 
-    # Gradio marks server functions with an attribute, which a bound method cannot take: wrap it. The annotation
-    # makes Gradio hand over the request (its Accept-Language picks the language of the timing line).
-    def exact_render(data, request: gr.Request = None):
-        return handlers.exact_render(data, request)
-
+    exact_render = release_function(handlers)
     labels = (f"const LABELS = {_labels(lang)};\n"
               "const LANG = LABELS.lang !== 'auto' ? LABELS.lang\n"
               "  : ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');\n"
