@@ -32,6 +32,7 @@ from .cache import ByteLRU
 from .coalesce import Coalescer
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from .device import describe, dtype_of, resolve_device, resolve_precision
+from .device_turn import DeviceTurn
 from .errors import InferenceError, MattingError, ModelLoadError
 from .host_copy import download_pinned, mark, start_download
 from .models.registry import create_model, get_spec, known_weights
@@ -143,7 +144,7 @@ class Pipeline:
             raise ModelLoadError(f"precision int8 is not available: {int8_problem}")
         self.runner = self._make_runner(self._precision, self.device, use_cuda_graphs, weights)
         self._cpu_runner: ModelRunner | OpenVINORunner | None = None
-        self._gpu_turn = threading.Lock()   # see device_turn
+        self._gpu_turn = DeviceTurn()   # see device_turn
         self.refine_graphs: RefineGraphs | None = None   # see warm_refine_graphs
         self._weights_id = f"{self.spec.name}:{weights_md5[:12]}" if weights_md5 else self.spec.name
         self.cache: ByteLRU[torch.Tensor] = ByteLRU(cache_bytes, lambda t: t.numel() * t.element_size())
@@ -406,7 +407,8 @@ class Pipeline:
         settings = settings or EdgeSettings()
         max_side = preview_side(preview)
         asked = time.perf_counter()
-        with self.device_turn(result):   # the kernels and the copies queued; the wait comes after the turn
+        # the kernels and the copies queued in the turn (a preview before heavier work); the wait comes after it
+        with self.device_turn(result, first=max_side is not None):
             start, began = time.perf_counter(), mark(result.device)
             try:
                 alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
@@ -432,12 +434,15 @@ class Pipeline:
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,
                         timings=timings, notices=list(result.notices), waits=waits)
 
-    def device_turn(self, result: MatteResult):
+    def device_turn(self, result: MatteResult, first: bool = False):
         """One thread at a time on the GPU for the interactive calls (render, soft_alpha, photo, ...). Measured on
         an H200 (scripts/bench_render_threads.py, 1024 px previews): one thread renders 220 a second, 4 threads
         at once 134, 16 at once 95: their small kernel launches get in each other's way. Taking turns, a thread
-        waits without holding the GIL. The CPU needs no turns."""
-        return self._gpu_turn if result.device.type == "cuda" else nullcontext()
+        waits without holding the GIL. ``first``: a page's preview, which goes before the heavier work waiting
+        (matting/device_turn.py). The CPU needs no turns."""
+        if result.device.type != "cuda":
+            return nullcontext()
+        return self._gpu_turn.first() if first else self._gpu_turn
 
     def render_many(self, results: list[MatteResult], settings: EdgeSettings | None = None, *,
                     background: Background = None, want_rgba: bool = True) -> list[Rendered]:

@@ -119,7 +119,7 @@ def test_render_many_without_memory_for_a_stack_renders_one_by_one(pipe, monkeyp
 def test_a_render_says_where_it_waited(pipe, monkeypatch):
     result = pipe.matte(EXAMPLES / "coffee.png")
     turn = threading.Lock()
-    monkeypatch.setattr(pipe, "device_turn", lambda _result: turn)   # turns as on a GPU
+    monkeypatch.setattr(pipe, "device_turn", lambda _result, first=False: turn)   # turns as on a GPU
     taken = threading.Event()
 
     def hold():   # another thread's turn, 150 ms long
@@ -386,7 +386,7 @@ def test_the_interactive_calls_wait_for_their_arrays_after_their_turn_on_the_dev
     (and then for the GIL back) must not hold up every other thread's turn. The CPU takes no turns, so a lock
     stands in for the GPU's."""
     turn = threading.Lock()
-    monkeypatch.setattr(pipe, "device_turn", lambda result: turn)
+    monkeypatch.setattr(pipe, "device_turn", lambda result, first=False: turn)
     seen = []
     real = pipeline_module.start_download
 
@@ -528,6 +528,9 @@ def test_nothing_in_a_turn_on_the_gpu_waits_for_the_gpu():
         def __exit__(self, *exc):
             torch.cuda.set_sync_debug_mode("default")
             self.lock.release()
+
+        def first(self):
+            return self
 
     pipe._gpu_turn = turn = StrictTurn()
     result = pipe.matte(EXAMPLES / "coffee.png")   # the network, in its turn (from the coalescer's thread)

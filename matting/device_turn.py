@@ -1,0 +1,57 @@
+"""The GPU's turn: one thread at a time queues its work on the GPU (Pipeline.device_turn says why), and when a turn
+ends, a waiting preview for a page goes before the heavy work (network batches, full-resolution renders).
+
+A slider's release queues some 6 ms of kernels; an upload's network batch, a download's full-size render or a
+refinement takes longer. Served in order of arrival (or, with a plain lock, in no order at all), a release often
+waits behind several of those; short jobs first cut the mean wait of all (the shortest-job-first rule), and the
+heavy work, which takes seconds end to end anyway, hardly notices."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from contextlib import contextmanager
+
+
+class DeviceTurn:
+    """A lock with two queues. ``with turn:`` waits in the normal queue, ``with turn.first():`` in the first;
+    a turn that ends hands itself to the longest-waiting thread of the first queue, else of the normal one."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._held = False
+        self._first: deque[threading.Lock] = deque()
+        self._normal: deque[threading.Lock] = deque()
+
+    def acquire(self, first: bool = False) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            waiter = threading.Lock()
+            waiter.acquire()
+            (self._first if first else self._normal).append(waiter)
+        waiter.acquire()   # released by release(): the turn is handed over, never free in between
+
+    def release(self) -> None:
+        with self._guard:
+            queue = self._first or self._normal
+            if queue:
+                queue.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self) -> "DeviceTurn":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    @contextmanager
+    def first(self):
+        self.acquire(first=True)
+        try:
+            yield self
+        finally:
+            self.release()

@@ -1,0 +1,72 @@
+"""The GPU's turn (matting/device_turn.py): one holder at a time; a page's preview goes before the heavy work."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from matting.device_turn import DeviceTurn
+
+
+def waiting(turn: DeviceTurn, count: int, timeout: float = 5.0) -> None:
+    """Until ``count`` threads wait in ``turn``'s queues."""
+    deadline = time.monotonic() + timeout
+    while len(turn._first) + len(turn._normal) < count:
+        assert time.monotonic() < deadline, "the threads never queued"
+        time.sleep(0.001)
+
+
+def test_a_preview_waiting_goes_before_the_heavy_work_and_each_queue_keeps_its_order():
+    turn, order = DeviceTurn(), []
+
+    def take(name: str, first: bool) -> None:
+        with (turn.first() if first else turn):
+            order.append(name)
+
+    turn.acquire()   # the turn is busy while they arrive, one after another
+    threads = []
+    for k, (name, first) in enumerate([("network 1", False), ("preview 1", True), ("download", False),
+                                       ("preview 2", True)]):
+        threads.append(threading.Thread(target=take, args=(name, first)))
+        threads[-1].start()
+        waiting(turn, k + 1)
+    turn.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["preview 1", "preview 2", "network 1", "download"]
+
+
+def test_one_holder_at_a_time():
+    turn, inside, most = DeviceTurn(), [0], [0]
+
+    def work() -> None:
+        for _ in range(200):
+            with turn:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                time.sleep(0.0001)   # another thread would get in here, were the turn not exclusive
+                inside[0] -= 1
+            with turn.first():
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                time.sleep(0.0001)   # another thread would get in here, were the turn not exclusive
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 1 and not turn._held   # and free again at the end
+
+
+def test_a_turn_that_raises_is_handed_on():
+    turn = DeviceTurn()
+    try:
+        with turn.first():
+            raise ValueError("a failed render")
+    except ValueError:
+        pass
+    assert turn._held is False
+    with turn:
+        assert turn._held
