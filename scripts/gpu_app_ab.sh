@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The web app under load, this checkout and an older one side by side on a lent GPU machine (issue 12): the two
 # alternate ROUNDS times so that both see the same host (its figures move between calls). One line per run.
-# BEFORE is a copy of the older code that travels with the call, e.g.
+# BEFORE is a copy of the older code that travels with the call (or several, separated by spaces; each named by
+# its folder), e.g.
 #   mkdir -p .devcarry/before && git archive <commit> app.py matting demo assets scripts | tar -x -C .devcarry/before
 # and the photos are 1 MP camera photos (.devcarry/photos1mp, made from ../shared/evaldata/photos). Needs what
 # scripts/gpu_app_session.sh needs (gradio's wheels installed on PYTHONPATH).
@@ -14,8 +15,8 @@ photos=$(realpath "$PHOTOS")
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False
 for round in $(seq 1 "$ROUNDS"); do
-  for tree in . "$BEFORE"; do
-    name=now; [ "$tree" = . ] || name=before
+  for tree in . $BEFORE; do
+    name=now; [ "$tree" = . ] || name=$(basename "$tree")
     json="$(realpath "$OUT")/${name}_$round.json"
     (cd "$tree" && timeout "${LIMIT:-240}" python3 scripts/load_test.py --device "${DEVICE:-cuda}" --photos "$photos" \
       --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" --sample-every 10 \
