@@ -516,7 +516,7 @@ class Pipeline:
         from these while a slider moves. Never runs the network."""
         soft, own = self._fetch(result, lambda: soft_alpha_tensors(result, settings or EdgeSettings(),
                                                                     preview_side(preview),
-                                                                    coefficients=self.refine_graphs))
+                                                                    coefficients=self.refine_graphs), preview)
         return soft, own
 
     def photo_hw(self, result: MatteResult, *, preview: bool | int = True) -> tuple[int, int]:
@@ -526,19 +526,21 @@ class Pipeline:
     def background_preview(self, result: MatteResult, image: np.ndarray, *, preview: bool | int = True) -> np.ndarray:
         """A background image fitted (cover) to a render's size, as the composite uses it: uint8 (H, W, 3)."""
         size_hw = self.photo_hw(result, preview=preview)
-        [fitted] = self._fetch(result, lambda: (ops.to_uint8_hwc(background_tensor(image, size_hw, result.device))[0],))
+        [fitted] = self._fetch(result, lambda: (ops.to_uint8_hwc(background_tensor(image, size_hw, result.device))[0],),
+                               preview)
         return fitted
 
     def photo(self, result: MatteResult, *, preview: bool | int = True) -> np.ndarray:
         """The upright photo as uint8 (H, W, 3), sized like ``render(..., preview=preview)``: the "before" of a
         before/after view. Never runs the network."""
-        [photo] = self._fetch(result, lambda: (photo_u8(result, preview_side(preview)),))
+        [photo] = self._fetch(result, lambda: (photo_u8(result, preview_side(preview)),), preview)
         return photo
 
-    def _fetch(self, result: MatteResult, make) -> list[np.ndarray | None]:
-        """``make()``'s tensors as arrays: made in ``result``'s turn on the GPU, waited for after it, so that a
-        thread waiting for the GPU (and then for the GIL back) does not hold up the others' turns."""
-        with self.device_turn(result):
+    def _fetch(self, result: MatteResult, make, preview: bool | int = True) -> list[np.ndarray | None]:
+        """``make()``'s tensors as arrays: made in ``result``'s turn on the GPU (a preview's before heavier work),
+        waited for after it, so that a thread waiting for the GPU (and then for the GIL back) does not hold up the
+        others' turns."""
+        with self.device_turn(result, first=preview_side(preview) is not None):
             pending = start_download(*make())
         return pending.arrays()
 
