@@ -505,3 +505,15 @@ def test_batch_failure_reasons_in_chinese(app, tmp_path):
     assert "图片文件已损坏或不完整" in rows["cut.jpg"] and "JPEG" in rows["cut.jpg"]
     assert "不是支持的图片格式" in rows["notes.jpg"]
     assert [row[0] for row in table["data"]] == ["good.jpg", "cut.jpg", "notes.jpg"]
+
+
+def test_gradios_threads_cover_every_event_the_limits_let_run_at_once(app):
+    """Events, their pre- and post-processing and the uploads' file writes share Gradio's threads: the uploads
+    allowed at once on CUDA (32) must not take the threads the rest need."""
+    from demo import build_demo, launch_options
+    from demo.ui import BATCH_CONCURRENCY, ENCODE_CONCURRENCY, RENDER_CONCURRENCY
+
+    at_once = RENDER_CONCURRENCY + ENCODE_CONCURRENCY + BATCH_CONCURRENCY
+    wide = build_demo(app.pipe, store=app.store, network_concurrency=32)
+    assert launch_options(wide)["max_threads"] >= 2 * (32 + at_once)
+    assert launch_options(build_demo(app.pipe, store=app.store, network_concurrency=1))["max_threads"] == 40
