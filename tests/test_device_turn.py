@@ -17,7 +17,7 @@ def waiting(turn: DeviceTurn, count: int, timeout: float = 5.0) -> None:
 
 
 def test_a_preview_waiting_goes_before_the_heavy_work_and_each_queue_keeps_its_order():
-    turn, order = DeviceTurn(), []
+    turn, order = DeviceTurn(heavy_wait_s=60), []   # (no heavy job waits long enough to go first here)
 
     def take(name: str, first: bool) -> None:
         with (turn.first() if first else turn):
@@ -70,3 +70,25 @@ def test_a_turn_that_raises_is_handed_on():
     assert turn._held is False
     with turn:
         assert turn._held
+
+
+def test_heavy_work_that_waited_long_enough_goes_before_further_previews():
+    turn, order = DeviceTurn(heavy_wait_s=0.1), []
+
+    def take(name: str, first: bool) -> None:
+        with (turn.first() if first else turn):
+            order.append(name)
+
+    turn.acquire()
+    heavy = threading.Thread(target=take, args=("network", False))
+    heavy.start()
+    waiting(turn, 1)
+    previews = [threading.Thread(target=take, args=(f"preview {k}", True)) for k in range(3)]
+    for k, thread in enumerate(previews):
+        thread.start()
+        waiting(turn, k + 2)
+    time.sleep(0.15)   # the network run has now waited longer than heavy_wait_s
+    turn.release()
+    for thread in [heavy, *previews]:
+        thread.join(5)
+    assert order == ["network", "preview 0", "preview 1", "preview 2"]
