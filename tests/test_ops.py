@@ -615,3 +615,37 @@ def test_invalid_arguments(name):
         INVALID[name]()
     message = str(info.value)
     assert "\n" not in message and len(message) < 300
+
+
+def test_window_counts_are_kept_per_size_and_right(device):
+    from matting.ops.windows import _window_counts, window_counts
+
+    counts = window_counts(7, 2, device, torch.float32)
+    assert counts.tolist() == [3, 4, 5, 5, 5, 4, 3] and counts.device.type == device.type
+    assert window_counts(7, 2, device, torch.float32) is counts   # kept: no kernels for the next render
+    assert window_counts(7, 1, device, torch.float32) is not counts
+    assert torch.equal(window_counts(300, 17, device, torch.float64), _window_counts(300, 17, device, torch.float64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="graph capture: CUDA only")
+def test_a_captured_graph_owns_its_window_counts():
+    """A tensor kept for later calls must not be made inside a capture (it would be the graph's, filled only on
+    replay) nor read by one (the graph would read it after the cache let it go)."""
+    from matting.ops.windows import _kept_window_counts, window_counts
+
+    x = torch.rand(1, 1, 64, 48, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        ops.box_filter(x, 3)   # warm-up outside the capture, as CUDA graphs need
+    torch.cuda.current_stream().wait_stream(stream)
+    before = _kept_window_counts.cache_info()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = ops.box_filter(x, 3)
+        window_counts(64, 3, x.device, torch.float32)
+    assert _kept_window_counts.cache_info().hits == before.hits
+    assert _kept_window_counts.cache_info().currsize == before.currsize
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_close(captured, ops.box_filter(x, 3), 1e-6)

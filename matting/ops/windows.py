@@ -3,6 +3,7 @@ package docstring for why not pooling or convolution)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -125,6 +126,22 @@ def sliding_sum(x: Tensor, k: int, dim: int) -> Tensor:
 
 
 def window_counts(n: int, r: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """How many of the 2r+1 window positions fall inside an axis of length n."""
+    """How many of the 2r+1 window positions fall inside an axis of length n. Read only: kept for the next call
+    of the same size (eight kernel launches each time otherwise, a fifth of a preview render's on a GPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_current_stream_capturing():   # a captured graph must own its tensors: never the cache's
+            return _window_counts(n, r, device, dtype)
+        # per stream: a tensor made on one stream may not be ready yet on another
+        return _kept_window_counts(n, r, device, dtype, torch.cuda.current_stream(device).stream_id)
+    return _kept_window_counts(n, r, device, dtype, 0)
+
+
+def _window_counts(n: int, r: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     i = torch.arange(n, device=device)
     return ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_window_counts(n: int, r: int, device: torch.device, dtype: torch.dtype, stream: int) -> Tensor:
+    return _window_counts(n, r, device, dtype)
