@@ -409,7 +409,7 @@ class Pipeline:
         asked = time.perf_counter()
         # the kernels and the copies queued in the turn (a preview before heavier work); the wait comes after it
         with self.device_turn(result, first=max_side is not None):
-            start, began = time.perf_counter(), mark(result.device)
+            start, start_cpu, began = time.perf_counter(), time.thread_time(), mark(result.device)
             try:
                 alpha, rgba, composite = render_tensors(result, settings, background, max_side, want_rgba,
                                                         hints, coefficients=self.refine_graphs)
@@ -418,9 +418,9 @@ class Pipeline:
                 log.warning("GPU out of memory while rendering; rendering on the CPU")
                 alpha, rgba, composite = render_tensors(result.to("cpu"), settings, background, max_side,
                                                         want_rgba, hints)
-            rendered = mark(alpha.device)
+            rendered, copies = mark(alpha.device), time.perf_counter()
             pending = start_download(alpha, rgba, composite)
-        queued = time.perf_counter()
+            queued, queued_cpu = time.perf_counter(), time.thread_time()
         alpha_np, rgba_np, composite_np = pending.arrays()
         fetched = time.perf_counter()
         if began is not None and rendered is not None and pending.done is not None:
@@ -428,7 +428,9 @@ class Pipeline:
             timings = {"postprocess": began.elapsed_time(rendered), "download": rendered.elapsed_time(pending.done)}
         else:   # the CPU (or the out-of-memory fallback to it)
             timings = {"postprocess": (queued - start) * 1000, "download": (fetched - queued) * 1000}
+        # in_turn_cpu: this thread's own CPU time in the turn; the rest of in_turn it waited (for the GIL, mostly)
         waits = {"turn_wait": (start - asked) * 1000, "in_turn": (queued - start) * 1000,
+                 "in_turn_cpu": (queued_cpu - start_cpu) * 1000, "turn_copies": (queued - copies) * 1000,
                  "gpu_wait": (fetched - queued) * 1000}
         return Rendered(alpha=alpha_np, rgba=rgba_np, composite=composite_np,
                         size=(alpha_np.shape[1], alpha_np.shape[0]), is_preview=max_side is not None,

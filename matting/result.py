@@ -66,6 +66,7 @@ class Rendered:
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     # Wall-clock ms of the call's parts where it waited: for its GPU turn ("turn_wait"), inside the turn queueing
-    # its work ("in_turn"), then for the GPU and the copies ("gpu_wait"). Load tests read them (where a slow
-    # render under load waits); the timings above are the work's own time.
+    # its work ("in_turn"; of it, "in_turn_cpu" the thread's own CPU time and "turn_copies" the copies' start),
+    # then for the GPU and the copies ("gpu_wait"). Load tests read them (where a slow render under load waits);
+    # the timings above are the work's own time.
     waits: dict[str, float] = field(default_factory=dict)

@@ -132,8 +132,11 @@ def test_a_render_says_where_it_waited(pipe, monkeypatch):
     taken.wait(5)
     rendered = pipe.render(result, EdgeSettings(), preview=True)
     other.join()
-    assert set(rendered.waits) == {"turn_wait", "in_turn", "gpu_wait"}
-    assert rendered.waits["turn_wait"] >= 100 and rendered.waits["in_turn"] > 0 and rendered.waits["gpu_wait"] >= 0
+    waits = rendered.waits
+    assert set(waits) == {"turn_wait", "in_turn", "in_turn_cpu", "turn_copies", "gpu_wait"}
+    assert waits["turn_wait"] >= 100 and waits["in_turn"] > 0 and waits["gpu_wait"] >= 0
+    # the CPU time is this thread's alone (not the other's sleep), and part of the turn's wall time
+    assert 0 < waits["in_turn_cpu"] <= waits["in_turn"] + 1 and 0 <= waits["turn_copies"] <= waits["in_turn"]
 
 
 def test_rerender_never_runs_the_network_and_matte_is_cached(pipe):
