@@ -106,9 +106,10 @@ def _labels(lang: str) -> str:
 def release_function(handlers, threads: int | None = None):
     """The page's ``exact_render`` server function: ``handlers.exact_render`` on threads of its own, at most
     ``threads`` (default: two per live render slot, demo/handlers.LIVE_THREADS) and the rest waiting in the event
-    loop. A sync server function would run on the 40 threads Gradio shares between the queue's events, their
-    pre- and post-processing and the file uploads' writes: under 64 users the slider releases waiting there for
-    the GPU's turn left the others none (H200: an upload's file POST p95 0.6-0.7 s, its wait in the queue 0.9 s).
+    loop. A sync server function would run on the threads Gradio shares between the queue's events, their pre-
+    and post-processing and the file uploads' writes, and a burst of releases waiting for the GPU's turn could take
+    them all. (Under 64 users on the H200 this did not change the uploads' file POST or queue wait, whose tails
+    have another cause: docs/RELIABILITY.md, session 19.)
 
     Gradio marks server functions with an attribute, which a bound method cannot take, hence a function; the
     annotation makes Gradio hand over the request (its Accept-Language picks the language of the timing line)."""

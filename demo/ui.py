@@ -37,7 +37,8 @@ EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 QUEUE_MAX_SIZE = 64           # waiting events across all users; past it the client gets "queue full"
 NETWORK_CONCURRENCY = 1       # uploads handled at once on the CPU (torch already uses every core for one)
 # On CUDA: they decode in parallel and share network batches (matting/coalesce.py); mostly they wait for the GPU's
-# turn. With 16, uploads waited in Gradio's queue under 64 users on the H200 (p95 0.9-1.0 s).
+# turn. Under 64 users on the H200, 32 instead of 16 cut an upload's wait in Gradio's queue at p95 from 1.1-1.2 to
+# 0.7 s (the upload's p95 as a whole did not move; docs/RELIABILITY.md, session 19).
 NETWORK_CONCURRENCY_CUDA = 32
 RENDER_CONCURRENCY = 4        # re-renders at once: cheap, screen-sized
 ENCODE_CONCURRENCY = 2        # full-resolution download encodes at once
