@@ -5,7 +5,7 @@ A slider's release queues some 6 ms of kernels; an upload's network batch, a dow
 refinement takes longer. Served in order of arrival (or, with a plain lock, in no order at all), a release often
 waits behind several of those; short jobs first cut the mean wait of all (the shortest-job-first rule). Under 64
 users on the H200 a release's wait for the turn fell from about 100 to 20 ms (p50), while the uploads' handlers,
-whose network runs now wait behind the previews, took 15-25 % longer (docs/RELIABILITY.md, session 19). So that
+whose network runs now wait behind the previews, took 15-30 % longer (docs/RELIABILITY.md, session 19). So that
 a stream of previews cannot hold the heavy work back for good, a heavy job that has waited HEAVY_WAIT_S goes next
 whatever waits."""
 
