@@ -144,6 +144,8 @@ class MattePool:
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)   # their GPU share back now, even on a Ray that outlives this engine
+        # and their handles let go while Ray runs (ray_runtime.ray_session says why)
+        self.actors, self._workers = [], []
 
 
 class RayEngine:

@@ -13,6 +13,7 @@ cluster, an embedding program) uses it and leaves it running.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -67,6 +68,12 @@ def ray_session(address: str | None = LOCAL, *, num_cpus: int | None = None):
     try:
         yield ray
     finally:
+        # A Ray object (an object or actor reference, a Serve handle) freed after ray.shutdown() reaches for the
+        # gone core worker, and Ray then ends the whole process with status 1 ("The core worker has already been
+        # shutdown ... The process will exit", below the log level set here): the likely cause of two silent
+        # deaths of the test suite right after a Ray module. So the garbage that holds Ray objects goes first, and
+        # the engines let go of their actors and handles before this (ray_batch.MattePool, ray_serve).
+        gc.collect()
         ray.shutdown()
 
 

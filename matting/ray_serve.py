@@ -134,6 +134,11 @@ class ServedPipeline(Pipeline):
     def summary(self) -> str:
         return f"{self.remote['summary']} on {self.replicas} Ray Serve replica{'s' if self.replicas > 1 else ''}"
 
+    def release(self) -> None:
+        """Let go of the replicas' handle while Ray still runs (ray_runtime.ray_session says why); calls after
+        this fail with a clear error."""
+        self.handle = self.runner.handle = None
+
     def render(self, result, settings=None, *, background=None, preview=False, want_rgba=True, hints=None):
         if preview:   # screen-sized: here, beside the sessions (the replicas keep the full-size work)
             return super().render(result, settings, background=background, preview=preview, want_rgba=want_rgba,
@@ -165,11 +170,16 @@ def served_pipeline(address: str | None, replicas: int, options: dict):
         deployment = serve.deployment(
             MattingReplica, name=DEPLOYMENT, num_replicas=replicas,
             ray_actor_options=plan["ray_actor_options"], max_ongoing_requests=64)
+        served = None
         try:
             handle = serve.run(deployment.bind({**options, "device": plan["device"]}), name="matting",
                                route_prefix=None)
-            yield ServedPipeline(handle, replicas, **_front_options(options))
+            served = ServedPipeline(handle, replicas, **_front_options(options))
+            yield served
         finally:
+            if served is not None:
+                served.release()
+            handle = served = None   # the replicas let go of while Ray runs (ray_runtime.ray_session says why)
             serve.shutdown()
 
 

@@ -165,6 +165,7 @@ def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path)
                 and time.monotonic() < deadline:
             time.sleep(0.2)
     assert killed
+    assert engine.pool.actors == [] and engine.pool._workers == []   # let go of before Ray ended (ray_runtime)
     assert (summary.done, summary.failed, summary.cancelled) == (36, 0, False)
     assert len(files_of(tmp_path / "out")) == 36
     assert len(restarted) == 1   # Ray restarted the actor in a new process: the engine's pool did not shrink

@@ -35,6 +35,7 @@ def served_app():
         finally:
             demo.close()
             store.close()
+    assert pipe.handle is None and pipe.runner.handle is None   # let go of before Ray ended (ray_runtime)
 
 
 def test_the_front_reports_the_replicas_engine(served_app):
