@@ -135,8 +135,8 @@ class ServedPipeline(Pipeline):
         return f"{self.remote['summary']} on {self.replicas} Ray Serve replica{'s' if self.replicas > 1 else ''}"
 
     def release(self) -> None:
-        """Let go of the replicas' handle while Ray still runs (ray_runtime.ray_session says why); calls after
-        this fail with a clear error."""
+        """Let go of the replicas' handle while Ray still runs (ray_runtime.ray_session says why): the last call,
+        once the front has stopped (served_pipeline makes it)."""
         self.handle = self.runner.handle = None
 
     def render(self, result, settings=None, *, background=None, preview=False, want_rgba=True, hints=None):
