@@ -16,18 +16,19 @@ def waiting(turn: DeviceTurn, count: int, timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
+def take(turn: DeviceTurn, order: list, name: str, first: bool) -> None:
+    """Take ``turn`` (a preview's ``first`` queue, or the normal one) and note ``name`` in ``order``."""
+    with (turn.first() if first else turn):
+        order.append(name)
+
+
 def test_a_preview_waiting_goes_before_the_heavy_work_and_each_queue_keeps_its_order():
     turn, order = DeviceTurn(heavy_wait_s=60), []   # (no heavy job waits long enough to go first here)
-
-    def take(name: str, first: bool) -> None:
-        with (turn.first() if first else turn):
-            order.append(name)
-
     turn.acquire()   # the turn is busy while they arrive, one after another
     threads = []
     for k, (name, first) in enumerate([("network 1", False), ("preview 1", True), ("download", False),
                                        ("preview 2", True)]):
-        threads.append(threading.Thread(target=take, args=(name, first)))
+        threads.append(threading.Thread(target=take, args=(turn, order, name, first)))
         threads[-1].start()
         waiting(turn, k + 1)
     turn.release()
@@ -40,13 +41,8 @@ def test_one_holder_at_a_time():
     turn, inside, most = DeviceTurn(), [0], [0]
 
     def work() -> None:
-        for _ in range(200):
-            with turn:
-                inside[0] += 1
-                most[0] = max(most[0], inside[0])
-                time.sleep(0.0001)   # another thread would get in here, were the turn not exclusive
-                inside[0] -= 1
-            with turn.first():
+        for k in range(400):   # both queues in turn
+            with (turn.first() if k % 2 else turn):
                 inside[0] += 1
                 most[0] = max(most[0], inside[0])
                 time.sleep(0.0001)   # another thread would get in here, were the turn not exclusive
@@ -74,16 +70,11 @@ def test_a_turn_that_raises_is_handed_on():
 
 def test_heavy_work_that_waited_long_enough_goes_before_further_previews():
     turn, order = DeviceTurn(heavy_wait_s=0.1), []
-
-    def take(name: str, first: bool) -> None:
-        with (turn.first() if first else turn):
-            order.append(name)
-
     turn.acquire()
-    heavy = threading.Thread(target=take, args=("network", False))
+    heavy = threading.Thread(target=take, args=(turn, order, "network", False))
     heavy.start()
     waiting(turn, 1)
-    previews = [threading.Thread(target=take, args=(f"preview {k}", True)) for k in range(3)]
+    previews = [threading.Thread(target=take, args=(turn, order, f"preview {k}", True)) for k in range(3)]
     for k, thread in enumerate(previews):
         thread.start()
         waiting(turn, k + 2)
