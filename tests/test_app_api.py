@@ -515,5 +515,10 @@ def test_gradios_threads_cover_every_event_the_limits_let_run_at_once(app):
 
     at_once = RENDER_CONCURRENCY + ENCODE_CONCURRENCY + BATCH_CONCURRENCY
     wide = build_demo(app.pipe, store=app.store, network_concurrency=32)
-    assert launch_options(wide)["max_threads"] >= 2 * (32 + at_once)
-    assert launch_options(build_demo(app.pipe, store=app.store, network_concurrency=1))["max_threads"] == 40
+    narrow = build_demo(app.pipe, store=app.store, network_concurrency=1)
+    try:
+        assert launch_options(wide)["max_threads"] >= 2 * (32 + at_once)
+        assert launch_options(narrow)["max_threads"] == 40
+    finally:
+        for demo in (wide, narrow):   # never launched: only their upload-folder sweepers run
+            demo.upload_cap.stop()
