@@ -35,7 +35,7 @@ from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
-from .ray_stages import (MatteActor, encode_write, keep_row, matte_on_pool, pack, read_decode, ready_worker,
+from .ray_stages import (MatteActor, decode_matte_encode, encode_write, keep_row, matte_on_pool, pack, read_decode, ready_worker,
                          unpack)
 
 ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough to spread, big enough to amortise
@@ -56,6 +56,9 @@ ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
 #   MiB cost throughput (151 against 171-178 images/s); single runs, so a lead rather than a verdict.
 POOL_TASK_CPUS = float(os.environ.get("MATTING_RAY_POOL_TASK_CPUS", 0.01))
 BLOCK_MIB = int(os.environ.get("MATTING_RAY_BLOCK_MIB", 64))
+# One operator instead of three (ray_stages.decode_matte_encode); its tasks hand their rows on this many at a time.
+FUSED = os.environ.get("MATTING_RAY_FUSED", "0") == "1"
+FUSED_ROWS_OUT = 8
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ class RayRun:
         self.first_ended: dict[str, float] = {}   # when each stage ended for the first image out, from the start
         self.dataset = self._dataset()   # kept: its stats() say where a run's time went
         try:
-            for row in self.dataset.iter_rows():
+            for row in self._rows():
                 meta = unpack(row["meta"])
                 if not received:
                     self.first_ended = {stage: at - started for stage, at in meta.get("ended", {}).items()}
@@ -220,11 +223,25 @@ class RayRun:
         finally:
             self.cancelled = self.cancel.is_set() or received < len(self.jobs)
 
+    def _rows(self) -> Iterator[dict]:
+        """The finished rows as their blocks arrive. Not ``iter_rows()``: it prefetches a block ahead, so each
+        block reached us only once the next one was done (the first image waited for the second block)."""
+        for block in self.dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+            if "images" in block:   # the fused tasks' groups of images
+                for group in block["images"]:
+                    for meta, data in unpack(group):
+                        yield {"meta": meta, "data": data}
+                continue
+            for meta, data in zip(block["meta"], block["data"]):
+                yield {"meta": meta, "data": data}
+
     def busy(self) -> dict[str, float]:
         return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}
 
     def threads(self) -> dict[str, int]:
         decoders, encoders = self.engine.plan.split_tasks(self.workers)
+        if FUSED:   # every task decodes and encodes
+            decoders = encoders = self.workers or self.engine.plan.task_cpus
         actors = self.engine.plan.actors
         return {"read": decoders, "decode": decoders, "upload": actors, "infer": actors, "render": actors,
                 "encode": encoders, "write": encoders}
@@ -238,8 +255,10 @@ class RayRun:
         decoders, encoders = self.engine.plan.split_tasks(self.workers)
         job = {"settings": self.settings, "kinds": self.kinds, "background": self.background}
         context = DataContext.get_current()
-        default_bytes, context.target_max_block_size = context.target_max_block_size, BLOCK_MIB << 20
+        default_bytes, context.target_max_block_size = context.target_max_block_size, (1 if FUSED else BLOCK_MIB << 20)
         try:   # a dataset keeps the context it was made under
+            if FUSED:
+                return self._fused(rows, pool, job)
             return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / ROWS_PER_BLOCK)))
                     .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, num_cpus=1,
                          compute=TaskPoolStrategy(size=decoders))
@@ -251,6 +270,18 @@ class RayRun:
                          compute=TaskPoolStrategy(size=encoders)))
         finally:
             context.target_max_block_size = default_bytes
+
+    def _fused(self, rows: list[dict], pool: MattePool, job: dict):
+        """One operator: each task takes a batch from its read to its write (ray_stages.decode_matte_encode), one
+        task per CPU the actors leave (or ``--workers``)."""
+        from ray.data import TaskPoolStrategy
+
+        tasks = self.workers or self.engine.plan.task_cpus
+        return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / self.batch_size)))
+                .map_batches(decode_matte_encode, batch_size=self.batch_size, batch_format="numpy", num_cpus=1,
+                             fn_kwargs={"actors": pool.actors, "job": job, "max_pixels": self.engine.max_pixels,
+                                        "crop": self.crop, "rows_out": FUSED_ROWS_OUT},
+                             compute=TaskPoolStrategy(size=tasks)))
 
     def _meta(self, job) -> dict:
         item = job.item

@@ -8,6 +8,9 @@ pass the row on, so the driver reports it like the local engine does (batch.Batc
 
     read_decode (CPU tasks) -> matte_on_pool (light tasks) -> MatteActor (warm actors: two per GPU, or CPU actors)
                             -> encode_write (CPU tasks)
+
+or, fused (MATTING_RAY_FUSED=1): decode_matte_encode, one CPU task per batch that reads and decodes it, hands it
+to a MatteActor and encodes and writes what comes back.
 """
 
 from __future__ import annotations
@@ -257,6 +260,37 @@ def matte_on_pool(batch: dict, *, actors: list, job: dict) -> dict:
 
     actor = actors[next(_next_actor) % len(actors)]
     return ray.get(actor.matte.remote(batch, job, time.time()))
+
+
+def decode_matte_encode(batch: dict, *, actors: list, job: dict, max_pixels: int, crop, rows_out: int):
+    """The whole way of one batch in one CPU task: read and decode its rows here, hand them to a warm MatteActor
+    for upload, network and render, then encode and write them here. The pixels cross the object store once each
+    way (to the actor and back), where three operators with blocks between them moved them four times and left
+    the scheduling between them to Ray Data (docs/SCALE.md, session 20).
+
+    Yields one row per group of finished images, ``{"images": pack([(meta, data), ...])}``: the first image alone,
+    then ``rows_out`` at a time, each group its own block (ray_batch gives this dataset blocks of a byte), so the
+    first images reach the driver while the rest still encode, without a block per image."""
+    import ray
+
+    decoded = [read_decode({"meta": meta}, max_pixels=max_pixels) for meta in batch["meta"]]
+    sent = {"meta": [row["meta"] for row in decoded], "rgb": _column([row["rgb"] for row in decoded]),
+            "alpha": _column([row["alpha"] for row in decoded])}
+    del decoded
+    actor = actors[next(_next_actor) % len(actors)]
+    rendered = ray.get(actor.matte.remote(sent, job, time.time()))
+    del sent
+    group: list[tuple[bytes, bytes]] = []
+    first = True
+    for i, meta in enumerate(rendered["meta"]):
+        row = encode_write({"meta": meta, "rgba": rendered["rgba"][i], "composite": rendered["composite"][i],
+                            "alpha": rendered["alpha"][i]}, crop=crop)
+        group.append((row["meta"], row["data"]))
+        if first or len(group) >= rows_out:
+            yield {"images": [pack(group)]}
+            group, first = [], False
+    if group:
+        yield {"images": [pack(group)]}
 
 
 def _column(values: list) -> np.ndarray | list:
