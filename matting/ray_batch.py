@@ -166,7 +166,7 @@ class RayEngine:
 
     def summary(self) -> str:
         copies = f"{self.plan.actors} actor{'s' if self.plan.actors > 1 else ''}"
-        return f"{self._summary}; on Ray, {copies}"
+        return f"{self._summary}; on Ray, {copies}{', fused stages' if FUSED else ''}"
 
 
 @contextmanager

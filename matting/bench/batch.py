@@ -287,11 +287,14 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
     if ours["failed"]:
         p(f"failed: {len(ours['failed'])}, first: {ours['failed'][0]}")
     if on_ray:
-        p("\n| the same images | start s | done | failed | run s | images/s | steady images/s | peak RSS MiB |")
-        p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        p("\n| the same images | start s | done | failed | run s | first image s | images/s | steady images/s "
+          "| peak RSS MiB |")
+        p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, row in (("local engine (run_batch)", ours), (f"--ray ({on_ray['pipeline']})", on_ray)):
+            first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
             p(f"| {name} | {row['load_s']:.1f} | {row['done']} | {len(row['failed'])} | {row['seconds']:.1f} | "
-              f"{row['images_per_second']:.1f} | {row['steady_images_per_second']:.1f} | {row['peak_rss_mib']:.0f} |")
+              f"{first} | {row['images_per_second']:.1f} | {row['steady_images_per_second']:.1f} | "
+              f"{row['peak_rss_mib']:.0f} |")
         p(f"\n--ray / local: **{on_ray['images_per_second'] / ours['images_per_second']:.0%}** of the images/s, "
           f"**{on_ray['steady_images_per_second'] / ours['steady_images_per_second']:.0%}** of the steady rate. "
           "Start (not in images/s, either side): local, the Pipeline loaded and its graphs captured; --ray, Ray "
