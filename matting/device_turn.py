@@ -16,9 +16,11 @@ import time
 from collections import deque
 from contextlib import contextmanager
 
-# Under 64 users on the H200 some 57 releases a second at about 7 ms each hold the turn some 40 % of the time, so
-# heavy work should seldom wait this long (not yet measured there); it bounds what a flood of previews can do.
-HEAVY_WAIT_S = 0.25
+# A bound for floods of previews, not a scheduling rule: under 64 users on the H200 heavy work often waits 250 ms,
+# and at 0.25 s it then went before the previews so often that a release waited 60-106 ms for the turn (p50)
+# against 45-51 ms at 2 s (release p95 366-413 against 252-300 ms; uploads' p95 2.5-3.2 s either way; side by
+# side, docs/RELIABILITY.md, session 20).
+HEAVY_WAIT_S = 2.0
 
 
 class DeviceTurn:
