@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per network call (default 16 on a GPU, 1 on the CPU)")
     engine.add_argument("--workers", type=_positive_int, default=None,
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
-                             "or 16 without fpng)")
+                             "or 16 without fpng); with --ray, tasks at once (default: the CPUs the actors leave)")
     engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     engine.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="run the stages on Ray (pip install -r requirements-ray.txt): no ADDRESS starts a "

@@ -5,16 +5,17 @@ this process plans and reports exactly as the local engine does.
         summary = run_batch(inputs, out, pipeline=engine, executor=executor, ...)
 
 run_batch finds the inputs, names the outputs, reads the record of earlier runs and skips what is done (all in
-this process, batch.py); the executor below sends the remaining jobs through
+this process, batch.py); the executor below sends the remaining jobs through one Ray Data operator whose CPU
+tasks each take a batch the whole way (matting.ray_stages.decode_matte_encode):
 
-    read + decode (CPU tasks) -> upload, network, render (warm actors holding the Pipeline: two actors per GPU
-    with num_gpus=0.5, or CPU actors; light tasks hand them the batches) -> encode + write (CPU tasks)
+    read + decode (in the task) -> upload, network, render (warm actors holding the Pipeline: two actors per GPU
+    with num_gpus=0.5, or CPU actors) -> encode + write (in the task)
 
-(matting.ray_stages) and turns each finished row back into the BatchResult the local engine would give, writing
-the record of outputs (and the members of a zip output) here as rows arrive. The actors start with the engine,
-before any run, as the local Pipeline does: a run pays no model load or CUDA-graph capture, and every run of one
-engine uses the same actors. Failures are Ray's to repair: a task whose worker dies is retried (Ray Data), an
-actor that dies is restarted and its call retried (max_restarts, max_task_retries), so no retry loop of ours.
+and turns each finished row back into the BatchResult the local engine would give, writing the record of outputs
+(and the members of a zip output) here as rows arrive. The actors start with the engine, before any run, as the
+local Pipeline does: a run pays no model load or CUDA-graph capture, and every run of one engine uses the same
+actors. Failures are Ray's to repair: a task whose worker dies is retried (Ray Data), an actor that dies is
+restarted and its call retried (max_restarts, max_task_retries), so no retry loop of ours.
 
 Inputs and outputs must be where the workers see them: on one machine, anywhere; on a cluster, a shared file
 system at the same path on every node, or object-store URLs for the inputs (docs/SCALE.md).
@@ -35,30 +36,19 @@ from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
-from .ray_stages import (MatteActor, decode_matte_encode, encode_write, keep_row, matte_on_pool, pack, read_decode, ready_worker,
-                         unpack)
+from .ray_stages import MatteActor, decode_matte_encode, keep_row, pack, ready_worker, unpack
 
-ROWS_PER_BLOCK = 16  # a block is one decode or encode task's work: small enough to spread, big enough to amortise
 # Calls an actor takes at once: its network and render run one batch at a time, while the next batches' arrays
 # arrive and the last one's leave beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
-# object store, so one alone leaves the GPU waiting (H200, 1 MP, measured while the CPU tasks were still capped at
-# 4 per stage: 150 images/s steady with one, 170 with two, 150 with three; docs/SCALE.md).
+# object store, so one alone leaves the GPU waiting (H200, 1 MP: 150 images/s steady with one, 170 with two, 150
+# with three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
-# Where a run's first image waited on the H200 (docs/SCALE.md, sessions 16 and 17): 1.2 s between its decode and
-# its batch being sent to an actor, then 0.5-0.8 s between its encode and the driver. Both settings below shorten
-# it (first found in scripts/ray_first_image_sim.py, a pipeline of the same shape with sleeps, then on the H200):
-# - the tasks that hand batches to the actors ask for a sliver of CPU, taken from their actor's: Ray Data starts
-#   the tasks of a stage that asks for no CPU late (H200: the first batch sent after 0.8 s instead of 1.7 s);
-# - blocks of at most BLOCK_MIB instead of Ray Data's 128 MiB, so an encode task takes a few rendered 1 MP rows,
-#   not a whole batch of 32. On the H200, 64 MiB kept the early first image (1.9 s against 3.0-3.2 s) where 32
-#   MiB cost throughput (151 against 171-178 images/s); single runs, so a lead rather than a verdict.
-POOL_TASK_CPUS = float(os.environ.get("MATTING_RAY_POOL_TASK_CPUS", 0.01))
-BLOCK_MIB = int(os.environ.get("MATTING_RAY_BLOCK_MIB", 64))
-# One operator instead of three (ray_stages.decode_matte_encode); its tasks hand their rows on this many at a time.
-FUSED = os.environ.get("MATTING_RAY_FUSED", "0") == "1"
-FUSED_ROWS_OUT = 8
+# A task hands its finished images to the driver in groups of this many (the first alone), each group its own
+# block: the first images come out while the rest still encode, without a block per image (which costs the
+# driver a few ms each).
+ROWS_OUT = 8
 
 
 @dataclass(frozen=True)
@@ -87,21 +77,16 @@ class ClusterPlan:
 
     @property
     def actor_resources(self) -> dict:
-        return {"num_gpus": self.gpus_per_actor, "num_cpus": self.cpus_per_actor - ACTOR_CALLS * POOL_TASK_CPUS}
+        return {"num_gpus": self.gpus_per_actor, "num_cpus": self.cpus_per_actor}
 
     @property
     def task_cpus(self) -> int:
         return max(1, self.cpus - self.actors * self.cpus_per_actor)
 
-    def split_tasks(self, workers: int | None) -> tuple[int, int]:
-        """(decode tasks, encode tasks) running at once: ``workers`` each (--workers), or the CPUs left by the
-        actors shared a third to decoding, the rest to encoding (a 1 MP RGBA PNG costs about twice its JPEG's
-        decode). Left to itself, Ray Data gave every CPU to decoding until all of it was done, so the first
-        image came out only after the whole batch was decoded (H200, 2000 images: 12 s; docs/SCALE.md)."""
-        if workers:
-            return workers, workers
-        decoders = max(1, self.task_cpus // 3)
-        return decoders, max(1, self.task_cpus - decoders)
+    def tasks(self, workers: int | None) -> int:
+        """Tasks running at once, each taking a batch from its read to its write: ``workers`` (--workers), or one
+        per CPU the actors leave."""
+        return workers or self.task_cpus
 
 
 class MattePool:
@@ -166,7 +151,7 @@ class RayEngine:
 
     def summary(self) -> str:
         copies = f"{self.plan.actors} actor{'s' if self.plan.actors > 1 else ''}"
-        return f"{self._summary}; on Ray, {copies}{', fused stages' if FUSED else ''}"
+        return f"{self._summary}; on Ray, {copies}"
 
 
 @contextmanager
@@ -227,61 +212,44 @@ class RayRun:
         """The finished rows as their blocks arrive. Not ``iter_rows()``: it prefetches a block ahead, so each
         block reached us only once the next one was done (the first image waited for the second block)."""
         for block in self.dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            if "images" in block:   # the fused tasks' groups of images
-                for group in block["images"]:
-                    for meta, data in unpack(group):
-                        yield {"meta": meta, "data": data}
-                continue
-            for meta, data in zip(block["meta"], block["data"]):
-                yield {"meta": meta, "data": data}
+            for group in block["images"]:   # a task's groups of finished images
+                for meta, data in unpack(group):
+                    yield {"meta": meta, "data": data}
 
     def busy(self) -> dict[str, float]:
         return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}
 
     def threads(self) -> dict[str, int]:
-        decoders, encoders = self.engine.plan.split_tasks(self.workers)
-        if FUSED:   # every task decodes and encodes
-            decoders = encoders = self.workers or self.engine.plan.task_cpus
+        tasks = self.engine.plan.tasks(self.workers)   # every task reads, decodes, encodes and writes
         actors = self.engine.plan.actors
-        return {"read": decoders, "decode": decoders, "upload": actors, "infer": actors, "render": actors,
-                "encode": encoders, "write": encoders}
+        return {"read": tasks, "decode": tasks, "upload": actors, "infer": actors, "render": actors,
+                "encode": tasks, "write": tasks}
 
     def _dataset(self):
+        """One operator: each task takes a batch of rows from its read to its write
+        (ray_stages.decode_matte_encode). Three operators with blocks between them (decode, a hand-over to the
+        actors, encode) moved every image's pixels through the object store four times instead of two and left
+        the pace between them to Ray Data's scheduling: 73 % of the local engine's images/s against 98-101 % on
+        the H200, with twice the memory (docs/SCALE.md, session 20)."""
         from ray.data import DataContext, TaskPoolStrategy
 
         rows = [{"meta": pack(self._meta(job))} for job in self.jobs.values()]
         pool = self.engine.pool
         pool.warm(self.batch_size)
-        decoders, encoders = self.engine.plan.split_tasks(self.workers)
         job = {"settings": self.settings, "kinds": self.kinds, "background": self.background}
         context = DataContext.get_current()
-        default_bytes, context.target_max_block_size = context.target_max_block_size, (1 if FUSED else BLOCK_MIB << 20)
+        # Blocks of a byte: every group a task yields becomes a block of its own at once (Ray Data would otherwise
+        # gather a task's small rows into one block and hand them on only when the task ends).
+        default_bytes, context.target_max_block_size = context.target_max_block_size, 1
         try:   # a dataset keeps the context it was made under
-            if FUSED:
-                return self._fused(rows, pool, job)
-            return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / ROWS_PER_BLOCK)))
-                    .map(read_decode, fn_kwargs={"max_pixels": self.engine.max_pixels}, num_cpus=1,
-                         compute=TaskPoolStrategy(size=decoders))
-                    # These tasks mostly wait for their actor (POOL_TASK_CPUS); as many as the actors take at once.
-                    .map_batches(matte_on_pool, batch_size=self.batch_size, batch_format="numpy",
-                                 num_cpus=POOL_TASK_CPUS, fn_kwargs={"actors": pool.actors, "job": job},
-                                 compute=TaskPoolStrategy(size=len(pool.actors) * ACTOR_CALLS))
-                    .map(encode_write, fn_kwargs={"crop": self.crop}, num_cpus=1,
-                         compute=TaskPoolStrategy(size=encoders)))
+            blocks = max(1, math.ceil(len(rows) / self.batch_size))
+            return (self.ray.data.from_items(rows, override_num_blocks=blocks)
+                    .map_batches(decode_matte_encode, batch_size=self.batch_size, batch_format="numpy", num_cpus=1,
+                                 fn_kwargs={"actors": pool.actors, "job": job, "max_pixels": self.engine.max_pixels,
+                                            "crop": self.crop, "rows_out": ROWS_OUT},
+                                 compute=TaskPoolStrategy(size=self.engine.plan.tasks(self.workers))))
         finally:
             context.target_max_block_size = default_bytes
-
-    def _fused(self, rows: list[dict], pool: MattePool, job: dict):
-        """One operator: each task takes a batch from its read to its write (ray_stages.decode_matte_encode), one
-        task per CPU the actors leave (or ``--workers``)."""
-        from ray.data import TaskPoolStrategy
-
-        tasks = self.workers or self.engine.plan.task_cpus
-        return (self.ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / self.batch_size)))
-                .map_batches(decode_matte_encode, batch_size=self.batch_size, batch_format="numpy", num_cpus=1,
-                             fn_kwargs={"actors": pool.actors, "job": job, "max_pixels": self.engine.max_pixels,
-                                        "crop": self.crop, "rows_out": FUSED_ROWS_OUT},
-                             compute=TaskPoolStrategy(size=tasks)))
 
     def _meta(self, job) -> dict:
         item = job.item

@@ -1,16 +1,13 @@
-"""The batch's stages as Ray Data functions (matting.ray_batch builds the pipeline from them); Ray is imported only
-inside the functions that run on it (ready_worker, matte_on_pool).
+"""The batch's stages on Ray (matting.ray_batch builds the pipeline from them); Ray is imported only inside the
+functions that run on it (ready_worker, decode_matte_encode).
 
 Each row carries ``meta``: a pickled dict that says where the image comes from, where its outputs go and what
 happened to it so far (notices, the seconds per stage, the failure that stopped it). Pixels travel beside it as
 array columns. A stage never raises for one image: a failure is written into the row's meta and the later stages
 pass the row on, so the driver reports it like the local engine does (batch.BatchResult).
 
-    read_decode (CPU tasks) -> matte_on_pool (light tasks) -> MatteActor (warm actors: two per GPU, or CPU actors)
-                            -> encode_write (CPU tasks)
-
-or, fused (MATTING_RAY_FUSED=1): decode_matte_encode, one CPU task per batch that reads and decodes it, hands it
-to a MatteActor and encodes and writes what comes back.
+    decode_matte_encode (one CPU task per batch): read_decode each row -> MatteActor.matte (warm actors: two per
+    GPU, or CPU actors) -> encode_write each row
 """
 
 from __future__ import annotations
@@ -136,8 +133,8 @@ def actor_threads(assigned_cpus: float | None) -> int:
 class MatteActor:
     """Holds one Pipeline (on its GPU, or the CPU) and turns decoded rows into rendered arrays: the local
     engine's upload, infer and render stages for one batch of rows. The actors start with the engine, before any
-    run (ray_batch.MattePool), as the local engine's Pipeline does; each run's ``matte_on_pool`` tasks call them
-    with that run's settings (``job``)."""
+    run (ray_batch.MattePool), as the local engine's Pipeline does; each run's tasks (decode_matte_encode) call
+    them with that run's settings (``job``)."""
 
     def __init__(self, options: dict, batch_size: int):
         import ray
@@ -147,8 +144,7 @@ class MatteActor:
         from .process import configure_process
 
         configure_process()
-        # Ray gives a worker floor(its CPUs) OpenMP threads; an actor's CPUs are whole ones less the sliver its pool
-        # tasks ask for (ray_batch.POOL_TASK_CPUS), so 8 would become 7 threads.
+        # The network's threads: one per CPU Ray gave this actor (Ray sets OpenMP's to the floor of a fraction).
         torch.set_num_threads(actor_threads(ray.get_runtime_context().get_assigned_resources().get("CPU")))
         self.pipe, self.error = None, None
         try:
@@ -248,51 +244,6 @@ class MatteActor:
             return None
 
 
-# Each worker process hands its batches to the actors in turn, from its own random start (no state to share).
-_next_actor = itertools.count(random.randrange(1 << 16))
-
-
-def matte_on_pool(batch: dict, *, actors: list, job: dict) -> dict:
-    """A Ray Data task between decode and encode: hands its batch to one of the warm MatteActors and returns what
-    it rendered. An actor that dies is restarted by Ray and the call retried (the actors' max_restarts and
-    max_task_retries), not by a loop of ours."""
-    import ray
-
-    actor = actors[next(_next_actor) % len(actors)]
-    return ray.get(actor.matte.remote(batch, job, time.time()))
-
-
-def decode_matte_encode(batch: dict, *, actors: list, job: dict, max_pixels: int, crop, rows_out: int):
-    """The whole way of one batch in one CPU task: read and decode its rows here, hand them to a warm MatteActor
-    for upload, network and render, then encode and write them here. The pixels cross the object store once each
-    way (to the actor and back), where three operators with blocks between them moved them four times and left
-    the scheduling between them to Ray Data (docs/SCALE.md, session 20).
-
-    Yields one row per group of finished images, ``{"images": pack([(meta, data), ...])}``: the first image alone,
-    then ``rows_out`` at a time, each group its own block (ray_batch gives this dataset blocks of a byte), so the
-    first images reach the driver while the rest still encode, without a block per image."""
-    import ray
-
-    decoded = [read_decode({"meta": meta}, max_pixels=max_pixels) for meta in batch["meta"]]
-    sent = {"meta": [row["meta"] for row in decoded], "rgb": _column([row["rgb"] for row in decoded]),
-            "alpha": _column([row["alpha"] for row in decoded])}
-    del decoded
-    actor = actors[next(_next_actor) % len(actors)]
-    rendered = ray.get(actor.matte.remote(sent, job, time.time()))
-    del sent
-    group: list[tuple[bytes, bytes]] = []
-    first = True
-    for i, meta in enumerate(rendered["meta"]):
-        row = encode_write({"meta": meta, "rgba": rendered["rgba"][i], "composite": rendered["composite"][i],
-                            "alpha": rendered["alpha"][i]}, crop=crop)
-        group.append((row["meta"], row["data"]))
-        if first or len(group) >= rows_out:
-            yield {"images": [pack(group)]}
-            group, first = [], False
-    if group:
-        yield {"images": [pack(group)]}
-
-
 def _column(values: list) -> np.ndarray | list:
     """One array column: stacked when the shapes agree, else an object array of arrays (Ray Data stores both)."""
     if all(isinstance(v, np.ndarray) for v in values) and len({v.shape for v in values}) == 1:
@@ -331,3 +282,39 @@ def encode_write(row: dict, *, crop) -> dict:
             failed(meta, exc)
     out["meta"] = pack(meta)
     return out
+
+
+# ------------------------------------------------------------------ a batch the whole way (one CPU task)
+# Each worker process hands its batches to the actors in turn, from its own random start (no state to share).
+_next_actor = itertools.count(random.randrange(1 << 16))
+
+
+def decode_matte_encode(batch: dict, *, actors: list, job: dict, max_pixels: int, crop, rows_out: int):
+    """The whole way of one batch in one CPU task: read and decode its rows here, hand them to a warm MatteActor
+    for upload, network and render, then encode and write them here. The pixels cross the object store once each
+    way (to the actor and back), where three operators with blocks between them moved them four times and left
+    the scheduling between them to Ray Data (docs/SCALE.md, session 20).
+
+    Yields one row per group of finished images, ``{"images": pack([(meta, data), ...])}``: the first image alone,
+    then ``rows_out`` at a time, each group its own block (ray_batch gives this dataset blocks of a byte), so the
+    first images reach the driver while the rest still encode, without a block per image."""
+    import ray
+
+    decoded = [read_decode({"meta": meta}, max_pixels=max_pixels) for meta in batch["meta"]]
+    sent = {"meta": [row["meta"] for row in decoded], "rgb": _column([row["rgb"] for row in decoded]),
+            "alpha": _column([row["alpha"] for row in decoded])}
+    del decoded
+    actor = actors[next(_next_actor) % len(actors)]
+    rendered = ray.get(actor.matte.remote(sent, job, time.time()))
+    del sent
+    group: list[tuple[bytes, bytes]] = []
+    first = True
+    for i, meta in enumerate(rendered["meta"]):
+        row = encode_write({"meta": meta, "rgba": rendered["rgba"][i], "composite": rendered["composite"][i],
+                            "alpha": rendered["alpha"][i]}, crop=crop)
+        group.append((row["meta"], row["data"]))
+        if first or len(group) >= rows_out:
+            yield {"images": [pack(group)]}
+            group, first = [], False
+    if group:
+        yield {"images": [pack(group)]}

@@ -138,15 +138,25 @@ def no_matte_actor_within(seconds: float) -> bool:
     return True
 
 
+def many_photos(folder: Path, copies: int) -> Path:
+    folder.mkdir()
+    for i in range(copies):
+        for path in EXAMPLES.glob("*.png"):
+            shutil.copy(path, folder / f"{i:02d}_{path.name}")
+    return folder
+
+
+def task_processes(name: str = "decode_matte_encode") -> list:
+    """Ray's worker processes while they run a task of ``name`` (Ray puts it in the process's title)."""
+    return [process for process in psutil.process_iter(["cmdline"])
+            if name in " ".join(process.info["cmdline"] or ()) and "MatteActor" not in " ".join(process.info["cmdline"])]
+
+
 def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path):
     from matting.batch import run_batch
     from matting.ray_batch import ray_batch_engine
 
-    photos = tmp_path / "many"
-    photos.mkdir()
-    for i in range(12):
-        for path in EXAMPLES.glob("*.png"):
-            shutil.copy(path, photos / f"{i:02d}_{path.name}")
+    photos = many_photos(tmp_path / "many", 12)
     killed = []
 
     def kill_the_actor_once(result, finished, total):
@@ -171,12 +181,57 @@ def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path)
     assert len(restarted) == 1   # Ray restarted the actor in a new process: the engine's pool did not shrink
 
 
+def test_a_task_worker_killed_mid_run_still_yields_every_image_once(private_ray, tmp_path):
+    """Ray Data runs the task again; the images it had already handed on are not counted twice."""
+    from matting.batch import run_batch
+    from matting.ray_batch import ray_batch_engine
+
+    photos = many_photos(tmp_path / "many", 12)
+    killed = []
+
+    def kill_a_task_once(result, finished, total):
+        deadline = time.monotonic() + 10   # a task may be between batches: wait for the next
+        while not killed and time.monotonic() < deadline:
+            for process in task_processes():
+                process.kill()
+                killed.append(process)
+            time.sleep(0.01)
+
+    with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
+        summary = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, batch_size=12,
+                            on_result=kill_a_task_once)
+    assert killed
+    names = [result.name for result in summary.results]
+    assert (summary.done, summary.failed, summary.cancelled) == (36, 0, False)
+    assert len(names) == len(set(names)) == 36
+    assert len(files_of(tmp_path / "out")) == 36
+
+
+def test_a_task_hands_on_its_first_image_before_it_has_encoded_the_rest(private_ray, tmp_path):
+    from matting.batch import run_batch
+    from matting.ray_batch import ray_batch_engine
+
+    photos = tmp_path / "noise"   # noise: slow to encode as PNG, so the task's encoding takes a while
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (1000, 1400, 3), np.uint8)).save(photos / f"{i:02d}.png")
+    first_at = []
+    with ray_batch_engine("local", {"device": "cpu"}) as (engine, executor):
+        summary = run_batch([photos], tmp_path / "out", pipeline=engine, executor=executor, batch_size=12,
+                            workers=1, on_result=lambda *_: first_at or first_at.append(time.time()))
+    assert summary.done == 12
+    written = sorted(path.stat().st_mtime for path in files_of(tmp_path / "out").values())
+    # one task took all 12: the driver had the first while the task still wrote the others
+    assert first_at[0] < written[-1], (first_at, written)
+
+
 def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private_ray, photos, tmp_path):
     """The model loads once, before the first run (as the local Pipeline does), not inside each run."""
     from ray.data import DataContext
 
     from matting.batch import run_batch
-    from matting.ray_batch import BLOCK_MIB, ray_batch_engine
+    from matting.ray_batch import ray_batch_engine
 
     assert no_matte_actor_within(30)   # an earlier test's engine may still be ending its own
     runs, default_block_bytes = [], DataContext.get_current().target_max_block_size
@@ -192,8 +247,9 @@ def test_the_actors_start_with_the_engine_serve_every_run_and_go_with_it(private
             summary = run_batch([photos], tmp_path / run, pipeline=engine, executor=keeping, recursive=True)
             assert (summary.done, summary.failed) == (4, 1)
             assert {process.pid for process in matte_actor_processes()} == ready
-            # its dataset made with blocks of at most BLOCK_MIB; the process's own default left as it was
-            assert runs[-1].dataset.context.target_max_block_size == BLOCK_MIB << 20 != default_block_bytes
+            # its dataset made with blocks of a byte (each group a task yields, a block); the process's own default
+            # left as it was
+            assert runs[-1].dataset.context.target_max_block_size == 1 != default_block_bytes
             # where the first image out waited: each stage's end, in the order the image went through them
             ended = runs[-1].first_ended
             order = ["read", "decode", "sent", "arrived", "upload", "infer", "render", "encode", "write", "driver"]
@@ -253,26 +309,21 @@ class _Cluster:
         return self.resources
 
 
-def test_the_cpus_the_actors_leave_go_a_third_to_decoding_and_the_rest_to_encoding():
+def test_the_actors_take_their_cpus_and_the_tasks_the_rest():
     from matting.errors import MattingError
-    from matting.ray_batch import ACTOR_CALLS, ACTORS_PER_GPU, POOL_TASK_CPUS, ClusterPlan
+    from matting.ray_batch import ACTORS_PER_GPU, ClusterPlan
     from matting.ray_stages import actor_threads
 
     h200 = ClusterPlan.of(_Cluster(16, 1), None)
     assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", ACTORS_PER_GPU, 1 / ACTORS_PER_GPU)
-    assert h200.task_cpus == 16 - ACTORS_PER_GPU
-    decoders, encoders = h200.split_tasks(None)
-    assert decoders == h200.task_cpus // 3 and decoders + encoders == h200.task_cpus and encoders > decoders
-    assert h200.split_tasks(3) == (3, 3)   # --workers: that many of each
-    laptop = ClusterPlan.of(_Cluster(2), None)   # one CPU actor with one core; one task of each kind
-    assert (laptop.device, laptop.actors, laptop.cpus_per_actor, laptop.split_tasks(None)) == ("cpu", 1, 1, (1, 1))
-    for plan in (h200, laptop):   # the pool tasks' sliver comes out of their actor's CPUs, not the tasks'
-        handed = plan.actors * ACTOR_CALLS * POOL_TASK_CPUS
-        assert POOL_TASK_CPUS > 0
-        assert plan.actors * plan.actor_resources["num_cpus"] + handed == pytest.approx(
-            plan.actors * plan.cpus_per_actor)
-    assert h200.actors * h200.cpus_per_actor + sum(h200.split_tasks(None)) == 16   # all at once on the H200
-    # an actor's network keeps the threads of its whole CPUs, not Ray's floor of what is left after the sliver
+    assert h200.task_cpus == h200.tasks(None) == 16 - ACTORS_PER_GPU   # a task per CPU the actors leave
+    assert h200.tasks(3) == 3   # --workers: that many
+    laptop = ClusterPlan.of(_Cluster(2), None)   # one CPU actor with one core; one task
+    assert (laptop.device, laptop.actors, laptop.cpus_per_actor, laptop.tasks(None)) == ("cpu", 1, 1, 1)
+    for plan in (h200, laptop):   # whole CPUs to every actor, all of the cluster's taken at once
+        assert plan.actor_resources["num_cpus"] == plan.cpus_per_actor
+        assert plan.actors * plan.cpus_per_actor + plan.tasks(None) == plan.cpus
+    # an actor's network has a thread per CPU it was given, at least one
     big = ClusterPlan.of(_Cluster(16), "cpu")
     assert [actor_threads(p.actor_resources["num_cpus"]) for p in (big, h200, laptop)] == [big.cpus_per_actor, 1, 1]
     assert big.cpus_per_actor == 8 and actor_threads(None) == actor_threads(0.3) == 1
