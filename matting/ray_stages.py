@@ -79,7 +79,7 @@ def keep_row(row: dict) -> dict:
     return row
 
 
-# ------------------------------------------------------------------ read + decode (CPU tasks)
+# ------------------------------------------------------------------ read + decode (in a task)
 def read_decode(row: dict, *, max_pixels: int) -> dict:
     meta = unpack(row["meta"])
     out = {"meta": None, "rgb": EMPTY_RGB, "alpha": EMPTY_GREY}
@@ -254,7 +254,7 @@ def _column(values: list) -> np.ndarray | list:
     return column
 
 
-# ------------------------------------------------------------------ encode + write (CPU tasks)
+# ------------------------------------------------------------------ encode + write (in a task)
 def encode_write(row: dict, *, crop) -> dict:
     """Encode the outputs; a folder output's files are written here, a zip's bytes go back to the driver (one
     writer per archive)."""
