@@ -148,8 +148,12 @@ def many_photos(folder: Path, copies: int) -> Path:
 
 def task_processes(name: str = "decode_matte_encode") -> list:
     """Ray's worker processes while they run a task of ``name`` (Ray puts it in the process's title)."""
-    return [process for process in psutil.process_iter(["cmdline"])
-            if name in " ".join(process.info["cmdline"] or ()) and "MatteActor" not in " ".join(process.info["cmdline"])]
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or ())
+        if name in title and "MatteActor" not in title:
+            found.append(process)
+    return found
 
 
 def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path):
