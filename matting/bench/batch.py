@@ -172,7 +172,7 @@ def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
     from ..batch import run_batch
 
     finished: list[float] = []
-    started = time.perf_counter()
+    started, wall_start = time.perf_counter(), time.time()
     with PeakRSS() as rss:
         summary = run_batch([folder], out, batch_size=args.batch_size, workers=args.workers,
                             settings=EDGES[args.edges][0], on_result=lambda *_: finished.append(time.perf_counter()),
@@ -184,7 +184,9 @@ def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
             "first_image_s": finished[0] - started if finished else None,
             "stage_busy": summary.stage_busy, "stage_threads": summary.stage_threads,
             "utilisation": summary.utilisation(), "limiting_stage": summary.limiting_stage(),
-            "peak_rss_mib": rss.peak / 2**20}
+            "peak_rss_mib": rss.peak / 2**20,
+            # on the wall clock every process shares: several benches at once are summed over their common span
+            "wall_start": wall_start, "wall_end": wall_start + summary.seconds}
 
 
 def run_on_ray(folder: Path, out: Path, args) -> dict:
