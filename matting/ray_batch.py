@@ -71,7 +71,7 @@ class ClusterPlan:
             raise MattingError(f"--device {device}: on Ray the device is auto, cuda or cpu")
         if gpus and wanted != "cpu":
             return cls("cuda", gpus * ACTORS_PER_GPU, 1 / ACTORS_PER_GPU, 1, cpus)
-        # CPU actors: at most half the cores, so the decode and encode tasks always have cores to run on.
+        # CPU actors: at most half the cores, so the tasks (decoding, encoding) always have cores to run on.
         actors = max(1, cpus // 16)
         return cls("cpu", actors, 0, max(1, cpus // (2 * actors)), cpus)
 
@@ -99,9 +99,9 @@ class MattePool:
         remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=ACTOR_CALLS,
                                                 max_restarts=-1, max_task_retries=-1)
         self.actors = [remote.remote(options, batch_size) for _ in range(plan.actors)]
-        # Meanwhile, ready the worker processes the decode and encode tasks will run in (Ray Data imported): the
-        # first image of a fresh engine came out after 8.3 s instead of 9.9 s (H200, one run each; the next run
-        # of an engine: 2.7 s; docs/SCALE.md).
+        # Meanwhile, ready the worker processes the tasks will run in (Ray Data imported): the first image of a
+        # fresh engine came out after 8.3 s instead of 9.9 s (H200, one run each; the next run of an engine:
+        # 2.7 s; docs/SCALE.md).
         self._workers = [ray.remote(ready_worker).options(num_cpus=1).remote() for _ in range(plan.task_cpus)]
 
     def facts(self) -> dict:
@@ -259,7 +259,7 @@ class RayRun:
             source = {"url": item.url}
         else:
             source = {"path": str(Path(item.path).resolve())}
-        folder = hasattr(self.sink, "prepared")   # a folder output is written by the encode tasks
+        folder = hasattr(self.sink, "prepared")   # a folder output is written by the tasks
         outputs = [(kind, name.suffix.lstrip("."), str(self.sink.prepared(name).resolve()) if folder else "")
                    for kind, name in job.names.items()]
         return {"order": job.order, "name": item.name, "source": source, "outputs": outputs, "notices": [],

@@ -65,9 +65,9 @@ def stamp(meta: dict, stage: str, at: float | None = None) -> None:
 
 
 def ready_worker(hold_s: float = 0.5) -> int:
-    """Run in a fresh Ray worker before the first run: what its decode and encode tasks import (Ray Data's
-    block code, pyarrow, the codecs) loaded now. Held a moment so that the tasks started together land on as
-    many different workers."""
+    """Run in a fresh Ray worker before the first run: what its tasks import (Ray Data's block code, pyarrow,
+    the codecs) loaded now. Held a moment so that the tasks started together land on as many different
+    workers."""
     importlib.import_module("ray.data")   # its block and pyarrow code, which every Ray Data task runs
 
     time.sleep(hold_s)
