@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -58,9 +59,29 @@ def test_the_command_starts_its_own_ray_and_leaves_no_process(photos, tmp_path):
                            "--no-progress"], capture_output=True, text=True, env=env, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "4 done, 0 skipped, 0 failed" in done.stderr
+    # Ray kept quiet: no C++ log line (such as the level it read from RAY_BACKEND_LOG_LEVEL), only our summary
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [done.stderr.strip()], done.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == \
         ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
     assert no_ray_within(15), ray_processes()
+
+
+def test_an_address_where_nothing_answers_fails_at_once_and_says_what_to_check(capfd):
+    """Ray itself retries such an address for minutes, printing its C++ warnings."""
+    from matting.errors import RayUnavailable
+    from matting.ray_runtime import ray_session
+
+    assert not ray.is_initialized()
+    with socket.socket() as probe:   # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(RayUnavailable, match=f"nothing answers at 127.0.0.1:{port} .*ray start --head"):
+            with ray_session(address):
+                pytest.fail("joined a Ray that is not there")
+    assert time.monotonic() - started < 20 and not ray.is_initialized()
+    assert capfd.readouterr().err == ""   # no C++ retry warnings
 
 
 def test_a_two_node_cluster_gives_the_local_engines_files(photos, tmp_path, capsys, monkeypatch):
