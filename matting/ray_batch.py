@@ -196,25 +196,24 @@ class RayRun:
         self.first_ended: dict[str, float] = {}   # when each stage ended for the first image out, from the start
         self.dataset = self._dataset()   # kept: its stats() say where a run's time went
         try:
-            for row in self._rows():
-                meta = unpack(row["meta"])
+            for meta, encoded in self._finished():
                 if not received:
                     self.first_ended = {stage: at - started for stage, at in meta.get("ended", {}).items()}
                     self.first_ended["driver"] = time.time() - started
-                yield self._finish(meta, unpack(row["data"]))
+                yield self._finish(meta, encoded)
                 received += 1
                 if self.cancel.is_set():
                     break
         finally:
             self.cancelled = self.cancel.is_set() or received < len(self.jobs)
 
-    def _rows(self) -> Iterator[dict]:
-        """The finished rows as their blocks arrive. Not ``iter_rows()``: it prefetches a block ahead, so each
-        block reached us only once the next one was done (the first image waited for the second block)."""
+    def _finished(self) -> Iterator[tuple[dict, list[bytes]]]:
+        """(meta, encoded outputs for a zip, else nothing) of each finished image, as their blocks arrive. Not
+        ``iter_rows()``: it prefetches a block ahead, so each block reached us only once the next one was done (the
+        first image waited for the second block)."""
         for block in self.dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             for group in block["images"]:   # a task's groups of finished images
-                for meta, data in unpack(group):
-                    yield {"meta": meta, "data": data}
+                yield from unpack(group)
 
     def busy(self) -> dict[str, float]:
         return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}

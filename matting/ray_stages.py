@@ -1,10 +1,11 @@
 """The batch's stages on Ray (matting.ray_batch builds the pipeline from them); Ray is imported only inside the
 functions that run on it (ready_worker, decode_matte_encode).
 
-Each row carries ``meta``: a pickled dict that says where the image comes from, where its outputs go and what
-happened to it so far (notices, the seconds per stage, the failure that stopped it). Pixels travel beside it as
-array columns. A stage never raises for one image: a failure is written into the row's meta and the later stages
-pass the row on, so the driver reports it like the local engine does (batch.BatchResult).
+Each image has its ``meta``: a dict that says where the image comes from, where its outputs go and what happened
+to it so far (notices, the seconds per stage, the failure that stopped it); its pixels travel beside it as arrays.
+A step never raises for one image: a failure is written into its meta and the later steps pass it on, so the
+driver reports it like the local engine does (batch.BatchResult). Ray Data's rows hold metas pickled: one per
+input row, a list of finished (meta, encoded outputs) per output row.
 
     decode_matte_encode (one CPU task per batch): read_decode each row -> MatteActor.matte (warm actors: two per
     GPU, or CPU actors) -> encode_write each row
@@ -80,23 +81,20 @@ def keep_row(row: dict) -> dict:
 
 
 # ------------------------------------------------------------------ read + decode (in a task)
-def read_decode(row: dict, *, max_pixels: int) -> dict:
-    meta = unpack(row["meta"])
-    out = {"meta": None, "rgb": EMPTY_RGB, "alpha": EMPTY_GREY}
+def read_decode(meta: dict, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image's (rgb, alpha or an empty array); empty arrays when it failed (said in ``meta``)."""
     try:
         t = time.perf_counter()
         data = read_source(meta["source"])
         t = timed(meta, "read", t)
         decoded = decode_image(data, max_pixels=max_pixels)
         timed(meta, "decode", t)
-        out["rgb"] = decoded.rgb
-        out["alpha"] = EMPTY_GREY if decoded.alpha is None else decoded.alpha
         meta["notices"] += list(decoded.notices)
         meta["format"] = decoded.format
+        return decoded.rgb, EMPTY_GREY if decoded.alpha is None else decoded.alpha
     except Exception as exc:  # noqa: BLE001 - one image's failure must never stop the batch
         failed(meta, exc)
-    out["meta"] = pack(meta)
-    return out
+        return EMPTY_RGB, EMPTY_GREY
 
 
 def read_source(source: dict) -> bytes:
@@ -168,30 +166,30 @@ class MatteActor:
 
         rt.warm_up(self.pipe, batch_size)
 
-    def matte(self, batch: dict, job: dict, sent: float = 0.0) -> dict:
-        metas = [unpack(m) for m in batch["meta"]]
-        for meta in metas:   # when the batch left its pool task, and reached this actor
+    def matte(self, metas: list[dict], rgbs: list, alphas: list, job: dict, sent: float = 0.0) -> tuple[list, list]:
+        """(metas, and per image its rendered (alpha, rgba, composite), empty arrays for what is not wanted or
+        failed). The cutout carries the matte as its 4th channel: the matte travels alone only when no cutout
+        does."""
+        for meta in metas:   # when the batch left its task, and reached this actor
             stamp(meta, "sent", sent)
             stamp(meta, "arrived")
-        rgbs, alphas = list(batch["rgb"]), list(batch["alpha"])
         results: list = [None] * len(metas)
         for i, meta in enumerate(metas):
             if meta.get("error") is None:
                 results[i] = self._prepare(meta, rgbs[i], alphas[i])
         ready = [i for i, result in enumerate(results) if result is not None]
         rendered = self._infer_render(ready, metas, results, job) if ready else {}
-        columns = {"meta": [], "alpha": [], "rgba": [], "composite": []}
+        arrays = []
         for i, meta in enumerate(metas):
             out = rendered.get(i)
-            # The cutout carries the matte as its 4th channel: the matte travels alone only when no cutout does.
-            alone = out is not None and out.rgba is None
-            columns["alpha"].append(out.alpha if alone else EMPTY_GREY)
-            columns["rgba"].append(EMPTY_RGBA if out is None or out.rgba is None else out.rgba)
-            columns["composite"].append(EMPTY_RGB if out is None or out.composite is None else out.composite)
-            if out is not None:
-                meta["size"] = out.size
-            columns["meta"].append(pack(meta))
-        return {name: _column(values) for name, values in columns.items()}
+            if out is None:
+                arrays.append((EMPTY_GREY, EMPTY_RGBA, EMPTY_RGB))
+                continue
+            meta["size"] = out.size
+            arrays.append((out.alpha if out.rgba is None else EMPTY_GREY,
+                           EMPTY_RGBA if out.rgba is None else out.rgba,
+                           EMPTY_RGB if out.composite is None else out.composite))
+        return metas, arrays
 
     def _prepare(self, meta: dict, rgb: np.ndarray, alpha: np.ndarray):
         try:
@@ -244,44 +242,31 @@ class MatteActor:
             return None
 
 
-def _column(values: list) -> np.ndarray | list:
-    """One array column: stacked when the shapes agree, else an object array of arrays (Ray Data stores both)."""
-    if all(isinstance(v, np.ndarray) for v in values) and len({v.shape for v in values}) == 1:
-        return np.stack(values)
-    column = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        column[i] = value
-    return column
-
-
 # ------------------------------------------------------------------ encode + write (in a task)
-def encode_write(row: dict, *, crop) -> dict:
-    """Encode the outputs; a folder output's files are written here, a zip's bytes go back to the driver (one
-    writer per archive)."""
-    meta = unpack(row["meta"])
-    out = {"meta": None, "data": pack([])}
-    if meta.get("error") is None:
-        try:
-            t = time.perf_counter()
-            rgba, composite = row["rgba"], row["composite"]
-            alpha = rgba[..., 3] if rgba.size else row["alpha"]
-            if crop is not None:
-                alpha, rgba, composite = cut_to(crop_box(alpha, crop), alpha, rgba, composite)
-            formats = [(kind, fmt) for kind, fmt, _ in meta["outputs"]]
-            encoded = encode_outputs(formats, alpha, rgba if rgba.size else None,
-                                     composite if composite.size else None)
-            t = timed(meta, "encode", t)
-            targets = [target for _, _, target in meta["outputs"]]
-            if all(targets):
-                for target, data in zip(targets, encoded):
-                    write_atomic(Path(target), data)
-            else:
-                out["data"] = pack(encoded)
+def encode_write(meta: dict, alpha: np.ndarray, rgba: np.ndarray, composite: np.ndarray, *, crop) -> list[bytes]:
+    """Encode the outputs; a folder output's files are written here (and nothing returned), a zip's bytes go back
+    to the driver (one writer per archive)."""
+    if meta.get("error") is not None:
+        return []
+    try:
+        t = time.perf_counter()
+        if rgba.size:
+            alpha = rgba[..., 3]
+        if crop is not None:
+            alpha, rgba, composite = cut_to(crop_box(alpha, crop), alpha, rgba, composite)
+        formats = [(kind, fmt) for kind, fmt, _ in meta["outputs"]]
+        encoded = encode_outputs(formats, alpha, rgba if rgba.size else None, composite if composite.size else None)
+        t = timed(meta, "encode", t)
+        targets = [target for _, _, target in meta["outputs"]]
+        if not all(targets):
             timed(meta, "write", t)
-        except Exception as exc:  # noqa: BLE001
-            failed(meta, exc)
-    out["meta"] = pack(meta)
-    return out
+            return encoded
+        for target, data in zip(targets, encoded):
+            write_atomic(Path(target), data)
+        timed(meta, "write", t)
+    except Exception as exc:  # noqa: BLE001
+        failed(meta, exc)
+    return []
 
 
 # ------------------------------------------------------------------ a batch the whole way (one CPU task)
@@ -290,31 +275,27 @@ _next_actor = itertools.count(random.randrange(1 << 16))
 
 
 def decode_matte_encode(batch: dict, *, actors: list, job: dict, max_pixels: int, crop, rows_out: int):
-    """The whole way of one batch in one CPU task: read and decode its rows here, hand them to a warm MatteActor
+    """The whole way of one batch in one CPU task: read and decode its images here, hand them to a warm MatteActor
     for upload, network and render, then encode and write them here. The pixels cross the object store once each
     way (to the actor and back), where three operators with blocks between them moved them four times and left
     the scheduling between them to Ray Data (docs/SCALE.md, session 20).
 
-    Yields one row per group of finished images, ``{"images": pack([(meta, data), ...])}``: the first image alone,
-    then ``rows_out`` at a time, each group its own block (ray_batch gives this dataset blocks of a byte), so the
-    first images reach the driver while the rest still encode, without a block per image."""
+    Yields one row per group of finished images, ``{"images": pack([(meta, encoded outputs), ...])}``: the first
+    image alone, then ``rows_out`` at a time, each group its own block (ray_batch gives this dataset blocks of a
+    byte), so the first images reach the driver while the rest still encode, without a block per image."""
     import ray
 
-    decoded = [read_decode({"meta": meta}, max_pixels=max_pixels) for meta in batch["meta"]]
-    sent = {"meta": [row["meta"] for row in decoded], "rgb": _column([row["rgb"] for row in decoded]),
-            "alpha": _column([row["alpha"] for row in decoded])}
-    del decoded
+    metas = [unpack(meta) for meta in batch["meta"]]
+    rgbs, alphas = zip(*(read_decode(meta, max_pixels=max_pixels) for meta in metas))
     actor = actors[next(_next_actor) % len(actors)]
-    rendered = ray.get(actor.matte.remote(sent, job, time.time()))
-    del sent
-    group: list[tuple[bytes, bytes]] = []
-    first = True
-    for i, meta in enumerate(rendered["meta"]):
-        row = encode_write({"meta": meta, "rgba": rendered["rgba"][i], "composite": rendered["composite"][i],
-                            "alpha": rendered["alpha"][i]}, crop=crop)
-        group.append((row["meta"], row["data"]))
-        if first or len(group) >= rows_out:
+    metas, arrays = ray.get(actor.matte.remote(metas, list(rgbs), list(alphas), job, time.time()))
+    del rgbs, alphas
+    group: list[tuple[dict, list[bytes]]] = []
+    for i, (meta, (alpha, rgba, composite)) in enumerate(zip(metas, arrays)):
+        group.append((meta, encode_write(meta, alpha, rgba, composite, crop=crop)))
+        arrays[i] = None   # this image's pixels can go
+        if i == 0 or len(group) >= rows_out:
             yield {"images": [pack(group)]}
-            group, first = [], False
+            group = []
     if group:
         yield {"images": [pack(group)]}
