@@ -293,7 +293,6 @@ def decode_matte_encode(batch: dict, *, actors: list, job: dict, max_pixels: int
     group: list[tuple[dict, list[bytes]]] = []
     for i, (meta, (alpha, rgba, composite)) in enumerate(zip(metas, arrays)):
         group.append((meta, encode_write(meta, alpha, rgba, composite, crop=crop)))
-        arrays[i] = None   # this image's pixels can go
         if i == 0 or len(group) >= rows_out:
             yield {"images": [pack(group)]}
             group = []
