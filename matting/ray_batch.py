@@ -228,8 +228,8 @@ class RayRun:
         """One operator: each task takes a batch of rows from its read to its write
         (ray_stages.decode_matte_encode). Three operators with blocks between them (decode, a hand-over to the
         actors, encode) moved every image's pixels through the object store four times instead of two and left
-        the pace between them to Ray Data's scheduling: 73 % of the local engine's images/s against 98-101 % on
-        the H200, with twice the memory (docs/SCALE.md, session 20)."""
+        the pace between them to Ray Data's scheduling: 73 % of the local engine's images/s against a median of
+        98 % over five runs on the H200, with twice the memory (docs/SCALE.md, session 20)."""
         from ray.data import DataContext, TaskPoolStrategy
 
         rows = [{"meta": pack(self._meta(job))} for job in self.jobs.values()]
