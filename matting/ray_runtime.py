@@ -111,7 +111,11 @@ def _without_ray_level_line():
     as it starts, whatever that level ("logging.cc:303: Set ray log level from environment variable ..."): that
     line is dropped, anything else Ray writes there meanwhile is passed on."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:   # no standard error to keep clean (a daemon's closed descriptor)
+        yield
+        return
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
