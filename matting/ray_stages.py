@@ -7,8 +7,8 @@ A step never raises for one image: a failure is written into its meta and the la
 driver reports it like the local engine does (batch.BatchResult). Ray Data's rows hold metas pickled: one per
 input row, a list of finished (meta, encoded outputs) per output row.
 
-    decode_matte_encode (one CPU task per batch): read_decode each row -> MatteActor.matte (warm actors: two per
-    GPU, or CPU actors) -> encode_write each row
+    decode_matte_encode (one CPU task per batch): read_decode each image -> MatteActor.matte (warm actors: two
+    per GPU, or CPU actors) -> encode_write each image
 """
 
 from __future__ import annotations
