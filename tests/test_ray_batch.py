@@ -121,12 +121,15 @@ def test_a_url_of_a_folder_reads_as_the_folder_does(private_ray, photos, tmp_pat
     assert f"failed: {(photos / 'missing').as_uri()}: nothing at" in capsys.readouterr().err
 
 
+def processes_titled(text: str) -> list:
+    """The processes whose command line holds ``text``: Ray titles a worker by its actor class (``ray::MatteActor``)
+    or by the task it is running (``ray::MapBatches(decode_matte_encode)``)."""
+    return [process for process in psutil.process_iter(["cmdline"])
+            if text in " ".join(process.info["cmdline"] or ())]
+
+
 def matte_actor_processes() -> list:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if "MatteActor" in " ".join(process.info["cmdline"] or ()):
-            found.append(process)
-    return found
+    return processes_titled("MatteActor")
 
 
 def no_matte_actor_within(seconds: float) -> bool:
@@ -144,16 +147,6 @@ def many_photos(folder: Path, copies: int) -> Path:
         for path in EXAMPLES.glob("*.png"):
             shutil.copy(path, folder / f"{i:02d}_{path.name}")
     return folder
-
-
-def task_processes(name: str = "decode_matte_encode") -> list:
-    """Ray's worker processes while they run a task of ``name`` (Ray puts it in the process's title)."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        title = " ".join(process.info["cmdline"] or ())
-        if name in title and "MatteActor" not in title:
-            found.append(process)
-    return found
 
 
 def test_an_actor_killed_mid_run_still_yields_every_image(private_ray, tmp_path):
@@ -196,7 +189,7 @@ def test_a_task_worker_killed_mid_run_still_yields_every_image_once(private_ray,
     def kill_a_task_once(result, finished, total):
         deadline = time.monotonic() + 10   # a task may be between batches: wait for the next
         while not killed and time.monotonic() < deadline:
-            for process in task_processes():
+            for process in processes_titled("decode_matte_encode"):
                 process.kill()
                 killed.append(process)
             time.sleep(0.01)
