@@ -42,8 +42,9 @@ from .ray_stages import MatteActor, decode_matte_encode, keep_row, pack, ready_w
 # arrive and the last one's leave beside it (one at a time, the actor sat idle half the time).
 ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
-# object store, so one alone leaves the GPU waiting (H200, 1 MP: 150 images/s steady with one, 170 with two, 150
-# with three; docs/SCALE.md).
+# object store, so one alone leaves the GPU waiting (H200, 1 MP, measured with the three operators of sessions 14-19
+# while their CPU tasks were still capped at 4 per stage: 150 images/s steady with one, 170 with two, 150 with
+# three; docs/SCALE.md).
 ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
 # A task hands its finished images to the driver in groups of this many (the first alone), each group its own
 # block: the first images come out while the rest still encode, without a block per image (which costs the

@@ -37,11 +37,12 @@ EMPTY_GREY = np.zeros((0, 0), np.uint8)
 EMPTY_RGBA = np.zeros((0, 0, 4), np.uint8)
 
 
-def pack(meta: dict) -> bytes:
-    return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
+def pack(value) -> bytes:
+    """A meta, or a task's group of finished (meta, encoded outputs), as the bytes a Ray Data row holds."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack(data) -> dict:
+def unpack(data):
     return pickle.loads(bytes(data))
 
 
