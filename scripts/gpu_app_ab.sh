@@ -19,7 +19,8 @@ for round in $(seq 1 "$ROUNDS"); do
     name=now; [ "$tree" = . ] || name=$(basename "$tree")
     json="$(realpath "$OUT")/${name}_$round.json"
     (cd "$tree" && timeout "${LIMIT:-240}" python3 scripts/load_test.py --device "${DEVICE:-cuda}" --photos "$photos" \
-      --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" --sample-every 10 \
+      --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" --ramp "${RAMP:-0}" \
+      --sample-every 10 \
       --json "$json") > "$json.txt" 2>&1
     python3 - "$json" "$name" "$round" <<'PY'
 import json, sys
@@ -41,6 +42,11 @@ print(f"[{name} round {rnd}] {report['throughput_rps']:.1f} requests/s, {errors}
       f"clients' CPU {report.get('client_cpu_pct')} %")
 for kind, named in report.get("handler_parts_ms", {}).items():   # where a request waited (load_test.py)
     print(f"    {kind} parts p50/p95: " + ", ".join(f"{n} {a:.0f}/{b:.0f}" for n, (a, b) in named.items()))
+if report.get("steady"):   # --ramp: the same after the visitors had all arrived
+    print(f"    after {report['warm_up_s']:g} s: " + " ".join(f"{kind} {k['p50_ms']}/{k['p95_ms']} ms"
+                                                      for kind, k in report["steady"].items()))
+    for kind, named in report["steady_parts_ms"].items():
+        print(f"    after it, {kind} parts p50/p95: " + ", ".join(f"{n} {a:.0f}/{b:.0f}" for n, (a, b) in named.items()))
 PY
   done
 done

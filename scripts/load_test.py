@@ -16,7 +16,10 @@ What it does:
    ``--photos``) through the UI's /upload event (every ``--matte-every``-th time through /matte instead), then lets
    go of a slider ``--releases`` times (the live view's exact_render, a POST outside the queue: the page draws
    the drag itself, so only the release reaches the server) and every ``--download-every``-th photo downloads
-   the full-resolution cutout. A short think time separates actions. Every upload is a fresh variant of the
+   the full-resolution cutout. A short think time separates actions. With ``--ramp S`` the visitors arrive evenly
+   over S seconds (as Locust's spawn rate does) instead of all in the first one, and the report adds each kind's
+   p50 / p95 over the requests that started after the ramp (``--warm-up`` sets another cut): 64 first uploads at
+   the same instant wait behind each other, and in a 30 s run that burst alone decides the upload's p95. Every upload is a fresh variant of the
    example (a few pixels changed) so the engine's cache does not hide the network; ``--no-vary`` sends the
    files as they are;
 3. samples, every ``--sample-every`` seconds, the server process's RSS and CPU (psutil), the GPU's utilisation
@@ -159,27 +162,40 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)
-        # ms by kind and part: "handler" (the server's own time, where the reply says it) and where it went
-        self.parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        # when each of those requests started, in seconds from the start of the load (the same order)
+        self.started: dict[str, list[float]] = defaultdict(list)
+        # ms by kind and part: "handler" (the server's own time, where the reply says it) and where it went, each
+        # as [started, ms]
+        self.parts: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
         self.rejected: dict[str, int] = defaultdict(int)
         self.timeouts: dict[str, int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
 
-    def ok(self, kind: str, seconds: float, parts: dict | None = None) -> None:
+    def ok(self, kind: str, seconds: float, parts: dict | None = None, started: float = 0.0) -> None:
         with self.lock:
             self.latency[kind].append(seconds)
+            self.started[kind].append(started)
             for name, ms in (parts or {}).items():
-                self.parts[kind][name].append(ms)
+                self.parts[kind][name].append([started, ms])
+
+    def latencies(self, kind: str, after: float = 0.0) -> list[float]:
+        """The kind's latencies (s) of the requests that started ``after`` seconds into the load or later."""
+        return [s for s, t in zip(self.latency.get(kind, []), self.started.get(kind, [])) if t >= after]
+
+    def part(self, kind: str, name: str, after: float = 0.0) -> list[float]:
+        return [ms for t, ms in self.parts.get(kind, {}).get(name, []) if t >= after]
 
     def as_dict(self) -> dict:
-        return dict(latency=dict(self.latency), parts={kind: dict(named) for kind, named in self.parts.items()},
+        return dict(latency=dict(self.latency), started=dict(self.started),
+                    parts={kind: dict(named) for kind, named in self.parts.items()},
                     rejected=dict(self.rejected),
                     timeouts=dict(self.timeouts), errors=dict(self.errors), error_samples=self.error_samples)
 
     def merge(self, other: dict) -> None:
         for kind, values in other["latency"].items():
             self.latency[kind].extend(values)
+            self.started[kind].extend(other["started"][kind])
         for kind, named in other.get("parts", {}).items():
             for name, values in named.items():
                 self.parts[kind][name].extend(values)
@@ -373,6 +389,9 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
               examples: list[Path], images: dict[Path, Image.Image]) -> None:
     import httpx
 
+    load_start = deadline - args.duration
+    # --ramp: visitors arrive one after another over that many seconds, not all in the first one
+    time.sleep(max(0.0, min(load_start + user * args.ramp / args.users, deadline) - time.monotonic()))
     rng = random.Random(user)
     folder = work_dir / f"user{user:02d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -390,6 +409,7 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         if remaining <= 0:
             return None
         start = time.perf_counter()
+        started = time.monotonic() - load_start
         try:
             value = run(min(args.timeout, remaining))
         except Exception as exc:   # noqa: BLE001 - every failure is counted by kind
@@ -401,7 +421,7 @@ def user_loop(user: int, url: str, args, deadline: float, stats: Stats, work_dir
         parts = {**reply.get("server_parts", {}), **reply.get("client_parts", {})}
         if "server_ms" in reply:
             parts["handler"] = reply["server_ms"]
-        stats.ok(kind, time.perf_counter() - start, parts)
+        stats.ok(kind, time.perf_counter() - start, parts, started)
         return value
 
     def release(image_id: str, ui: dict):
@@ -513,6 +533,30 @@ def dash(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def steady_kinds(stats: Stats, after: float) -> dict:
+    """p50 / p95 of each kind over the requests that started ``after`` seconds into the load or later."""
+    kinds = {}
+    for kind in KINDS:
+        lat = stats.latencies(kind, after)
+        if lat:
+            handler = stats.part(kind, "handler", after)
+            kinds[kind] = dict(ok=len(lat), p50_ms=ms_or_none(percentile(lat, 50)),
+                               p95_ms=ms_or_none(percentile(lat, 95)),
+                               server_p50_ms=ms_or_none(percentile(handler, 50) and percentile(handler, 50) / 1000),
+                               server_p95_ms=ms_or_none(percentile(handler, 95) and percentile(handler, 95) / 1000))
+    return kinds
+
+
+def parts_summary(stats: Stats, after: float = 0.0) -> dict:
+    """{kind: {part: [p50, p95] ms}} over the requests that started ``after`` seconds into the load or later."""
+    summary = {}
+    for kind, named in stats.parts.items():
+        values = {name: stats.part(kind, name, after) for name in named}
+        summary[kind] = {name: [round(percentile(v, 50), 1), round(percentile(v, 95), 1)]
+                         for name, v in values.items() if v}
+    return summary
+
+
 def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machine: str) -> dict:
     kinds = {}
     total_ok = 0
@@ -522,7 +566,7 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
         if not count:
             continue
         total_ok += len(lat)
-        handler = [ms / 1000 for ms in stats.parts.get(kind, {}).get("handler", [])]
+        handler = [ms / 1000 for ms in stats.part(kind, "handler")]
         kinds[kind] = dict(requests=count, ok=len(lat),
                            p50_ms=ms_or_none(percentile(lat, 50)), p95_ms=ms_or_none(percentile(lat, 95)),
                            server_p50_ms=ms_or_none(percentile(handler, 50)),
@@ -535,7 +579,9 @@ def build_report(args, stats: Stats, samples: list[dict], elapsed: float, machin
                 elapsed_s=round(elapsed, 1), machine=machine,
                 vary=args.vary, releases_per_upload=args.releases, throughput_rps=round(total_ok / elapsed, 2),
                 ok_requests=total_ok, kinds=kinds, error_samples=stats.error_samples, samples=samples,
-                rss_trend=trend(rss))
+                rss_trend=trend(rss), ramp_s=args.ramp, warm_up_s=args.warm_up,
+                steady=steady_kinds(stats, args.warm_up) if args.warm_up > 0 else None,
+                steady_parts_ms=parts_summary(stats, args.warm_up) if args.warm_up > 0 else None)
 
 
 def print_report(report: dict) -> None:
@@ -556,6 +602,16 @@ def print_report(report: dict) -> None:
     for kind, named in report.get("handler_parts_ms", {}).items():
         parts = ", ".join(f"{name} {p50:.0f} / {p95:.0f}" for name, (p50, p95) in named.items())
         print(f"The {kind}'s parts, p50 / p95 ms: {parts}.")
+    if report.get("steady"):
+        print(f"\nAfter the first {report['warm_up_s']:g} s (visitors arrived over {report['ramp_s']:g} s):\n")
+        print("| kind | ok | p50 ms | p95 ms | handler p50 ms | handler p95 ms |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for kind, row in report["steady"].items():
+            print(f"| {kind} | {row['ok']} | {dash(row['p50_ms'])} | {dash(row['p95_ms'])}"
+                  f" | {dash(row['server_p50_ms'])} | {dash(row['server_p95_ms'])} |")
+        for kind, named in report["steady_parts_ms"].items():
+            parts = ", ".join(f"{name} {p50:.0f} / {p95:.0f}" for name, (p50, p95) in named.items())
+            print(f"The {kind}'s parts after it, p50 / p95 ms: {parts}.")
     if report["error_samples"]:
         print("\nError samples:")
         for line in report["error_samples"]:
@@ -608,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="every Nth photo's full-resolution cutout is downloaded (default 3; 0: never)")
     parser.add_argument("--matte-every", type=int, default=4,
                         help="every Nth photo goes through /matte instead of /upload (default 4; 0: never)")
+    parser.add_argument("--ramp", type=float, default=0.0,
+                        help="seconds over which the visitors arrive, evenly spaced (default 0: all at once, a "
+                             "burst of first uploads whose waits dominate a short run's p95)")
+    parser.add_argument("--warm-up", type=float, default=None,
+                        help="also report each kind's p50 / p95 over the requests that started this many seconds "
+                             "into the load or later (default: the ramp's length)")
     parser.add_argument("--think", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"),
                         help="seconds between a visitor's actions (default 0.2 0.8)")
     parser.add_argument("--no-vary", dest="vary", action="store_false",
@@ -624,6 +686,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.users < 1 or args.users > 256 or args.duration <= 0 or args.duration > 3600:
         parser.error("--users must be 1..256 and --duration 0..3600 s")
     args.processes = max(1, min(args.users, args.processes or -(-args.users // 8), 32))
+    if not 0 <= args.ramp < args.duration:
+        parser.error("--ramp must be at least 0 and shorter than --duration")
+    args.warm_up = args.ramp if args.warm_up is None else args.warm_up
+    if not 0 <= args.warm_up < args.duration:
+        parser.error("--warm-up must be at least 0 and shorter than --duration")
 
     from matting.settings import EdgeSettings
 
@@ -701,8 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(args, stats, sampler.samples, elapsed, machine)
         report["stragglers"] = stragglers
         report["client_cpu_pct"] = round(100 * client_cpu / elapsed)
-        report["handler_parts_ms"] = {kind: {name: [round(percentile(values, 50), 1), round(percentile(values, 95), 1)]
-                                             for name, values in named.items()} for kind, named in stats.parts.items()}
+        report["handler_parts_ms"] = parts_summary(stats)
         report["ping"] = dict(count=len(pinger.latency), failures=pinger.failures,
                               p50_ms=ms_or_none(percentile(pinger.latency, 50)),
                               p95_ms=ms_or_none(percentile(pinger.latency, 95)))
