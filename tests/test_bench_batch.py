@@ -1,0 +1,39 @@
+"""The batch benchmark's own measuring (matting/bench/batch.py): its figures are only as good as these."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from matting.bench.batch import PeakRSS
+
+HOLD_MIB = 300
+
+
+def test_peak_rss_counts_a_child_that_starts_after_it_and_reads_the_process_table_once_a_second(monkeypatch):
+    calls = []
+    real_children = psutil.Process.children
+
+    def counted(self, *args, **kwargs):
+        calls.append(time.monotonic())
+        return real_children(self, *args, **kwargs)
+
+    monkeypatch.setattr(psutil.Process, "children", counted)
+    own = psutil.Process().memory_info().rss
+    code = (f"import time; block = bytearray({HOLD_MIB} << 20); block[::4096] = b'x' * len(block[::4096]); "
+            "print('ready', flush=True); time.sleep(30)")
+    with PeakRSS() as rss:
+        time.sleep(0.1)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(1.5)   # at least one lookup of the children after it started
+        finally:
+            child.kill()
+            child.wait()
+    assert rss.peak >= own + (HOLD_MIB - 20) * 2**20
+    # 20 ms samples for about 1.6 s: dozens of samples, but the process table read two or three times
+    assert 1 <= len(calls) <= 3
