@@ -9,8 +9,8 @@ no pipe; through the pipe a 1 MP RGBA took 3.9 ms of a 5 ms encode, 2-core AMD E
 the pipe with the GIL released; PNG bytes come back over the pipe when no file is to be written. Where there is no
 memfd (not Linux), the pixels go over the pipe. On the CPU the network dominates and threads are enough.
 
-The helpers are plain subprocesses rather than multiprocessing's spawn: spawn re-imports the parent's main
-module in every child (``python -m matting.bench`` would load torch sixteen times).
+The helpers are plain subprocesses rather than multiprocessing's spawn (helper_process.py): spawn re-imports the
+parent's main module in every child (``python -m matting.bench`` would load torch sixteen times).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 from .batch_outputs import write_atomic
 from .encode import encode, encode_jpeg, encode_png
 from .errors import MattingError
+from .helper_process import start_helper
 
 log = logging.getLogger(__name__)
 PROCESSES_ENV = "MATTING_ENCODE_PROCESSES"  # 0 forces threads; N forces N helper processes
@@ -136,28 +137,14 @@ class _Helper:
     """One helper process, the two pipes to it and the memory they share."""
 
     def __init__(self):
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.shared = SharedPixels.create()
         shared_fd = () if self.shared is None else (self.shared.fd,)
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "matting.batch_encode", str(to_child_r),
-                                          str(from_child_w), *map(str, shared_fd)],
-                                         pass_fds=(to_child_r, from_child_w, *shared_fd), env=env,
-                                         stdin=subprocess.DEVNULL)
+            self.proc, self.send, self.recv = start_helper("matting.batch_encode", *shared_fd)
         except BaseException:
             if self.shared is not None:
                 self.shared.close()
             raise
-        finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
-        _widen_pipe(to_child_w)
-        _widen_pipe(from_child_r)
-        self.send = Connection(to_child_w, readable=False)
-        self.recv = Connection(from_child_r, writable=False)
         self.started = False
 
     def call(self, formats, arrays: list[np.ndarray | None], paths) -> list[bytes]:
@@ -188,17 +175,6 @@ class _Helper:
             self.proc.kill()
         if self.shared is not None:
             self.shared.close()
-
-
-def _widen_pipe(fd: int) -> None:
-    """1 MB pipes (Linux) instead of 64 KB: an image crosses in a few writes, not seventy, each of which gives up
-    and takes back the GIL that the render thread is waiting for."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except (ImportError, OSError):
-        pass
 
 
 class ProcessEncoder:

@@ -163,6 +163,37 @@ def test_ctrl_c_stops_cleanly_exits_130_and_a_rerun_resumes(tmp_path):
     assert f"{count - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
 
 
+def test_a_terminal_ctrl_c_with_two_engines_stops_cleanly_and_a_rerun_resumes(tmp_path):
+    """A Ctrl-C at a terminal reaches the whole foreground group (here: the group the command leads); the engine
+    helpers run in sessions of their own (matting/helper_process.py) and stop when this process tells them."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    count = 40
+    for i in range(count):
+        jpeg(src / f"p{i:02d}.jpg", i)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MATTING_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "matting", str(src), "-o", str(out), "--no-progress", "--engines", "2"]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)   # as the terminal does: to the group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped early" in err and " 0 failed" in err, err
+    written = sorted(out.glob("*.png"))
+    assert 1 <= len(written) < count
+    for path in written:
+        assert Image.open(path).size == (W, H)
+    rerun = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert rerun.returncode == 0
+    assert f"{count - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
+
+
+def test_engines_and_ray_do_not_go_together(capsys, tmp_path):
+    code, err = cli(capsys, jpeg(tmp_path / "a.jpg"), "-o", tmp_path / "out", "--engines", "2", "--ray")
+    assert code == 2 and "--engines" in err[-1] and "--ray" in err[-1]
+
+
 def test_resume_skips_only_outputs_made_the_same_way(capsys, tmp_path):
     """A rerun with other edge settings, --raw or a changed input redoes the work and says so; the same run
     again skips it; a matte from an earlier --alpha run that the new settings would make differently goes."""

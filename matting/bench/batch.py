@@ -5,6 +5,7 @@
     python -m matting.bench --batch --device cpu --rembg     # also rembg's folder mode, same images and weights
     python -m matting.bench --batch --device cuda --count 2000 --ray   # also through --ray, side by side
     python -m matting.bench --batch --profile                # each stage's busy share over the run, in slices
+    python -m matting.bench --batch --device cuda --count 2000 --engines 1 2 3   # engine processes, side by side
 
 The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
 megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
@@ -157,25 +158,58 @@ class PeakRSS:
             self._stop.wait(0.02)
 
 
+class PeakDeviceMemory:
+    """The GPU's memory in use by every process (cudaMemGetInfo), sampled every 0.2 s; keeps the peak. With
+    engine processes each has its own CUDA context and allocations, which this process's own counters miss."""
+
+    def __init__(self, device):
+        self.device, self.peak = device, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        import torch
+
+        while not self._stop.is_set():
+            free, total = torch.cuda.mem_get_info(self.device)
+            self.peak = max(self.peak, total - free)
+            self._stop.wait(0.2)
+
+
 # ------------------------------------------------------------------ ours
-def run_ours(folder: Path, out: Path, args) -> dict:
+def run_ours(folder: Path, out: Path, args, engines: int = 1) -> dict:
+    """The local engine on ``folder``; with ``engines`` > 1, that many engine processes (matting.batch_engines),
+    their start (the helpers' model load and graph capture) not in the figures, as the Pipeline's is not."""
     import torch
 
     from ..batch import warm_up
-    from ..pipeline import Pipeline
+    from ..batch_engines import batch_engines
 
     start = time.perf_counter()
-    pipe = Pipeline(device=args.device)
-    warm_up(pipe, args.batch_size)  # CUDA graphs and kernel loading: start-up, not throughput
-    load = time.perf_counter() - start
-    if pipe.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(pipe.device)
-    timeline = Timeline() if args.profile else None
-    row = timed_batch(folder, out, args, pipeline=pipe, timeline=timeline)
+    with batch_engines({"device": args.device}, engines, args.batch_size) as (pipe, executor):
+        warm_up(pipe, args.batch_size)  # CUDA graphs and kernel loading: start-up, not throughput
+        load = time.perf_counter() - start
+        cuda = pipe.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(pipe.device)
+        timeline = Timeline() if args.profile else None
+        with PeakDeviceMemory(pipe.device) as device_memory:
+            row = timed_batch(folder, out, args, pipeline=pipe, timeline=timeline, executor=executor)
     row["timeline"] = timeline.shares(row["stage_threads"], args.profile) if timeline else None
     row["timeline_table"] = timeline.markdown(row["stage_threads"], args.profile) if timeline else None
-    row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if pipe.device.type == "cuda" else None
-    return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"]}
+    row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if cuda else None
+    row["peak_gpu_used_mib"] = device_memory.peak / 2**20 if cuda else None
+    return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"], "engines": engines}
 
 
 def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
@@ -323,6 +357,35 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
         p(f"\nours / rembg, end to end: **{rembg['seconds'] / cli['seconds']:.2f}x**")
 
 
+def alpha_difference(first: Path, other: Path, sample: int = 64) -> int | None:
+    """The largest difference of alpha (levels) between two runs' cutouts of the same images, over up to
+    ``sample`` of them spread through the run; None when an output is missing from either."""
+    names = sorted(p.name for p in first.glob("*.png"))
+    worst = 0
+    for name in names[::max(1, len(names) // sample)]:
+        a, b = cv2.imread(str(first / name), cv2.IMREAD_UNCHANGED), cv2.imread(str(other / name), cv2.IMREAD_UNCHANGED)
+        if a is None or b is None or a.shape != b.shape:
+            return None
+        worst = max(worst, int(np.abs(a[..., 3].astype(int) - b[..., 3].astype(int)).max()))
+    return worst
+
+
+def print_engines(runs: list[dict], out=sys.stdout) -> None:
+    """One row per engine count (--engines), the same images, one after the other."""
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p("\n| engine processes | start s | images/s | steady images/s | first image s | limiting stage (busy) "
+      "| peak RSS MiB | peak GPU memory used MiB | alpha vs the first row, max levels |")
+    p("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+    for row in runs:
+        first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
+        stage = row["limiting_stage"]
+        limit = f"{stage} ({row['utilisation'][stage]:.0%})" if stage else "-"
+        gpu = "-" if row.get("peak_gpu_used_mib") is None else f"{row['peak_gpu_used_mib']:.0f}"
+        p(f"| {row['engines']} | {row['load_s']:.1f} | **{row['images_per_second']:.1f}** | "
+          f"{row['steady_images_per_second']:.1f} | {first} | {limit} | {row['peak_rss_mib']:.0f} | {gpu} | "
+          f"{row.get('alpha_max_diff', '-') if row.get('alpha_max_diff', '-') is not None else 'missing'} |")
+
+
 def environment(args, source: str) -> dict:
     import torch
 
@@ -343,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--megapixels", type=float, default=1.0, help="size of each image (default 1.0)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (16 GPU, 1 CPU)")
     parser.add_argument("--workers", type=int, default=None, help="default: the engine's (CPU cores)")
+    parser.add_argument("--engines", type=int, nargs="+", default=[1], metavar="N",
+                        help="engine processes sharing the device (matting.batch_engines); several counts run one "
+                             "after the other on the same images, side by side (default 1)")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="photos to crop from")
     parser.add_argument("--edges", choices=sorted(EDGES), default="default",
                         help="edge settings: the defaults, no colour decontamination, or raw (the network's matte "
@@ -368,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         source = make_images(images, args.count, args.megapixels, args.photos)
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
-        ours = run_ours(images, work / "ours", args)
+        runs = [run_ours(images, work / f"ours_{n}", args, n) for n in args.engines]
+        ours = runs[0]
+        for row in runs[1:]:
+            row["alpha_max_diff"] = alpha_difference(work / f"ours_{runs[0]['engines']}", work / f"ours_{row['engines']}")
         cli = rembg = on_ray = None
         if args.ray:
             on_ray = run_on_ray(images, work / "ours_ray", args)
@@ -377,9 +446,11 @@ def main(argv: list[str] | None = None) -> int:
             rembg = run_rembg(images, work / "rembg", work, args)
         info = environment(args, source)
         print_report(info, ours, cli, rembg, on_ray)
+        if len(runs) > 1:
+            print_engines(runs)
         if args.json:
             args.json.write_text(json.dumps({"info": info, "ours": ours, "ours_cli": cli, "rembg": rembg,
-                                             "ray": on_ray}, indent=1))
+                                             "ray": on_ray, "engines": runs}, indent=1))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

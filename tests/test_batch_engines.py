@@ -1,0 +1,150 @@
+"""Several batch engines (matting/batch_engines.py): this process and helper processes share a run's images, and
+the run reads as one engine's: every image once, the same names and pixels, resume, zip in and out, a cancel, a
+helper that dies mid-run. One pool of two CPU engines serves the module (each helper loads the model once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from matting.batch import run_batch
+from matting.batch_engines import EnginePool, batch_engines
+from matting.errors import MattingError
+from tests.test_batch import files_under, image_bytes, write
+
+# On a GPU host the engines share the GPU, as they are meant to; CI runs them on the CPU.
+OPTIONS = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+
+@pytest.fixture(scope="module")
+def engines():
+    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+        yield pipeline, executor
+
+
+def photos(folder, count: int, start: int = 0):
+    for i in range(start, start + count):
+        write(folder / ("sub" if i % 3 == 0 else "") / f"p{i:02d}.jpg", image_bytes(seed=i))
+    return folder
+
+
+def alpha_of(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)[..., 3].astype(int)
+
+
+def test_two_engines_make_every_image_once_with_one_engines_names_and_pixels(engines, tmp_path):
+    pipeline, executor = engines
+    folder = photos(tmp_path / "in", 7)
+    seen = []
+    two = run_batch([folder], tmp_path / "two", recursive=True, pipeline=pipeline, executor=executor, kinds=("cutout", "alpha"),
+                    on_result=lambda result, *_: seen.append(result.name))
+    one = run_batch([folder], tmp_path / "one", recursive=True, pipeline=pipeline, kinds=("cutout", "alpha"))
+    assert (two.done, two.failed, two.cancelled) == (7, 0, False)
+    assert sorted(seen) == sorted(r.name for r in one.results) and len(set(seen)) == 7
+    assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
+    for name in files_under(tmp_path / "one"):
+        if not name.endswith("_alpha.png"):
+            assert np.abs(alpha_of(tmp_path / "two" / name) - alpha_of(tmp_path / "one" / name)).max() <= 1, name
+    # the helper's images are among them: its stages' time is counted with this process's
+    assert two.stage_threads["infer"] == 2 * one.stage_threads["infer"]
+    assert [r.order for r in two.results] == sorted(r.order for r in two.results)
+
+
+def test_a_rerun_resumes_from_the_record_the_helpers_outputs_went_into(engines, tmp_path):
+    pipeline, executor = engines
+    folder = photos(tmp_path / "in", 4)
+    first = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor)
+    again = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor)
+    assert first.done == 4 and (again.done, again.skipped) == (0, 4)
+
+
+def test_zip_in_and_zip_out_through_the_helper(engines, tmp_path):
+    pipeline, executor = engines
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(5):
+            z.writestr(f"set/z{i}.png", image_bytes("PNG", seed=10 + i))
+        z.writestr("set/broken.jpg", b"not an image")
+    summary = run_batch([archive], tmp_path / "out.zip", pipeline=pipeline, executor=executor)
+    assert (summary.done, summary.failed) == (5, 1)
+    assert "set/broken.jpg" in [r.name for r in summary.results if r.status == "failed"]
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:
+        names = sorted(z.namelist())
+        assert names == [f"set/z{i}.png" for i in range(5)]
+        for name in names:
+            with z.open(name) as member, Image.open(member) as image:
+                assert image.mode == "RGBA" and image.size == (64, 48)
+
+
+def test_a_cancel_stops_both_engines_and_the_next_run_finishes_the_rest(engines, tmp_path):
+    pipeline, executor = engines
+    folder = photos(tmp_path / "in", 12)
+    cancel = threading.Event()
+    first = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor, cancel=cancel,
+                      on_result=lambda *_: cancel.set())
+    assert first.cancelled and first.done < 12
+    written = files_under(tmp_path / "out")
+    assert len(written) == first.done   # nothing half-written, nothing written after the run returned
+    rest = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor)
+    assert (rest.done, rest.skipped, rest.failed) == (12 - first.done, first.done, 0)
+
+
+def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
+    folder = photos(tmp_path / "in", 10)
+    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+        killed = []
+
+        def kill_helper(result, finished, total):
+            if not killed:
+                pid = next(iter(_helper_pids()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor, on_result=kill_helper)
+        assert killed
+        assert (summary.done, summary.failed, summary.cancelled) == (10, 0, False)
+        assert len(summary.results) == len({r.name for r in summary.results}) == 10
+        assert len(files_under(tmp_path / "out")) == 10
+        # the engine goes on without it
+        again = run_batch([photos(tmp_path / "more", 3, start=20)], tmp_path / "out2", recursive=True, pipeline=pipeline,
+                          executor=executor)
+        assert again.done == 3
+
+
+def _helper_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children() if "matting.batch_engines" in " ".join(p.cmdline())}
+
+
+def test_an_engine_whose_pipeline_cannot_be_built_fails_saying_why_and_leaves_no_helper(tmp_path):
+    options = {**OPTIONS, "weights": str(tmp_path / "no-such-weights.safetensors")}
+    before = _helper_pids()   # the module's pool
+    with pytest.raises(MattingError, match="no-such-weights"):   # this process's Pipeline fails first
+        with batch_engines(options, engines=2):
+            pass
+    pool = EnginePool(options, 1, None)   # a helper's own failure, as the engine reports it
+    try:
+        with pytest.raises(MattingError, match="a batch engine process cannot start: .*no-such-weights"):
+            pool.wait_ready(1)
+    finally:
+        pool.close()
+    assert _helper_pids() == before
+
+
+def test_the_helpers_run_in_sessions_of_their_own_and_stop_with_the_engine():
+    before = _helper_pids()
+    with batch_engines(OPTIONS, engines=3):
+        helpers = _helper_pids() - before
+        assert len(helpers) == 2
+        # a terminal's Ctrl-C goes to its foreground group: it must reach this process, which stops them cleanly
+        assert all(os.getpgid(pid) != os.getpgid(0) for pid in helpers)
+    assert _helper_pids() == before
