@@ -216,6 +216,23 @@ class Stats:
                     self.error_samples.append(f"{kind}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
+def memory_kinds(pid: int) -> dict[str, int | None]:
+    """The server's resident memory by kind (Linux /proc/PID/status, bytes): ordinary heap pages (anon), mapped
+    files, shared memory, and locked or pinned pages (where CUDA's page-locked host buffers may show, depending on
+    how the driver pins them), so a rising RSS says which kind rises."""
+    fields = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem", "VmLck": "locked", "VmPin": "pinned"}
+    found = dict.fromkeys(fields.values())
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in fields:
+                    found[fields[name]] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
 def gpu_sample() -> tuple[float | None, float | None]:
     """(utilisation %, memory used MiB) of the first GPU from nvidia-smi, or (None, None) without one."""
     if shutil.which("nvidia-smi") is None:
@@ -266,6 +283,7 @@ class Sampler(threading.Thread):
 
     def sample(self) -> None:
         rss = cpu = None
+        kinds = memory_kinds(self.process.pid) if self.process is not None else {}
         if self.process is not None:
             try:
                 rss = self.process.memory_info().rss
@@ -277,7 +295,7 @@ class Sampler(threading.Thread):
             app_out = folder_bytes(self.temp_dir, only_prefix="matting-app-")
             gradio_rest = folder_bytes(self.temp_dir, skip_prefix="matting-app-")
         gpu_util, gpu_mem = gpu_sample()
-        self.samples.append(dict(t=round(time.monotonic() - self.start_time, 1), rss=rss, cpu_pct=cpu,
+        self.samples.append(dict(t=round(time.monotonic() - self.start_time, 1), rss=rss, **kinds, cpu_pct=cpu,
                                  gpu_util=gpu_util, gpu_mem_mib=gpu_mem, gradio_temp=gradio_rest,
                                  app_outputs=app_out))
 
@@ -616,10 +634,13 @@ def print_report(report: dict) -> None:
         print("\nError samples:")
         for line in report["error_samples"]:
             print(f"- {line}")
-    print("\n| t (s) | server RSS MiB | server CPU % | GPU % | GPU MiB | Gradio temp MiB (uploads) | app outputs MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| t (s) | server RSS MiB | of it heap (anon) | locked / pinned | server CPU % | GPU % | GPU MiB "
+          "| Gradio temp MiB (uploads) | app outputs MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in report["samples"]:
-        print(f"| {s['t']} | {mib(s['rss'])} | {dash(s['cpu_pct'])} | {dash(s['gpu_util'])} | {dash(s['gpu_mem_mib'])}"
+        print(f"| {s['t']} | {mib(s['rss'])} | {mib(s.get('anon'))} | {mib(s.get('locked'))} / {mib(s.get('pinned'))}"
+              f" | {dash(s['cpu_pct'])}"
+              f" | {dash(s['gpu_util'])} | {dash(s['gpu_mem_mib'])}"
               f" | {mib(s['gradio_temp'])} | {mib(s['app_outputs'])} |")
     busy = [s for s in report["samples"][1:-1] if s["cpu_pct"] is not None]
     if busy:
