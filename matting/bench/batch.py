@@ -434,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         source = make_images(images, args.count, args.megapixels, args.photos)
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
-        runs = [run_ours(images, work / f"ours_{n}", args, n) for n in args.engines]
+        outs = [work / f"ours_{i}_{n}" for i, n in enumerate(args.engines)]   # a count may come twice: 1 1 2
+        runs = [run_ours(images, out, args, n) for out, n in zip(outs, args.engines)]
         ours = runs[0]
-        for row in runs[1:]:
-            row["alpha_max_diff"] = alpha_difference(work / f"ours_{runs[0]['engines']}", work / f"ours_{row['engines']}")
+        for row, out in zip(runs[1:], outs[1:]):
+            row["alpha_max_diff"] = alpha_difference(outs[0], out)
         cli = rembg = on_ray = None
         if args.ray:
             on_ray = run_on_ray(images, work / "ours_ray", args)
