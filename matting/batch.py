@@ -243,10 +243,10 @@ class _Run:
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
                  workers: int | None, cancel: threading.Event, crop: CropMargin | None = None, record=None,
                  timeline: Timeline | None = None):
+        # a list, or any iterable with a len() of the jobs it has handed out (batch_engines.py: jobs taken from a
+        # queue shared with other engines); the feeder goes through it once
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
         self.timeline = timeline
-        for job in jobs:
-            job.timeline = timeline
         self.crop = crop
         self.manifest, self.recipe = record if record else (None, "")
         self.settings, self.kinds, self.background = settings, kinds, background
@@ -357,6 +357,7 @@ class _Run:
         futures, started = [], 0
         try:
             for job in self.jobs:
+                job.timeline = self.timeline
                 while not self.slots.acquire(timeout=0.05):
                     if self.stopping():
                         break

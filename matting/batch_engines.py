@@ -1,6 +1,6 @@
 """Several batch engines on one machine (``python -m matting ... --engines N``): this process's own and N - 1
-helper processes, each holding its own Pipeline on the same device and running batch.py's stages on its share of
-a run's images.
+helper processes, each holding its own Pipeline on the same device and running batch.py's stages on the images
+it takes from the run's queue.
 
     with batch_engines(options, engines=2) as (pipeline, executor):
         summary = run_batch(inputs, out, pipeline=pipeline, executor=executor, ...)
@@ -9,12 +9,14 @@ Why processes: one engine's threads (decoding, the network, the render's kernel 
 encoders) share one GIL, and on a 16-core GPU host that, not the GPU, is where one engine stops: on the H200 one
 engine made 259 images/s, two at once 393 together (scripts/batch_processes.py, session 21; docs/BENCHMARKS.md).
 
-This process plans as for one engine (names, resume, the record of outputs: batch.py) and runs every N-th job
-itself; the helpers get theirs as plain descriptions (where to read, where to write) and answer each image's
-BatchResult as it finishes. A folder output is written by the helpers' own encoders; a zip output's members come
-back as bytes and are written here. A helper that dies mid-run loses nothing: the images it had not answered are
-run here after this process's own share. The helpers start with the engine and stay warm between runs, as the
-Pipeline does; ``close`` (the end of the ``with``) stops them.
+This process plans as for one engine (names, resume, the record of outputs: batch.py). Its own engine takes
+images from the run's queue one at a time as it has room; a helper takes them in chunks (asking for the next
+before it runs out), as plain descriptions: where to read, where to write. Each image's BatchResult comes back as
+it finishes; a folder output is written by the helpers' own encoders, a zip output's members come back as bytes
+and are written here. A helper that dies mid-run loses nothing: the images it had not answered go back to the
+queue. Helpers load their model in the background and join a run when ready (``wait=True`` waits for them first,
+as a benchmark does), so a batch of a few images is not held up by them; they stay warm between runs, as the
+Pipeline does, until ``close`` (the end of the ``with``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -36,16 +39,22 @@ from .helper_process import start_helper
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 300.0   # a helper's imports, model load and CUDA-graph capture (seconds on a GPU host)
+START_TIMEOUT_S = 300.0   # wait=True: a helper's imports, model load and CUDA-graph capture
 STOP_WAIT_S = 60.0        # after a cancel, how long a helper may take to finish the images it has started
-_LOCAL = -1               # the sender of this process's own results in the shared queue
+_LOCAL = -1               # the sender of this process's own results in the pool's queue
+
+
+def chunk_size(batch_size: int) -> int:
+    """Images a helper is handed at a time: two network batches, and never fewer than 4."""
+    return max(4, 2 * batch_size)
 
 
 @contextmanager
-def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None):
+def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None, wait: bool = False):
     """(pipeline, executor) for run_batch: this process's Pipeline made from ``options`` (engine_flags), and with
-    ``engines`` > 1 an executor spreading every run over it and ``engines - 1`` warm helper processes (None with
-    one engine: run_batch's own stages)."""
+    ``engines`` > 1 an executor spreading every run over it and ``engines - 1`` helper processes (None with one
+    engine: run_batch's own stages). ``wait``: return only once every helper is ready (a helper that cannot
+    start then fails here, saying why); otherwise they join the runs as they become ready."""
     from .pipeline import Pipeline
 
     if engines < 1:
@@ -56,13 +65,15 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
         if pool is None:
             yield pipeline, None
             return
-        pool.wait_ready(batch_size or rt.default_batch_size(pipeline.device))
+        if wait:
+            pool.wait_ready()
 
         def executor(pipe, sink, jobs, settings, kinds, background, batch_size, workers, cancel, crop=None,
                      record=None, timeline=None):
             return EnginesRun(pool, pipe, sink, jobs, settings, kinds, background, batch_size, workers, cancel,
                               crop, record, timeline)
 
+        executor.pool = pool   # for whoever wants to wait for the helpers later (pool.wait_ready)
         yield pipeline, executor
     finally:
         if pool is not None:
@@ -70,13 +81,14 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
 
 
 class _Helper:
-    """One helper engine process and the thread that reads what it says into the pool's queue."""
+    """One helper engine process, the thread that reads what it says into the pool's queue, and its state:
+    "starting", "ready" or "gone"."""
 
     def __init__(self, index: int, options: dict, batch_size: int | None, inbox: queue.SimpleQueue):
         self.index, self.inbox = index, inbox
         self.process, self._send, self._recv = start_helper("matting.batch_engines")
         self._lock = threading.Lock()
-        self.alive = True
+        self.state = "starting"
         self.send(("start", options, batch_size))
         self._reader = threading.Thread(target=self._read, name=f"matting-engine-{index}", daemon=True)
         self._reader.start()
@@ -99,6 +111,8 @@ class _Helper:
             self.inbox.put((self.index, message))
 
     def close(self, wait_s: float) -> None:
+        if self.state == "starting":
+            self.process.kill()   # still loading: nothing of ours to finish
         self.send(None)
         try:
             self.process.wait(timeout=wait_s)
@@ -111,10 +125,11 @@ class _Helper:
 
 
 class EnginePool:
-    """The helper engines: ``count`` processes, each building a Pipeline from ``options`` and warming it."""
+    """The helper engines: ``count`` processes, each building a Pipeline from ``options`` and warming it. Their
+    messages all arrive in ``inbox`` as (helper index, message)."""
 
     def __init__(self, options: dict, count: int, batch_size: int | None):
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()   # (helper index or _LOCAL, message) from all of them
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.helpers: list[_Helper] = []
         self.runs = 0
         try:
@@ -124,30 +139,64 @@ class EnginePool:
             self.close()
             raise
 
-    def wait_ready(self, batch_size: int) -> None:
-        """Until every helper has its Pipeline warm; a helper that cannot start fails the engine, saying why."""
-        waiting = {helper.index for helper in self.helpers}
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while waiting:
+    def note(self, sender: int, message) -> bool:
+        """Take in a message about a helper's state; True when it was one (else it belongs to a run)."""
+        if sender == _LOCAL or message[0] not in ("ready", "failed", "died"):
+            return False
+        helper = self.helpers[sender]
+        if message[0] == "ready":
+            helper.state = "ready"
+        else:
+            if helper.state != "gone":
+                log.warning("a batch engine process %s: %s", "cannot start" if message[0] == "failed" else
+                            "stopped", message[1] if message[0] == "failed" else f"exit status {message[1]}")
+            helper.state = "gone"
+        return True
+
+    def catch_up(self) -> None:
+        """Take in what the helpers said between runs (ready, gone); an earlier run's leftovers are dropped."""
+        while True:
             try:
-                index, message = self.inbox.get(timeout=max(0.1, deadline - time.monotonic()))
+                sender, message = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self.note(sender, message)
+
+    def wait_ready(self) -> None:
+        """Until every helper has its Pipeline warm; a helper that cannot start fails the engine, saying why."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while any(helper.state == "starting" for helper in self.helpers):
+            try:
+                sender, message = self.inbox.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
                 raise MattingError(f"the batch engine processes did not start within {START_TIMEOUT_S:.0f} s") \
                     from None
-            if message[0] == "ready":
-                waiting.discard(index)
-            elif message[0] == "failed":
+            if message[0] == "failed":
                 raise MattingError(f"a batch engine process cannot start: {message[1]}")
-            elif message[0] == "died":
+            if message[0] == "died":
                 raise MattingError(f"a batch engine process stopped while starting (exit status {message[1]})")
-
-    def live(self) -> list[_Helper]:
-        return [helper for helper in self.helpers if helper.alive]
+            self.note(sender, message)
 
     def close(self) -> None:
         for helper in self.helpers:
             helper.close(wait_s=10)
         self.helpers = []
+
+
+class _Taken:
+    """This process's engine's jobs: taken from the run's queue one at a time as its feeder has room; len() is how
+    many it has taken (batch._Run's contract)."""
+
+    def __init__(self, run: "EnginesRun"):
+        self.run, self.count = run, 0
+
+    def __iter__(self):
+        while (job := self.run.take(1)):
+            self.count += 1
+            yield job[0]
+
+    def __len__(self) -> int:
+        return self.count
 
 
 class EnginesRun:
@@ -161,62 +210,65 @@ class EnginesRun:
         self.batch_size, self.workers, self.user_cancel = batch_size, workers, cancel
         self.manifest, self.recipe = record if record else (None, "")
         self.record, self.timeline = record, timeline
-        self.stop = threading.Event()   # our own runs' cancel: the user's, or the caller's abort
+        self.stop = threading.Event()   # our own engine's cancel: the user's, or the caller's abort
+        self._queue: deque[_Job] = deque(jobs)   # not yet taken by any engine
+        self._queue_lock = threading.Lock()
         self._busy: dict[str, float] = {}
         self._threads: dict[str, int] = {}
         self.cancelled = False
 
+    def take(self, count: int) -> list[_Job]:
+        if self.stop.is_set():
+            return []
+        with self._queue_lock:
+            return [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
+
+    def _give_back(self, jobs) -> None:
+        with self._queue_lock:
+            self._queue.extendleft(sorted(jobs, key=lambda job: job.order, reverse=True))
+
     # ------------------------------------------------------------ caller's thread
     def results(self) -> Iterator[BatchResult]:
         self.pool.runs += 1
-        run_id, helpers = self.pool.runs, self.pool.live()
-        shares = [self.jobs[i::len(helpers) + 1] for i in range(len(helpers) + 1)]
-        by_order = {job.order: job for job in self.jobs}
-        pending = {}   # helper index -> the orders it has not answered yet
-        for helper, share in zip(helpers, shares[1:]):
-            if share:
-                helper.send(("run", run_id, self._describe(share)))
-                pending[helper.index] = {job.order for job in share}
-        local = self._local_run(shares[0])
-        pump = threading.Thread(target=self._pump, args=(local, run_id), name="matting-engine-local", daemon=True)
+        self.run_id = self.pool.runs
+        self.pool.catch_up()
+        self.by_order = {job.order: job for job in self.jobs}
+        self.handed: dict[int, dict[int, _Job]] = {}   # helper index -> its jobs not answered yet
+        self.running: set[int] = set()                 # helpers with a share of this run, not ended
+        for helper in self.pool.helpers:
+            if helper.state == "ready":
+                self._start(helper)
+        local = self._local_run(_Taken(self))
+        pump = threading.Thread(target=self._pump, args=(local,), name="matting-engine-local", daemon=True)
         pump.start()
-        received, orphans, local_running = 0, [], True
+        received, local_running = 0, True
         try:
-            while local_running or pending:
+            while local_running or self.running:
                 try:
                     sender, message = self.pool.inbox.get(timeout=0.1)
                 except queue.Empty:
-                    self._pass_on_cancel(helpers)
+                    self._pass_on_cancel()
                     continue
-                kind = message[0]
                 if sender == _LOCAL:
-                    if message[1] != run_id:
+                    if message[1] != self.run_id:
                         continue   # an earlier run's, stopped early
-                    if kind == "end":
+                    if message[0] == "end":
                         local_running = False
                         self._add(local.busy(), local.threads())
-                    elif kind == "error":
+                    elif message[0] == "error":
                         raise message[2]
                     else:
                         received += 1
                         yield message[2]
-                elif kind == "result" and message[1] == run_id:
-                    pending.get(sender, set()).discard(message[2].order)
-                    received += 1
-                    yield self._finish(by_order[message[2].order], message[2], message[3])
-                elif kind == "end" and message[1] == run_id:
-                    pending.pop(sender, None)
-                    self._add(message[2], message[3])
-                elif kind == "died":
-                    self.pool.helpers[sender].alive = False
-                    left = pending.pop(sender, set())
-                    if left:
-                        log.warning("a batch engine process stopped (exit status %s); its %d images left run here",
-                                    message[1], len(left))
-                        orphans += [by_order[order] for order in sorted(left)]
-                self._pass_on_cancel(helpers)
-            if orphans and not self.stop.is_set():
-                rerun = self._local_run(orphans)
+                else:
+                    result = self._helper_says(sender, message)
+                    if result is not None:
+                        received += 1
+                        yield result
+                self._pass_on_cancel()
+            left = self.take(len(self.jobs))   # given back by a helper that died after this engine had finished
+            if left:
+                rerun = self._local_run(left)
                 for result in rerun.results():
                     received += 1
                     yield result
@@ -226,10 +278,10 @@ class EnginesRun:
             raise
         finally:
             if self.stop.is_set():
-                for helper in helpers:
-                    helper.send(("cancel", run_id))
+                for index in self.running:
+                    self.pool.helpers[index].send(("cancel", self.run_id))
             pump.join()
-            self._wait_for(pending, run_id)
+            self._wait_for_helpers()
             self.cancelled = self.user_cancel.is_set() or received < len(self.jobs)
 
     def busy(self) -> dict[str, float]:
@@ -238,25 +290,25 @@ class EnginesRun:
     def threads(self) -> dict[str, int]:
         return dict(self._threads)
 
-    # ------------------------------------------------------------ this process's share
-    def _local_run(self, jobs: list[_Job]) -> _Run:
+    # ------------------------------------------------------------ this process's engine
+    def _local_run(self, jobs) -> _Run:
         return _Run(self.pipe, self.sink, jobs, self.settings, self.kinds, self.background, self.batch_size,
                     self.workers, self.stop, self.crop, self.record, timeline=self.timeline)
 
-    def _pump(self, run: _Run, run_id: int) -> None:
-        """This process's share, from a thread: its results join the helpers' in the pool's queue."""
+    def _pump(self, run: _Run) -> None:
+        """This process's engine, from a thread: its results join the helpers' in the pool's queue."""
         try:
             for result in run.results():
-                self.pool.inbox.put((_LOCAL, ("result", run_id, result)))
+                self.pool.inbox.put((_LOCAL, ("result", self.run_id, result)))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            self.pool.inbox.put((_LOCAL, ("error", run_id, exc)))
-        self.pool.inbox.put((_LOCAL, ("end", run_id)))
+            self.pool.inbox.put((_LOCAL, ("error", self.run_id, exc)))
+        self.pool.inbox.put((_LOCAL, ("end", self.run_id)))
 
-    def _pass_on_cancel(self, helpers: list[_Helper]) -> None:
+    def _pass_on_cancel(self) -> None:
         if self.user_cancel.is_set() and not self.stop.is_set():
             self.stop.set()
-            for helper in helpers:
-                helper.send(("cancel", self.pool.runs))
+            for index in self.running:
+                self.pool.helpers[index].send(("cancel", self.run_id))
 
     def _add(self, busy: dict, threads: dict) -> None:
         for stage, seconds in busy.items():
@@ -264,43 +316,88 @@ class EnginesRun:
         for stage, count in threads.items():
             self._threads[stage] = self._threads.get(stage, 0) + count
 
-    def _wait_for(self, pending: dict, run_id: int) -> None:
-        """Until every helper that ran a share has ended it, so none writes after run_batch returns; a helper that
-        does not end within STOP_WAIT_S is stopped for good (later runs go without it)."""
+    # ------------------------------------------------------------ the helpers
+    def _start(self, helper: _Helper) -> None:
+        """A ready helper joins this run with its first chunk, if any image is left."""
+        jobs = self.take(chunk_size(self.batch_size))
+        if not jobs:
+            return
+        spec = {"settings": self.settings, "kinds": self.kinds, "background": self.background,
+                "batch_size": self.batch_size, "workers": self.workers, "crop": self.crop,
+                "folder": hasattr(self.sink, "prepared")}
+        helper.send(("run", self.run_id, spec))
+        self.running.add(helper.index)
+        self.handed[helper.index] = {}
+        self._hand(helper, jobs)
+
+    def _hand(self, helper: _Helper, jobs: list[_Job]) -> None:
+        """Jobs to a helper (none: it has had the last)."""
+        self.handed[helper.index].update((job.order, job) for job in jobs)
+        helper.send(("jobs", self.run_id, [self._describe(job) for job in jobs]))
+
+    def _helper_says(self, sender: int, message) -> BatchResult | None:
+        """A helper's message during the run; the BatchResult to report when it was one."""
+        kind = message[0]
+        if self.pool.note(sender, message):
+            if kind == "ready" and not self.stop.is_set():
+                self._start(self.pool.helpers[sender])
+            elif kind in ("died", "failed") and sender in self.running:
+                self.running.discard(sender)
+                left = self.handed.pop(sender, {})
+                self._give_back(left.values())   # this engine or another helper takes them
+            return None
+        if len(message) < 2 or message[1] != self.run_id:
+            return None   # an earlier run's, stopped early
+        if kind == "more":
+            self._hand(self.pool.helpers[sender], self.take(chunk_size(self.batch_size)))
+        elif kind == "result":
+            result = message[2]
+            self.handed.get(sender, {}).pop(result.order, None)
+            return self._finish(self.by_order[result.order], result, message[3])
+        elif kind == "end":
+            self.running.discard(sender)
+            left = self.handed.pop(sender, {})
+            if left and not self.stop.is_set():
+                self._give_back(left.values())
+            self._add(message[2], message[3])
+        return None
+
+    def _wait_for_helpers(self) -> None:
+        """Until every helper with a share of this run has ended it, so none writes after run_batch returns; a
+        helper that does not end within STOP_WAIT_S is stopped for good (later runs go without it)."""
         deadline = time.monotonic() + STOP_WAIT_S
-        while pending and time.monotonic() < deadline:
+        while self.running and time.monotonic() < deadline:
             try:
                 sender, message = self.pool.inbox.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if message[0] == "died" and sender != _LOCAL:
-                self.pool.helpers[sender].alive = False
-                pending.pop(sender, None)
-            elif message[0] == "end" and message[1] == run_id:
-                pending.pop(sender, None)
-        for index in pending:
+            if sender == _LOCAL:
+                continue
+            if self.pool.note(sender, message):
+                if message[0] in ("died", "failed"):
+                    self.running.discard(sender)
+            elif message[0] == "more" and message[1] == self.run_id:
+                self._hand(self.pool.helpers[sender], [])
+            elif message[0] == "end" and message[1] == self.run_id:
+                self.running.discard(sender)
+        for index in self.running:
             helper = self.pool.helpers[index]
-            helper.alive = False
+            helper.state = "gone"
             helper.process.kill()
 
-    # ------------------------------------------------------------ the helpers' shares
-    def _describe(self, jobs: list[_Job]) -> dict:
-        """What a helper needs to run ``jobs``: where each reads and writes, the run's settings. A folder output's
-        files are named here (the helper's encoders write them); a zip output's members come back as bytes."""
+    def _describe(self, job: _Job) -> dict:
+        """What a helper needs to run ``job``: where it reads and writes. A folder output's files are named here
+        (the helper's encoders write them); a zip output's members come back as bytes."""
+        item = job.item
+        source = ({"zip": str(item.archive.path), "member": item.member} if item.archive is not None
+                  else {"url": item.url, "url_stamp": item.url_stamp} if item.url is not None
+                  else {"path": str(item.path)})
         folder = hasattr(self.sink, "prepared")
-        described = []
-        for job in jobs:
-            item = job.item
-            source = ({"zip": str(item.archive.path), "member": item.member} if item.archive is not None
-                      else {"url": item.url, "url_stamp": item.url_stamp} if item.url is not None
-                      else {"path": str(item.path)})
-            described.append({"order": job.order, "name": item.name, "rel": str(item.rel), "source": source,
-                              "names": {kind: str(name) for kind, name in job.names.items()},
-                              "targets": {str(name): str(self.sink.prepared(name)) for name in job.names.values()}
-                              if folder else None,
-                              "notices": list(job.notices), "stamp": job.stamp})
-        return {"jobs": described, "settings": self.settings, "kinds": self.kinds, "background": self.background,
-                "batch_size": self.batch_size, "workers": self.workers, "crop": self.crop}
+        return {"order": job.order, "name": item.name, "rel": str(item.rel), "source": source,
+                "names": {kind: str(name) for kind, name in job.names.items()},
+                "targets": {str(name): str(self.sink.prepared(name)) for name in job.names.values()}
+                if folder else None,
+                "notices": list(job.notices), "stamp": job.stamp}
 
     def _finish(self, job: _Job, result: BatchResult, encoded: list[bytes] | None) -> BatchResult:
         """A helper's result as this process reports it: a zip's members written, the outputs recorded."""
@@ -322,8 +419,8 @@ class EnginesRun:
 class _FolderTargets:
     """A helper's stand-in for a folder output: the files this process named (their folders made)."""
 
-    def __init__(self, targets: dict[str, str]):
-        self.targets = targets
+    def __init__(self):
+        self.targets: dict[str, str] = {}
 
     def prepared(self, name: PurePosixPath) -> Path:
         return Path(self.targets[str(name)])
@@ -352,42 +449,104 @@ class _ZipMembers:
             return [self.members.pop(str(name)) for name in names]
 
 
-def _jobs(described: list[dict], archives: dict[str, ZipInput]) -> list[_Job]:
-    jobs = []
-    for d in described:
-        source = d["source"]
-        if "zip" in source:
-            archive = archives.get(source["zip"]) or archives.setdefault(source["zip"], ZipInput(Path(source["zip"])))
-            item = InputItem(d["name"], PurePosixPath(d["rel"]), archive=archive, member=source["member"])
-        elif "url" in source:
-            item = InputItem(d["name"], PurePosixPath(d["rel"]), url=source["url"], url_stamp=source["url_stamp"])
-        else:
-            item = InputItem(d["name"], PurePosixPath(d["rel"]), path=Path(source["path"]))
-        names = {kind: PurePosixPath(name) for kind, name in d["names"].items()}
-        jobs.append(_Job(item, names, d["order"], notices=list(d["notices"]), stamp=d["stamp"]))
-    return jobs
+class _Incoming:
+    """A helper's jobs for one run, as its feeder takes them: the chunks the parent sends, the next asked for when
+    fewer than a chunk's half are left, the run's end when the parent sends an empty one. len() is how many it has
+    handed out (batch._Run's contract)."""
+
+    def __init__(self, run_id: int, chunks: queue.SimpleQueue, send, sink, low: int):
+        self.run_id, self.chunks, self.send, self.sink, self.low = run_id, chunks, send, sink, low
+        self.archives: dict[str, ZipInput] = {}
+        self.by_order: dict[int, _Job] = {}
+        self.count = 0
+
+    def __iter__(self):
+        buffer: deque[_Job] = deque()
+        asked, ended = True, False   # the parent sends the first chunk unasked
+        while True:
+            if not buffer and not ended:
+                self._take(self.chunks.get(), buffer)   # nothing left to start: wait for the parent
+                asked = False
+                if not buffer:
+                    ended = True
+            while not ended:   # whatever else has arrived, without waiting
+                try:
+                    chunk = self.chunks.get_nowait()
+                except queue.Empty:
+                    break
+                asked = False
+                ended = not self._take(chunk, buffer)
+            if not buffer:
+                return
+            if len(buffer) < self.low and not asked and not ended:
+                self.send(("more", self.run_id))
+                asked = True
+            self.count += 1
+            yield buffer.popleft()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _take(self, described: list[dict] | None, buffer: deque) -> bool:
+        for d in described or []:
+            job = _job(d, self.archives)
+            if d["targets"] is not None:
+                self.sink.targets.update(d["targets"])
+            self.by_order[job.order] = job
+            buffer.append(job)
+        return bool(described)
+
+    def close(self) -> None:
+        for archive in self.archives.values():
+            archive.close()
+
+
+def _job(d: dict, archives: dict[str, ZipInput]) -> _Job:
+    source = d["source"]
+    if "zip" in source:
+        archive = archives.get(source["zip"]) or archives.setdefault(source["zip"], ZipInput(Path(source["zip"])))
+        item = InputItem(d["name"], PurePosixPath(d["rel"]), archive=archive, member=source["member"])
+    elif "url" in source:
+        item = InputItem(d["name"], PurePosixPath(d["rel"]), url=source["url"], url_stamp=source["url_stamp"])
+    else:
+        item = InputItem(d["name"], PurePosixPath(d["rel"]), path=Path(source["path"]))
+    names = {kind: PurePosixPath(name) for kind, name in d["names"].items()}
+    return _Job(item, names, d["order"], notices=list(d["notices"]), stamp=d["stamp"])
 
 
 def _serve(read_fd: int, write_fd: int) -> None:
-    """The helper's loop: build and warm the Pipeline, then run the shares it is sent until told to stop."""
+    """The helper's loop: build and warm the Pipeline, then run its share of each run it is sent until told to
+    stop."""
     from multiprocessing.connection import Connection
 
-    recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    recv, send_conn = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    send_lock = threading.Lock()
+
+    def send(message) -> None:   # the feeder thread asks for more while the main thread reports results
+        with send_lock:
+            send_conn.send(message)
+
     orders: queue.SimpleQueue = queue.SimpleQueue()
+    chunks: dict[int, queue.SimpleQueue] = {}
     cancels: dict[int, threading.Event] = {}
 
-    def listen() -> None:   # a cancel must reach the run while this process's main thread is busy with it
+    def listen() -> None:   # chunks and cancels must reach a run while this process's main thread is busy with it
         while True:
             try:
                 message = recv.recv()
             except (EOFError, OSError):
                 message = None
-            if message is not None and message[0] == "cancel":
-                cancels.setdefault(message[1], threading.Event()).set()
-                continue
-            orders.put(message)
             if message is None:
+                for waiting in chunks.values():
+                    waiting.put(None)   # a run waiting for its next chunk ends
+                orders.put(None)
                 return
+            if message[0] == "cancel":
+                cancels.setdefault(message[1], threading.Event()).set()
+            elif message[0] == "jobs":
+                chunks.setdefault(message[1], queue.SimpleQueue()).put(message[2])
+            else:
+                orders.put(message)
 
     _, options, batch_size = recv.recv()
     try:
@@ -397,38 +556,37 @@ def _serve(read_fd: int, write_fd: int) -> None:
         configure_process()
         pipe = Pipeline(**options)
         rt.warm_up(pipe, batch_size)
-    except BaseException as exc:  # noqa: BLE001 - said to the parent, which fails the engine with it
-        send.send(("failed", failure_reason(exc)[0]))
+    except BaseException as exc:  # noqa: BLE001 - said to the parent
+        send(("failed", failure_reason(exc)[0]))
         return
-    send.send(("ready", pipe.summary()))
+    send(("ready", pipe.summary()))
     threading.Thread(target=listen, daemon=True).start()
     while (order := orders.get()) is not None:
         _, run_id, spec = order
-        _run_share(pipe, send, run_id, spec, cancels.setdefault(run_id, threading.Event()))
+        _run_share(pipe, send, run_id, spec, chunks.setdefault(run_id, queue.SimpleQueue()),
+                   cancels.setdefault(run_id, threading.Event()))
+        chunks.pop(run_id, None)
+        cancels.pop(run_id, None)
 
 
-def _run_share(pipe, send, run_id: int, spec: dict, cancel: threading.Event) -> None:
-    archives: dict[str, ZipInput] = {}
+def _run_share(pipe, send, run_id: int, spec: dict, chunks: queue.SimpleQueue, cancel: threading.Event) -> None:
+    sink = _FolderTargets() if spec["folder"] else _ZipMembers()
+    jobs = _Incoming(run_id, chunks, send, sink, low=max(2, chunk_size(spec["batch_size"]) // 2))
     try:
-        jobs = _jobs(spec["jobs"], archives)
-        sink = _FolderTargets({t: p for d in spec["jobs"] for t, p in d["targets"].items()}) \
-            if spec["jobs"] and spec["jobs"][0]["targets"] is not None else _ZipMembers()
         run = _Run(pipe, sink, jobs, spec["settings"], spec["kinds"], spec["background"], spec["batch_size"],
                    spec["workers"], cancel, spec["crop"], None)
-        by_order = {job.order: job for job in jobs}
         for result in run.results():
             encoded = None
             if isinstance(sink, _ZipMembers) and result.status == "done":
-                encoded = sink.take(by_order[result.order].names.values())
-            send.send(("result", run_id, result, encoded))
-        send.send(("end", run_id, run.busy(), run.threads()))
+                encoded = sink.take(jobs.by_order[result.order].names.values())
+            send(("result", run_id, result, encoded))
+        send(("end", run_id, run.busy(), run.threads()))
     finally:
-        for archive in archives.values():
-            archive.close()
+        jobs.close()
 
 
 if __name__ == "__main__":
     try:
         _serve(*map(int, sys.argv[1:3]))
-    except (KeyboardInterrupt, BrokenPipeError):   # Ctrl-C reaches the whole group; the parent says what stopped
+    except (KeyboardInterrupt, BrokenPipeError):
         pass

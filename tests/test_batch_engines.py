@@ -16,6 +16,7 @@ from PIL import Image
 
 from matting.batch import run_batch
 from matting.batch_engines import EnginePool, batch_engines
+from matting.batch_runtime import inference_threads
 from matting.errors import MattingError
 from tests.test_batch import files_under, image_bytes, write
 
@@ -25,7 +26,7 @@ OPTIONS = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 @pytest.fixture(scope="module")
 def engines():
-    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+    with batch_engines(OPTIONS, engines=2, wait=True) as (pipeline, executor):
         yield pipeline, executor
 
 
@@ -97,9 +98,39 @@ def test_a_cancel_stops_both_engines_and_the_next_run_finishes_the_rest(engines,
     assert (rest.done, rest.skipped, rest.failed) == (12 - first.done, first.done, 0)
 
 
+def test_a_run_does_not_wait_for_helpers_still_loading_and_they_join_when_ready(tmp_path, monkeypatch):
+    """Helpers load in the background: a run started before they are ready goes on without them, and they take
+    images once they are (here the helper's start is held back until the first run is over)."""
+    import matting.batch_engines as engines_module
+
+    release, real_send = threading.Event(), engines_module._Helper.send
+
+    def held_start(self, message):
+        if message and message[0] == "start" and not release.is_set():
+            threading.Thread(target=lambda: (release.wait(30), real_send(self, message)), daemon=True).start()
+            return
+        real_send(self, message)
+
+    monkeypatch.setattr(engines_module._Helper, "send", held_start)
+    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+        one_engine = inference_threads(pipeline.device)
+        first = run_batch([photos(tmp_path / "a", 3)], tmp_path / "out_a", recursive=True, pipeline=pipeline,
+                          executor=executor)
+        assert (first.done, first.stage_threads["infer"]) == (3, one_engine)   # this process's engine alone
+        release.set()
+        during = run_batch([photos(tmp_path / "b", 24)], tmp_path / "out_b", recursive=True, pipeline=pipeline,
+                           executor=executor)   # the helper may join part-way
+        assert (during.done, during.failed) == (24, 0) and len({r.name for r in during.results}) == 24
+        executor.pool.wait_ready()
+        after = run_batch([photos(tmp_path / "c", 8)], tmp_path / "out_c", recursive=True, pipeline=pipeline,
+                          executor=executor)
+        assert (after.done, after.stage_threads["infer"]) == (8, 2 * one_engine)
+        assert len(files_under(tmp_path / "out_c")) == 8
+
+
 def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
     folder = photos(tmp_path / "in", 10)
-    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+    with batch_engines(OPTIONS, engines=2, wait=True) as (pipeline, executor):
         killed = []
 
         def kill_helper(result, finished, total):
@@ -134,7 +165,7 @@ def test_an_engine_whose_pipeline_cannot_be_built_fails_saying_why_and_leaves_no
     pool = EnginePool(options, 1, None)   # a helper's own failure, as the engine reports it
     try:
         with pytest.raises(MattingError, match="a batch engine process cannot start: .*no-such-weights"):
-            pool.wait_ready(1)
+            pool.wait_ready()
     finally:
         pool.close()
     assert _helper_pids() == before
