@@ -183,23 +183,33 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
         print("interrupted: files already written are complete; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     progress.close()
-    _print_summary(summary, pipeline)
+    _print_summary(summary, pipeline, getattr(args, "engines", 1))
     if summary.cancelled:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _print_summary(summary, pipeline) -> None:
+def _print_summary(summary, pipeline, engines: int = 1) -> None:
     for result in summary.results:
         if result.status == "failed":
             print(f"failed: {result.name}: {result.error}", file=sys.stderr)
     line = (f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s "
-            f"({summary.images_per_second:.1f} images/s; {pipeline.summary()})")
+            f"({summary.images_per_second:.1f} images/s; {pipeline.summary()}{_engines_used(summary, pipeline, engines)})")
     if summary.cancelled:
         line += f"; stopped early, {summary.total - len(summary.results)} not started: run again to resume"
     elif summary.skipped and not summary.done and not summary.failed:
         line += "; everything was already done (--overwrite redoes it)"
     print(line, file=sys.stderr)
+
+
+def _engines_used(summary, pipeline, engines: int) -> str:
+    """With --engines: how many took part (helpers still loading when a short run ended did not)."""
+    if engines < 2 or not summary.stage_threads:
+        return ""
+    from .batch_runtime import inference_threads
+
+    used = max(1, summary.stage_threads.get("infer", 0) // inference_threads(pipeline.device))
+    return f"; {used} of {engines} engine processes" if used < engines else f"; {engines} engine processes"
 
 
 @contextmanager

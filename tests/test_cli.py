@@ -189,6 +189,14 @@ def test_a_terminal_ctrl_c_with_two_engines_stops_cleanly_and_a_rerun_resumes(tm
     assert f"{count - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
 
 
+def test_the_summary_says_how_many_engines_took_part(capsys, tmp_path):
+    images = [jpeg(tmp_path / f"p{i}.jpg", i) for i in range(3)]
+    code, err = cli(capsys, *images, "-o", tmp_path / "out", "--engines", "2")
+    assert code == 0 and "3 done" in err[-1]
+    # the helper loads in the background: a run this short may end before it could join
+    assert "of 2 engine processes" in err[-1] or "; 2 engine processes" in err[-1], err[-1]
+
+
 def test_engines_and_ray_do_not_go_together(capsys, tmp_path):
     code, err = cli(capsys, jpeg(tmp_path / "a.jpg"), "-o", tmp_path / "out", "--engines", "2", "--ray")
     assert code == 2 and "--engines" in err[-1] and "--ray" in err[-1]
