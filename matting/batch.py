@@ -155,6 +155,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
                         on_result(result, len(results), total)
     finally:
         found.close()
+        manifest.close()
         sink.close()
     seconds = time.perf_counter() - start
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}

@@ -44,12 +44,16 @@ def recipe_of(pipeline, settings, background, composite_format: str, crop) -> st
 
 
 class Manifest:
-    """The records of one output location; ``add`` is thread-safe."""
+    """The records of one output location; ``add`` is thread-safe. The file stays open for appending until
+    ``close`` (every line is flushed as written: a killed run's finished work is still known): opening it for each
+    output cost 22 against 4 us a line (2-core AMD EPYC), which a run of several engines pays in the one process
+    that records for all of them."""
 
     def __init__(self, path: Path, records: dict[str, dict]):
         self.path = path
         self.records = records
         self._lock = threading.Lock()
+        self._handle = None
 
     @classmethod
     def load(cls, sink, overwrite: bool) -> "Manifest":
@@ -90,12 +94,22 @@ class Manifest:
         line = json.dumps(record, ensure_ascii=False)
         with self._lock:
             self.records[str(name)] = record
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            self._append(line)
 
     def forget(self, name: PurePosixPath) -> None:
         """A stale output was removed: a tombstone line, so the next run does not count it either."""
         with self._lock:
             if self.records.pop(str(name), None) is not None:
-                with open(self.path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"name": str(name), "input": None}) + "\n")
+                self._append(json.dumps({"name": str(name), "input": None}))
+
+    def _append(self, line: str) -> None:   # with the lock held
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

@@ -204,6 +204,19 @@ def test_resume_skips_finished_work_and_overwrite_redoes_it(pipe, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != MANIFEST]  # no temporary files left
 
 
+def test_the_record_is_on_disk_as_each_output_is_written_and_closed_after_the_run(pipe, tmp_path):
+    import psutil
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        write(src / f"p{i}.jpg", image_bytes(seed=i))
+    lines_seen = []
+    run_batch([src], out, pipeline=pipe, on_result=lambda *_: lines_seen.append(
+        len((out / MANIFEST).read_text(encoding="utf-8").splitlines())))
+    assert lines_seen == [1, 2, 3]   # a run killed after any image leaves its record behind
+    assert str(out / MANIFEST) not in {f.path for f in psutil.Process().open_files()}
+
+
 def test_zip_output_is_written_whole_and_resumes(pipe, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out.zip"
     write(src / "a" / "x.jpg", image_bytes(seed=1))
