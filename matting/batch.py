@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import batch_runtime as rt
-from .batch_encode import make_encoder
+from .batch_encode import give_back, make_encoder, take_kept_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
@@ -278,7 +278,8 @@ class _Run:
 
     def _results(self) -> Iterator[BatchResult]:
         rt.warm_graphs(self.pipe, self.batch_size, self.settings)
-        self.encoder = make_encoder(self.pipe.device, self.workers)
+        self.encoder = (take_kept_encoder(self.pipe.device, self.workers)
+                        or make_encoder(self.pipe.device, self.workers))
         self._size_encoding(self.encoder.processes)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-decode")
         self.render_pool = (ThreadPoolExecutor(rt.GPU_RENDER_THREADS, thread_name_prefix="matting-render",
@@ -311,7 +312,7 @@ class _Run:
             for pool in (decode_pool, self.render_pool, self.post_pool):
                 if pool is not None:
                     pool.shutdown(wait=True)
-            self.encoder.close()
+            give_back(self.encoder)
             self.cancelled = self.stopping() or received < len(self.jobs)
 
     def _size_in_flight(self) -> None:

@@ -15,6 +15,7 @@ parent's main module in every child (``python -m matting.bench`` would load torc
 
 from __future__ import annotations
 
+import atexit
 import logging
 import mmap
 import os
@@ -252,6 +253,59 @@ def make_encoder(device, workers: int) -> ThreadEncoder | ProcessEncoder:
     except (OSError, RuntimeError, EOFError) as exc:
         log.warning("encoder processes could not start (%s); encoding in threads", exc)
         return ThreadEncoder()
+
+
+# Encoders started ahead of the runs and kept between them, by their helper count (keep_encoders).
+_kept: dict[int, ProcessEncoder] = {}
+_kept_lock = threading.Lock()
+
+
+def keep_encoders(device, workers: int) -> None:
+    """Start the helpers a run on ``device`` with ``workers`` would start, now, and keep them for this process's
+    runs: an engine about to run batches starts them beside its model's load instead of at each run's start, where
+    their imports held up the first image (about a second on the H200, session 21). No-op where the batch encodes
+    in threads. Kept helpers end with the process."""
+    processes = encoder_processes(device, workers)
+    if processes <= 0:
+        return
+    with _kept_lock:
+        if processes in _kept:
+            return
+        try:
+            _kept[processes] = ProcessEncoder(processes)
+        except (OSError, RuntimeError, EOFError) as exc:
+            log.warning("encoder processes could not start (%s); each run starts its own", exc)
+
+
+def take_kept_encoder(device, workers: int) -> ProcessEncoder | None:
+    """The kept encoder a run of this size would start, when there is one and no other run has it (else None: the
+    run makes its own, which give_back closes)."""
+    with _kept_lock:
+        encoder = _kept.pop(encoder_processes(device, workers), None)
+    if encoder is not None:
+        encoder.kept = True
+    return encoder
+
+
+def give_back(encoder) -> None:
+    """The end of a run: a kept encoder is kept for the next, any other closed."""
+    if getattr(encoder, "kept", False):
+        with _kept_lock:
+            if encoder.processes not in _kept:
+                _kept[encoder.processes] = encoder
+                return
+    encoder.close()
+
+
+def close_kept_encoders() -> None:
+    with _kept_lock:
+        kept = list(_kept.values())
+        _kept.clear()
+    for encoder in kept:
+        encoder.close()
+
+
+atexit.register(close_kept_encoders)
 
 
 def download_encoder(device, cpus: int | None = None) -> ThreadEncoder | ProcessEncoder:

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason
+from .batch_encode import keep_encoders
 from .batch_inputs import InputItem, ZipInput
 from .errors import MattingError
 from .helper_process import start_helper
@@ -50,17 +51,20 @@ def chunk_size(batch_size: int) -> int:
 
 
 @contextmanager
-def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None, wait: bool = False):
+def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None, wait: bool = False,
+                  workers: int | None = None):
     """(pipeline, executor) for run_batch: this process's Pipeline made from ``options`` (engine_flags), and with
     ``engines`` > 1 an executor spreading every run over it and ``engines - 1`` helper processes (None with one
     engine: run_batch's own stages). ``wait``: return only once every helper is ready (a helper that cannot
-    start then fails here, saying why); otherwise they join the runs as they become ready."""
+    start then fails here, saying why); otherwise they join the runs as they become ready. Every engine starts
+    the encoder helpers of runs with ``workers`` (batch_encode.keep_encoders) beside its model's load."""
     from .pipeline import Pipeline
 
     if engines < 1:
         raise MattingError(f"--engines must be at least 1, got {engines}")
-    pool = EnginePool(options, engines - 1, batch_size) if engines > 1 else None   # they load while we do
+    pool = EnginePool(options, engines - 1, batch_size, workers) if engines > 1 else None   # they load while we do
     try:
+        _keep_encoders(options.get("device"), workers)
         pipeline = Pipeline(**options)
         if pool is None:
             yield pipeline, None
@@ -80,16 +84,27 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
             pool.close()
 
 
+def _keep_encoders(device, workers: int | None) -> None:
+    from .device import resolve_device
+
+    try:
+        device = resolve_device(device)
+    except MattingError:
+        return   # the Pipeline says what is wrong with it
+    keep_encoders(device, workers or rt.default_workers(device))
+
+
 class _Helper:
     """One helper engine process, the thread that reads what it says into the pool's queue, and its state:
     "starting", "ready" or "gone"."""
 
-    def __init__(self, index: int, options: dict, batch_size: int | None, inbox: queue.SimpleQueue):
+    def __init__(self, index: int, options: dict, batch_size: int | None, workers: int | None,
+                 inbox: queue.SimpleQueue):
         self.index, self.inbox = index, inbox
         self.process, self._send, self._recv = start_helper("matting.batch_engines")
         self._lock = threading.Lock()
         self.state = "starting"
-        self.send(("start", options, batch_size))
+        self.send(("start", options, batch_size, workers))
         self._reader = threading.Thread(target=self._read, name=f"matting-engine-{index}", daemon=True)
         self._reader.start()
 
@@ -128,13 +143,13 @@ class EnginePool:
     """The helper engines: ``count`` processes, each building a Pipeline from ``options`` and warming it. Their
     messages all arrive in ``inbox`` as (helper index, message)."""
 
-    def __init__(self, options: dict, count: int, batch_size: int | None):
+    def __init__(self, options: dict, count: int, batch_size: int | None, workers: int | None = None):
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.helpers: list[_Helper] = []
         self.runs = 0
         try:
             for index in range(count):
-                self.helpers.append(_Helper(index, options, batch_size, self.inbox))
+                self.helpers.append(_Helper(index, options, batch_size, workers, self.inbox))
         except BaseException:
             self.close()
             raise
@@ -548,12 +563,13 @@ def _serve(read_fd: int, write_fd: int) -> None:
             else:
                 orders.put(message)
 
-    _, options, batch_size = recv.recv()
+    _, options, batch_size, workers = recv.recv()
     try:
         from .pipeline import Pipeline
         from .process import configure_process
 
         configure_process()
+        _keep_encoders(options.get("device"), workers)
         pipe = Pipeline(**options)
         rt.warm_up(pipe, batch_size)
     except BaseException as exc:  # noqa: BLE001 - said to the parent

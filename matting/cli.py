@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         from .process import configure_process
 
         configure_process()
-        with batch_engines(engine_options(args), args.engines, args.batch_size) as (pipeline, executor):
+        with batch_engines(engine_options(args), args.engines, args.batch_size,
+                           workers=args.workers) as (pipeline, executor):
             return run(args, pipeline, settings, kinds, background, executor=executor)
     except MattingError as exc:
         print(f"error: {exc}", file=sys.stderr)

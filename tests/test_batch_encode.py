@@ -406,3 +406,37 @@ def test_a_helper_that_cannot_start_gives_its_shared_memory_back(monkeypatch):
     with pytest.raises(OSError):
         batch_encode._Helper()
     assert len(closed) == 1
+
+
+def test_kept_encoders_serve_every_run_and_other_runs_close_their_own(monkeypatch, tmp_path, pipe):
+    """keep_encoders (an engine about to run batches) starts the helpers once; every run then uses them and leaves
+    them running; a run with none kept starts its own and closes them."""
+    import psutil
+
+    from matting.batch import run_batch
+    from tests.test_batch import image_bytes, write
+
+    def encoder_helpers() -> set[int]:
+        return {p.pid for p in psutil.Process().children()
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                and "matting.batch_encode" in " ".join(p.cmdline())}
+
+    monkeypatch.setenv(batch_encode.PROCESSES_ENV, "2")   # helpers on the CPU too
+    for i in range(2):
+        write(tmp_path / "in" / f"p{i}.jpg", image_bytes(seed=i))
+    before = encoder_helpers()
+    batch_encode.keep_encoders(torch.device("cpu"), 2)
+    try:
+        kept = encoder_helpers() - before
+        assert len(kept) == 2
+        for out in ("a", "b"):
+            during = []
+            assert run_batch([tmp_path / "in"], tmp_path / out, pipeline=pipe, workers=2,
+                             on_result=lambda *_: during.append(encoder_helpers() - before)).done == 2
+            assert during == [kept, kept]               # the run encodes with them, and starts no others
+            assert encoder_helpers() - before == kept   # the same two, still there
+    finally:
+        batch_encode.close_kept_encoders()
+    assert encoder_helpers() == before
+    assert run_batch([tmp_path / "in"], tmp_path / "c", pipeline=pipe, workers=2).done == 2
+    assert encoder_helpers() == before   # its own, closed with the run

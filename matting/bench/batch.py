@@ -196,7 +196,8 @@ def run_ours(folder: Path, out: Path, args, engines: int = 1) -> dict:
     from ..batch_engines import batch_engines
 
     start = time.perf_counter()
-    with batch_engines({"device": args.device}, engines, args.batch_size, wait=True) as (pipe, executor):
+    with batch_engines({"device": args.device}, engines, args.batch_size, wait=True,
+                       workers=args.workers) as (pipe, executor):
         warm_up(pipe, args.batch_size)  # CUDA graphs and kernel loading: start-up, not throughput
         load = time.perf_counter() - start
         cuda = pipe.device.type == "cuda"
