@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -126,6 +127,32 @@ def test_a_run_does_not_wait_for_helpers_still_loading_and_they_join_when_ready(
                           executor=executor)
         assert (after.done, after.stage_threads["infer"]) == (8, 2 * one_engine)
         assert len(files_under(tmp_path / "out_c")) == 8
+
+
+def test_a_helper_that_cannot_start_leaves_the_run_to_the_others_and_says_why(tmp_path, monkeypatch, caplog):
+    """Not waited for, a helper that fails to load (here: it is given weights that do not exist, as if its GPU had
+    no room) is logged and the run goes on without it."""
+    import matting.batch_engines as engines_module
+
+    real_send = engines_module._Helper.send
+    missing = str(tmp_path / "missing.safetensors")
+
+    def broken_start(self, message):
+        if message and message[0] == "start":
+            message = (message[0], {**message[1], "weights": missing}, *message[2:])
+        real_send(self, message)
+
+    monkeypatch.setattr(engines_module._Helper, "send", broken_start)
+    with batch_engines(OPTIONS, engines=2) as (pipeline, executor):
+        deadline = time.monotonic() + 60
+        while executor.pool.helpers[0].state == "starting" and time.monotonic() < deadline:
+            executor.pool.catch_up()   # what a run does first
+            time.sleep(0.05)
+        summary = run_batch([photos(tmp_path / "in", 5)], tmp_path / "out", recursive=True, pipeline=pipeline,
+                            executor=executor)
+        assert (summary.done, summary.failed) == (5, 0)
+        assert summary.stage_threads["infer"] == inference_threads(pipeline.device)   # this engine alone
+    assert "a batch engine process cannot start" in caplog.text and "missing.safetensors" in caplog.text
 
 
 def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
