@@ -260,21 +260,33 @@ _kept: dict[int, ProcessEncoder] = {}
 _kept_lock = threading.Lock()
 
 
-def keep_encoders(device, workers: int) -> None:
+def keep_encoders(device, workers: int) -> ProcessEncoder | None:
     """Start the helpers a run on ``device`` with ``workers`` would start, now, and keep them for this process's
     runs: an engine about to run batches starts them beside its model's load instead of at each run's start, where
-    their imports held up the first image (about a second on the H200, session 21). No-op where the batch encodes
-    in threads. Kept helpers end with the process."""
+    their imports held up the first image (about a second on the H200, session 21). Returns the encoder it started
+    (None where the batch encodes in threads, or one of that size is kept already), for drop_kept_encoder."""
     processes = encoder_processes(device, workers)
     if processes <= 0:
-        return
+        return None
     with _kept_lock:
         if processes in _kept:
-            return
+            return None
         try:
             _kept[processes] = ProcessEncoder(processes)
         except (OSError, RuntimeError, EOFError) as exc:
             log.warning("encoder processes could not start (%s); each run starts its own", exc)
+            return None
+        return _kept[processes]
+
+
+def drop_kept_encoder(encoder: ProcessEncoder | None) -> None:
+    """The engine that kept ``encoder`` is done: close it (its runs have given it back)."""
+    if encoder is None:
+        return
+    with _kept_lock:
+        if _kept.get(encoder.processes) is encoder:
+            del _kept[encoder.processes]
+    encoder.close()
 
 
 def take_kept_encoder(device, workers: int) -> ProcessEncoder | None:

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason
-from .batch_encode import keep_encoders
+from .batch_encode import drop_kept_encoder, keep_encoders
 from .batch_inputs import InputItem, ZipInput
 from .errors import MattingError
 from .helper_process import start_helper
@@ -63,8 +63,9 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
     if engines < 1:
         raise MattingError(f"--engines must be at least 1, got {engines}")
     pool = EnginePool(options, engines - 1, batch_size, workers) if engines > 1 else None   # they load while we do
+    kept = None
     try:
-        _keep_encoders(options.get("device"), workers)
+        kept = _keep_encoders(options.get("device"), workers)
         pipeline = Pipeline(**options)
         if pool is None:
             yield pipeline, None
@@ -82,16 +83,17 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
     finally:
         if pool is not None:
             pool.close()
+        drop_kept_encoder(kept)
 
 
-def _keep_encoders(device, workers: int | None) -> None:
+def _keep_encoders(device, workers: int | None):
     from .device import resolve_device
 
     try:
         device = resolve_device(device)
     except MattingError:
-        return   # the Pipeline says what is wrong with it
-    keep_encoders(device, workers or rt.default_workers(device))
+        return None   # the Pipeline says what is wrong with it
+    return keep_encoders(device, workers or rt.default_workers(device))
 
 
 class _Helper:

@@ -178,9 +178,7 @@ def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
 
 
 def _helper_pids() -> set[int]:
-    import psutil
-
-    return {p.pid for p in psutil.Process().children() if "matting.batch_engines" in " ".join(p.cmdline())}
+    return _children_running("matting.batch_engines")
 
 
 def test_an_engine_whose_pipeline_cannot_be_built_fails_saying_why_and_leaves_no_helper(tmp_path):
@@ -206,3 +204,32 @@ def test_the_helpers_run_in_sessions_of_their_own_and_stop_with_the_engine():
         # a terminal's Ctrl-C goes to its foreground group: it must reach this process, which stops them cleanly
         assert all(os.getpgid(pid) != os.getpgid(0) for pid in helpers)
     assert _helper_pids() == before
+
+
+def test_an_engine_keeps_its_encoder_helpers_for_its_runs_and_closes_them_at_its_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "2")   # helpers on the CPU too
+
+    def encoder_helpers() -> set[int]:
+        return _children_running("matting.batch_encode")
+
+    before = encoder_helpers()
+    with batch_engines(OPTIONS, engines=1, workers=2) as (pipeline, executor):
+        kept = encoder_helpers() - before
+        assert len(kept) == 2   # started with the engine, before any run
+        summary = run_batch([photos(tmp_path / "in", 3)], tmp_path / "out", recursive=True, pipeline=pipeline,
+                            executor=executor, workers=2)
+        assert summary.done == 3 and encoder_helpers() - before == kept
+    assert encoder_helpers() == before
+
+
+def _children_running(module: str) -> set[int]:
+    import psutil
+
+    found = set()
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and module in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:
+            pass
+    return found
