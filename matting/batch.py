@@ -114,7 +114,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     ``executor``: what runs the planned jobs, called like ``_Run`` and giving an object with its ``results()``,
     ``busy()``, ``threads()`` and ``cancelled`` (default: this process's stages; matting.ray_batch spreads them
     over a Ray cluster, with the same names, resume and per-image results).
-    ``timeline``: records when each stage was busy (matting.batch_timeline; this process's stages only).
+    ``timeline``: records when each stage was busy (matting.batch_timeline; the engine processes' too, not Ray's).
 
     Raises InvalidParameterError for bad arguments and OutputError when the output cannot be used; everything
     that goes wrong with one image is reported in its BatchResult instead.

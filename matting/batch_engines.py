@@ -35,6 +35,7 @@ from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason
 from .batch_encode import drop_kept_encoder, keep_encoders
 from .batch_inputs import InputItem, ZipInput
+from .batch_timeline import Timeline
 from .errors import MattingError
 from .helper_process import start_helper
 
@@ -341,7 +342,7 @@ class EnginesRun:
             return
         spec = {"settings": self.settings, "kinds": self.kinds, "background": self.background,
                 "batch_size": self.batch_size, "workers": self.workers, "crop": self.crop,
-                "folder": hasattr(self.sink, "prepared")}
+                "folder": hasattr(self.sink, "prepared"), "timeline": self.timeline is not None}
         helper.send(("run", self.run_id, spec))
         self.running.add(helper.index)
         self.handed[helper.index] = {}
@@ -377,6 +378,10 @@ class EnginesRun:
             if left and not self.stop.is_set():
                 self._give_back(left.values())
             self._add(message[2], message[3])
+            if self.timeline is not None:
+                # perf_counter is the machine's monotonic clock (Linux, macOS, Windows): the helper's times are ours
+                for span in message[4]:
+                    self.timeline.add(*span)
         return None
 
     def _wait_for_helpers(self) -> None:
@@ -590,15 +595,16 @@ def _serve(read_fd: int, write_fd: int) -> None:
 def _run_share(pipe, send, run_id: int, spec: dict, chunks: queue.SimpleQueue, cancel: threading.Event) -> None:
     sink = _FolderTargets() if spec["folder"] else _ZipMembers()
     jobs = _Incoming(run_id, chunks, send, sink, low=max(2, chunk_size(spec["batch_size"]) // 2))
+    timeline = Timeline() if spec["timeline"] else None
     try:
         run = _Run(pipe, sink, jobs, spec["settings"], spec["kinds"], spec["background"], spec["batch_size"],
-                   spec["workers"], cancel, spec["crop"], None)
+                   spec["workers"], cancel, spec["crop"], None, timeline=timeline)
         for result in run.results():
             encoded = None
             if isinstance(sink, _ZipMembers) and result.status == "done":
                 encoded = sink.take(jobs.by_order[result.order].names.values())
             send(("result", run_id, result, encoded))
-        send(("end", run_id, run.busy(), run.threads()))
+        send(("end", run_id, run.busy(), run.threads(), timeline.spans if timeline is not None else []))
     finally:
         jobs.close()
 

@@ -60,6 +60,19 @@ def test_two_engines_make_every_image_once_with_one_engines_names_and_pixels(eng
     assert [r.order for r in two.results] == sorted(r.order for r in two.results)
 
 
+def test_the_timeline_holds_every_engines_stages(engines, tmp_path):
+    from matting.batch_timeline import Timeline
+
+    pipeline, executor = engines
+    timeline = Timeline()
+    summary = run_batch([photos(tmp_path / "in", 8)], tmp_path / "out", recursive=True, pipeline=pipeline,
+                        executor=executor, timeline=timeline)
+    assert summary.done == 8
+    for stage in ("read", "decode", "infer"):   # the helper's spans too: the same busy time as the stage table
+        spans = sum(end - start for name, start, end in timeline.spans if name == stage)
+        assert spans == pytest.approx(summary.stage_busy[stage], rel=1e-6), stage
+
+
 def test_a_rerun_resumes_from_the_record_the_helpers_outputs_went_into(engines, tmp_path):
     pipeline, executor = engines
     folder = photos(tmp_path / "in", 4)
