@@ -365,4 +365,7 @@ def _one_line(exc: Exception) -> str:
 
 
 if __name__ == "__main__":
-    _serve(*map(int, sys.argv[1:4]))
+    try:
+        _serve(*map(int, sys.argv[1:4]))
+    except BrokenPipeError:   # the parent closed its end before we were ready (it ended, or gave up): nothing to say
+        pass

@@ -440,3 +440,11 @@ def test_kept_encoders_serve_every_run_and_other_runs_close_their_own(monkeypatc
     assert encoder_helpers() == before
     assert run_batch([tmp_path / "in"], tmp_path / "c", pipeline=pipe, workers=2).done == 2
     assert encoder_helpers() == before   # its own, closed with the run
+
+
+def test_helpers_closed_before_they_are_ready_end_quietly(capfd):
+    """An engine whose run never came (its model failed to load, or every output was already made) closes the
+    encoder helpers it kept while they are still importing: they end without a traceback on the user's terminal."""
+    pool = batch_encode.ProcessEncoder(2)
+    pool.close()   # waits for them to end
+    assert "Traceback" not in capfd.readouterr().err
