@@ -19,9 +19,9 @@ What it does:
    the full-resolution cutout. A short think time separates actions. With ``--ramp S`` the visitors arrive evenly
    over S seconds (as Locust's spawn rate does) instead of all in the first one, and the report adds each kind's
    p50 / p95 over the requests that started after the ramp (``--warm-up`` sets another cut): 64 first uploads at
-   the same instant wait behind each other, and in a 30 s run that burst alone decides the upload's p95. Every upload is a fresh variant of the
-   example (a few pixels changed) so the engine's cache does not hide the network; ``--no-vary`` sends the
-   files as they are;
+   the same instant wait behind each other, and in a 30 s run that burst alone decides the upload's p95. Every
+   upload is a fresh variant of the example (a few pixels changed) so the engine's cache does not hide the
+   network; ``--no-vary`` sends the files as they are;
 3. samples, every ``--sample-every`` seconds, the server process's RSS and CPU (psutil), the GPU's utilisation
    and memory (nvidia-smi, when there is one), and the sizes of Gradio's temp folder and the app's own output
    folder;
@@ -557,11 +557,11 @@ def steady_kinds(stats: Stats, after: float) -> dict:
     for kind in KINDS:
         lat = stats.latencies(kind, after)
         if lat:
-            handler = stats.part(kind, "handler", after)
+            handler = [ms / 1000 for ms in stats.part(kind, "handler", after)]
             kinds[kind] = dict(ok=len(lat), p50_ms=ms_or_none(percentile(lat, 50)),
                                p95_ms=ms_or_none(percentile(lat, 95)),
-                               server_p50_ms=ms_or_none(percentile(handler, 50) and percentile(handler, 50) / 1000),
-                               server_p95_ms=ms_or_none(percentile(handler, 95) and percentile(handler, 95) / 1000))
+                               server_p50_ms=ms_or_none(percentile(handler, 50)),
+                               server_p95_ms=ms_or_none(percentile(handler, 95)))
     return kinds
 
 

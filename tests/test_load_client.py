@@ -57,3 +57,25 @@ def test_a_failing_event_and_a_wrong_call_say_what_went_wrong():
             fresh.call("/matte", None, 0.0, 0.0, 0, True, True)
     finally:
         fresh.close()
+
+
+def test_the_load_tests_steady_figures_leave_out_the_requests_of_the_arrivals():
+    """load_test.py --ramp: each kind again over the requests that started after the visitors had arrived."""
+    import os
+
+    import load_test
+
+    stats = load_test.Stats()
+    for started, seconds, handler_ms in ((0.5, 3.0, 2900.0), (1.0, 2.5, 2400.0), (12.0, 0.2, 150.0),
+                                         (15.0, 0.3, 250.0)):
+        stats.ok("upload", seconds, {"handler": handler_ms}, started)
+    steady = load_test.steady_kinds(stats, after=10.0)["upload"]
+    assert (steady["ok"], steady["p50_ms"], steady["p95_ms"]) == (2, 200, 300)
+    assert (steady["server_p50_ms"], steady["server_p95_ms"]) == (150, 250)
+    assert load_test.parts_summary(stats, after=10.0)["upload"]["handler"] == [150.0, 250.0]
+    assert load_test.parts_summary(stats)["upload"]["handler"][1] == 2900.0   # all of them
+    merged = load_test.Stats()
+    merged.merge(stats.as_dict())   # as the client processes' figures come together
+    assert merged.latencies("upload", after=10.0) == [0.2, 0.3]
+    kinds = load_test.memory_kinds(os.getpid())   # Linux: what the server's RSS is made of
+    assert kinds["anon"] > 0 and set(kinds) == {"anon", "file", "shmem", "locked", "pinned"}
