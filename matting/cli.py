@@ -194,8 +194,9 @@ def _print_summary(summary, pipeline, engines: int = 1) -> None:
     for result in summary.results:
         if result.status == "failed":
             print(f"failed: {result.name}: {result.error}", file=sys.stderr)
+    engines_note = _engines_used(summary, pipeline, engines)
     line = (f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s "
-            f"({summary.images_per_second:.1f} images/s; {pipeline.summary()}{_engines_used(summary, pipeline, engines)})")
+            f"({summary.images_per_second:.1f} images/s; {pipeline.summary()}{engines_note})")
     if summary.cancelled:
         line += f"; stopped early, {summary.total - len(summary.results)} not started: run again to resume"
     elif summary.skipped and not summary.done and not summary.failed:

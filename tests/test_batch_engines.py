@@ -1,6 +1,7 @@
 """Several batch engines (matting/batch_engines.py): this process and helper processes share a run's images, and
 the run reads as one engine's: every image once, the same names and pixels, resume, zip in and out, a cancel, a
-helper that dies mid-run. One pool of two CPU engines serves the module (each helper loads the model once)."""
+helper that dies mid-run. One pool of two engines serves the module (each helper loads the model once): on the
+CPU in CI, sharing the GPU on a GPU host."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def test_two_engines_make_every_image_once_with_one_engines_names_and_pixels(eng
     pipeline, executor = engines
     folder = photos(tmp_path / "in", 7)
     seen = []
-    two = run_batch([folder], tmp_path / "two", recursive=True, pipeline=pipeline, executor=executor, kinds=("cutout", "alpha"),
-                    on_result=lambda result, *_: seen.append(result.name))
+    two = run_batch([folder], tmp_path / "two", recursive=True, pipeline=pipeline, executor=executor,
+                    kinds=("cutout", "alpha"), on_result=lambda result, *_: seen.append(result.name))
     one = run_batch([folder], tmp_path / "one", recursive=True, pipeline=pipeline, kinds=("cutout", "alpha"))
     assert (two.done, two.failed, two.cancelled) == (7, 0, False)
     assert sorted(seen) == sorted(r.name for r in one.results) and len(set(seen)) == 7
@@ -179,14 +180,15 @@ def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-        summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor, on_result=kill_helper)
+        summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor,
+                            on_result=kill_helper)
         assert killed
         assert (summary.done, summary.failed, summary.cancelled) == (10, 0, False)
         assert len(summary.results) == len({r.name for r in summary.results}) == 10
         assert len(files_under(tmp_path / "out")) == 10
         # the engine goes on without it
-        again = run_batch([photos(tmp_path / "more", 3, start=20)], tmp_path / "out2", recursive=True, pipeline=pipeline,
-                          executor=executor)
+        again = run_batch([photos(tmp_path / "more", 3, start=20)], tmp_path / "out2", recursive=True,
+                          pipeline=pipeline, executor=executor)
         assert again.done == 3
 
 
