@@ -8,6 +8,8 @@
 # scripts/gpu_app_session.sh needs (gradio's wheels installed on PYTHONPATH).
 #   BEFORE=.devcarry/before PHOTOS=.devcarry/photos1mp USERS=64 PROCESSES=8 DURATION=60 ROUNDS=2 \
 #     bash scripts/gpu_app_ab.sh
+# RAMP=S lets the visitors arrive over S seconds (load_test.py --ramp): only for trees from 5122364 on, whose
+# load test knows it.
 set -uo pipefail
 OUT=${OUT:-/tmp/app_ab}; ROUNDS=${ROUNDS:-2}
 : "${BEFORE:?set BEFORE to a folder holding the older code}" "${PHOTOS:?set PHOTOS to a folder of photos}"
@@ -19,7 +21,7 @@ for round in $(seq 1 "$ROUNDS"); do
     name=now; [ "$tree" = . ] || name=$(basename "$tree")
     json="$(realpath "$OUT")/${name}_$round.json"
     (cd "$tree" && timeout "${LIMIT:-240}" python3 scripts/load_test.py --device "${DEVICE:-cuda}" --photos "$photos" \
-      --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" --ramp "${RAMP:-0}" \
+      --users "${USERS:-64}" --processes "${PROCESSES:-8}" --duration "${DURATION:-60}" ${RAMP:+--ramp "$RAMP"} \
       --sample-every 10 \
       --json "$json") > "$json.txt" 2>&1
     python3 - "$json" "$name" "$round" <<'PY'
