@@ -128,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             print(warning, file=sys.stderr, flush=True)
 
     from matting.errors import MattingError
-    from matting.memory import HeapTrimmer
+    from matting.memory import MEMORY_LOG_ENV, HeapTrimmer, MemoryLog
     from matting.pipeline import get_pipeline
     from matting.process import configure_process
 
     configure_process()   # heap thresholds, no TF32 (matting/process.py)
     HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
+    if os.environ.get(MEMORY_LOG_ENV):
+        MemoryLog(os.environ[MEMORY_LOG_ENV]).start()   # what the RSS is made of, for load tests
 
     print("Loading the model…", file=sys.stderr, flush=True)
     engine = ExitStack()   # with --ray: the replicas and Ray, torn down when the app stops

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
 from .periodic import Periodic
 
 TRIM_EVERY_S = 5.0
+MEMORY_LOG_ENV = "MATTING_MEMORY_LOG"   # a file: the app appends what its memory is made of, every MEMORY_LOG_EVERY_S
+MEMORY_LOG_EVERY_S = 10.0
 MMAP_THRESHOLD = 32 << 20    # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its dynamic threshold ends up
 TRIM_THRESHOLD = 256 << 20   # free heap top kept for the next image rather than unmapped and faulted in again
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
@@ -96,3 +102,57 @@ class HeapTrimmer(Periodic):
     def tick(self) -> None:
         self._trim(0)
         self.trims += 1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_usage() -> dict[str, int] | None:
+    """glibc's own account of malloc's memory, every arena together (mallinfo2, glibc 2.33 and later): bytes handed
+    out (in the arenas and in mappings of their own), bytes free inside the arenas (kept, or fragments between live
+    blocks), bytes in mappings of their own; None where that is not available."""
+    mallinfo2 = _glibc("mallinfo2")
+    if mallinfo2 is None:
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"heap_in_use": info.uordblks + info.hblkhd, "heap_free": info.fordblks, "heap_mapped": info.hblkhd}
+
+
+def pinned_usage() -> dict[str, int] | None:
+    """PyTorch's page-locked host memory, from its caching allocator: bytes it holds (in use, or kept for reuse) and
+    bytes in use; None before CUDA is used."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        return None
+    stats = torch.cuda.host_memory_stats()
+    return {"pinned_held": int(stats.get("allocated_bytes.current", 0)),
+            "pinned_in_use": int(stats.get("active_bytes.current", 0))}
+
+
+def resident_bytes() -> int | None:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class MemoryLog(Periodic):
+    """Every ``every_s`` seconds, one JSON line appended to ``path``: the time, RSS, and what it is made of (the heap
+    in use and free, PyTorch's pinned memory). Set by $MATTING_MEMORY_LOG for a long load test (scripts/load_test.py
+    reads it), so a rising RSS says whether it is live data, the allocator's free space or pinned buffers."""
+
+    thread_name = "matting-memory-log"
+
+    def __init__(self, path: str | Path, every_s: float = MEMORY_LOG_EVERY_S):
+        super().__init__()
+        self.path, self.every_s = Path(path), every_s
+
+    def tick(self) -> None:
+        line = {"time": round(time.time(), 2), "rss": resident_bytes(), **(heap_usage() or {}),
+                **(pinned_usage() or {})}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")

@@ -539,6 +539,18 @@ def trend(values: list[float]) -> dict:
     return dict(middle_mean=mid_mean, last_mean=last_mean, change_pct=round(change, 1), upward=change > 5.0)
 
 
+def read_memory_log(path: Path) -> dict:
+    """The app's own account of its memory (matting.memory.MemoryLog, every 10 s, when this script started it):
+    the lines, and the middle-third / last-third trend of each figure."""
+    try:
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError):
+        lines = []
+    fields = [name for name in ("rss", "heap_in_use", "heap_free", "heap_mapped", "pinned_held", "pinned_in_use")
+              if lines and all(isinstance(line.get(name), int) for line in lines)]
+    return {"lines": lines, "trends": {name: trend([line[name] for line in lines]) for name in fields}}
+
+
 def ms_or_none(seconds: float | None) -> int | None:
     return None if seconds is None else round(1000 * seconds)
 
@@ -648,6 +660,17 @@ def print_report(report: dict) -> None:
         gpu = [s["gpu_util"] for s in busy if s["gpu_util"] is not None]
         print(f"\nUnder load (median of the samples): server CPU {cpu:.0f} % (100 = one core)"
               + (f", GPU {statistics.median(gpu):.0f} %" if gpu else ""))
+    memory = report.get("memory_log") or {}
+    if memory.get("lines"):
+        fields = list(memory["trends"])
+        first = memory["lines"][0]["time"]
+        print("\nWhat the server's memory is made of (its own log, matting/memory.py; MiB):\n")
+        print("| t (s) | " + " | ".join(fields) + " |")
+        print("| ---: |" + " ---: |" * len(fields))
+        for line in memory["lines"]:
+            print(f"| {line['time'] - first:.0f} | " + " | ".join(mib(line[name]) for name in fields) + " |")
+        print("\nLast third against the middle third: " + ", ".join(
+            f"{name} {t['change_pct']:+.1f} %" for name, t in memory["trends"].items() if t["change_pct"] is not None))
     t = report["rss_trend"]
     if t["upward"] is None:
         print("\nRSS trend: too few samples.")
@@ -734,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             owned_temp = Path(tempfile.mkdtemp(prefix="matting-load-gradio-"))
             temp_dir = owned_temp
             env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(owned_temp),
-                       HF_HUB_DISABLE_TELEMETRY="1")
+                       HF_HUB_DISABLE_TELEMETRY="1", MATTING_MEMORY_LOG=str(work_dir / "memory.jsonl"))
             log = open(work_dir / "server.log", "wb")
             command = [sys.executable, str(ROOT / "app.py"), "--host", LOOPBACK, "--port", str(port),
                        "--device", args.device]
@@ -790,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         report["stragglers"] = stragglers
         report["client_cpu_pct"] = round(100 * client_cpu / elapsed)
         report["handler_parts_ms"] = parts_summary(stats)
+        report["memory_log"] = read_memory_log(work_dir / "memory.jsonl")
         report["ping"] = dict(count=len(pinger.latency), failures=pinger.failures,
                               p50_ms=ms_or_none(percentile(pinger.latency, 50)),
                               p95_ms=ms_or_none(percentile(pinger.latency, 95)))

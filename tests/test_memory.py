@@ -171,3 +171,67 @@ def test_building_a_pipeline_changes_no_process_setting():
         assert settings["heap_tuned"] == sys.platform.startswith("linux")
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+def test_the_heap_account_sees_a_block_handed_out_and_given_back():
+    from matting.memory import heap_usage
+
+    before = heap_usage()
+    if before is None:
+        pytest.skip("glibc's mallinfo2 is not available here")
+    block = bytearray(64 << 20)   # above the mmap threshold: a mapping of its own
+    held = heap_usage()
+    del block
+    after = heap_usage()
+    assert held["heap_in_use"] - before["heap_in_use"] >= 60 << 20
+    assert held["heap_in_use"] - after["heap_in_use"] >= 60 << 20
+
+
+def test_the_memory_log_writes_what_the_rss_is_made_of(tmp_path):
+    import json
+
+    import torch
+
+    from matting.memory import MemoryLog
+
+    path = tmp_path / "memory.jsonl"
+    log = MemoryLog(path, every_s=0.02).start()
+    deadline = time.monotonic() + 10
+    while (not path.exists() or len(path.read_text().splitlines()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) >= 2 and lines[1]["time"] >= lines[0]["time"]
+    assert lines[0]["rss"] > 10 << 20
+    assert {"heap_in_use", "heap_free", "heap_mapped"} <= set(lines[0])   # glibc here
+    assert "pinned_held" not in lines[0] or torch.cuda.is_initialized()
+
+
+def test_the_app_keeps_a_memory_log_when_asked(monkeypatch, tmp_path):
+    import socket
+
+    import demo.launch
+    import matting.memory
+    import matting.pipeline
+    from matting.errors import ModelLoadError
+
+    started = []
+
+    class Recorder:
+        def __init__(self, path):
+            started.append(path)
+
+        def start(self):
+            return self
+
+    def no_model(**kwargs):
+        raise ModelLoadError("stop here: the memory log is what this test is about")
+
+    monkeypatch.setattr(matting.memory, "MemoryLog", Recorder)
+    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
+    monkeypatch.setenv("MATTING_MEMORY_LOG", str(tmp_path / "memory.jsonl"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert demo.launch.main(["--port", str(port)]) == 2
+    assert started == [str(tmp_path / "memory.jsonl")]
