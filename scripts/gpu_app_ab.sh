@@ -44,6 +44,10 @@ print(f"[{name} round {rnd}] {report['throughput_rps']:.1f} requests/s, {errors}
       f"clients' CPU {report.get('client_cpu_pct')} %")
 for kind, named in report.get("handler_parts_ms", {}).items():   # where a request waited (load_test.py)
     print(f"    {kind} parts p50/p95: " + ", ".join(f"{n} {a:.0f}/{b:.0f}" for n, (a, b) in named.items()))
+trends = (report.get("memory_log") or {}).get("trends") or {}   # the server's own memory log (load_test.py)
+if trends:
+    print("    memory, last third against the middle: " + ", ".join(
+        f"{name} {t['change_pct']:+.1f} %" for name, t in trends.items() if t.get("change_pct") is not None))
 if report.get("steady"):   # --ramp: the same after the visitors had all arrived
     print(f"    after {report['warm_up_s']:g} s: " + " ".join(f"{kind} {k['p50_ms']}/{k['p95_ms']} ms"
                                                       for kind, k in report["steady"].items()))
