@@ -15,6 +15,9 @@ held about 0.2 GiB. Fixing the threshold at 1 MiB stopped that but made every la
 mapping: a CPU batch ran at 2.7 instead of 4.2 images/s. So the app instead calls malloc_trim every few seconds,
 which returns the free pages of every arena at a cost of milliseconds (docs/RELIABILITY.md). Short-lived
 processes (the CLI, a batch) need no trimming.
+
+Account: ``MemoryLog`` ($MATTING_MEMORY_LOG) writes what the resident memory is made of (the heap in use and free,
+PyTorch's pinned buffers) every few seconds, for long load tests.
 """
 
 from __future__ import annotations
