@@ -16,26 +16,22 @@ it finishes; a folder output is written by the helpers' own encoders, a zip outp
 and are written here. A helper that dies mid-run loses nothing: the images it had not answered go back to the
 queue. Helpers load their model in the background and join a run when ready (``wait=True`` waits for them first,
 as a benchmark does), so a batch of a few images is not held up by them; they stay warm between runs, as the
-Pipeline does, until ``close`` (the end of the ``with``).
+Pipeline does, until ``close`` (the end of the ``with``). What runs in a helper process: batch_engine_helper.py.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
 
 from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason
 from .batch_encode import drop_kept_encoder, keep_encoders
-from .batch_inputs import InputItem, ZipInput
-from .batch_timeline import Timeline
 from .errors import MattingError
 from .helper_process import start_helper
 
@@ -66,7 +62,7 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
     pool = EnginePool(options, engines - 1, batch_size, workers) if engines > 1 else None   # they load while we do
     kept = None
     try:
-        kept = _keep_encoders(options.get("device"), workers)
+        kept = keep_run_encoders(options.get("device"), workers)
         pipeline = Pipeline(**options)
         if pool is None:
             yield pipeline, None
@@ -87,7 +83,8 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
         drop_kept_encoder(kept)
 
 
-def _keep_encoders(device, workers: int | None):
+def keep_run_encoders(device, workers: int | None):
+    """Every engine's encoder helpers, started beside its model's load (batch_encode.keep_encoders)."""
     from .device import resolve_device
 
     try:
@@ -104,7 +101,7 @@ class _Helper:
     def __init__(self, index: int, options: dict, batch_size: int | None, workers: int | None,
                  inbox: queue.SimpleQueue):
         self.index, self.inbox = index, inbox
-        self.process, self._send, self._recv = start_helper("matting.batch_engines")
+        self.process, self._send, self._recv = start_helper("matting.batch_engine_helper")
         self._lock = threading.Lock()
         self.state = "starting"
         self.send(("start", options, batch_size, workers))
@@ -435,182 +432,3 @@ class EnginesRun:
             text, code = failure_reason(exc)
             return job.outcome("failed", text, code=code)
         return result
-
-
-# ------------------------------------------------------------------ inside a helper process
-class _FolderTargets:
-    """A helper's stand-in for a folder output: the files this process named (their folders made)."""
-
-    def __init__(self):
-        self.targets: dict[str, str] = {}
-
-    def prepared(self, name: PurePosixPath) -> Path:
-        return Path(self.targets[str(name)])
-
-    def shown(self, name: PurePosixPath) -> Path:
-        return Path(self.targets[str(name)])
-
-
-class _ZipMembers:
-    """A helper's stand-in for a zip output: members kept as bytes, sent back with their image's result."""
-
-    def __init__(self):
-        self.members: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def write(self, name: PurePosixPath, data: bytes) -> PurePosixPath:
-        with self._lock:
-            self.members[str(name)] = data
-        return name
-
-    def shown(self, name: PurePosixPath) -> Path:
-        return Path(str(name))
-
-    def take(self, names) -> list[bytes]:
-        with self._lock:
-            return [self.members.pop(str(name)) for name in names]
-
-
-class _Incoming:
-    """A helper's jobs for one run, as its feeder takes them: the chunks the parent sends, the next asked for when
-    fewer than a chunk's half are left, the run's end when the parent sends an empty one. len() is how many it has
-    handed out (batch._Run's contract)."""
-
-    def __init__(self, run_id: int, chunks: queue.SimpleQueue, send, sink, low: int):
-        self.run_id, self.chunks, self.send, self.sink, self.low = run_id, chunks, send, sink, low
-        self.archives: dict[str, ZipInput] = {}
-        self.by_order: dict[int, _Job] = {}
-        self.count = 0
-
-    def __iter__(self):
-        buffer: deque[_Job] = deque()
-        asked, ended = True, False   # the parent sends the first chunk unasked
-        while True:
-            if not buffer and not ended:
-                self._take(self.chunks.get(), buffer)   # nothing left to start: wait for the parent
-                asked = False
-                if not buffer:
-                    ended = True
-            while not ended:   # whatever else has arrived, without waiting
-                try:
-                    chunk = self.chunks.get_nowait()
-                except queue.Empty:
-                    break
-                asked = False
-                ended = not self._take(chunk, buffer)
-            if not buffer:
-                return
-            if len(buffer) < self.low and not asked and not ended:
-                self.send(("more", self.run_id))
-                asked = True
-            self.count += 1
-            yield buffer.popleft()
-
-    def __len__(self) -> int:
-        return self.count
-
-    def _take(self, described: list[dict] | None, buffer: deque) -> bool:
-        for d in described or []:
-            job = _job(d, self.archives)
-            if d["targets"] is not None:
-                self.sink.targets.update(d["targets"])
-            self.by_order[job.order] = job
-            buffer.append(job)
-        return bool(described)
-
-    def close(self) -> None:
-        for archive in self.archives.values():
-            archive.close()
-
-
-def _job(d: dict, archives: dict[str, ZipInput]) -> _Job:
-    source = d["source"]
-    if "zip" in source:
-        archive = archives.get(source["zip"]) or archives.setdefault(source["zip"], ZipInput(Path(source["zip"])))
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), archive=archive, member=source["member"])
-    elif "url" in source:
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), url=source["url"], url_stamp=source["url_stamp"])
-    else:
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), path=Path(source["path"]))
-    names = {kind: PurePosixPath(name) for kind, name in d["names"].items()}
-    return _Job(item, names, d["order"], notices=list(d["notices"]), stamp=d["stamp"])
-
-
-def _serve(read_fd: int, write_fd: int) -> None:
-    """The helper's loop: build and warm the Pipeline, then run its share of each run it is sent until told to
-    stop."""
-    from multiprocessing.connection import Connection
-
-    recv, send_conn = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
-    send_lock = threading.Lock()
-
-    def send(message) -> None:   # the feeder thread asks for more while the main thread reports results
-        with send_lock:
-            send_conn.send(message)
-
-    orders: queue.SimpleQueue = queue.SimpleQueue()
-    chunks: dict[int, queue.SimpleQueue] = {}
-    cancels: dict[int, threading.Event] = {}
-
-    def listen() -> None:   # chunks and cancels must reach a run while this process's main thread is busy with it
-        while True:
-            try:
-                message = recv.recv()
-            except (EOFError, OSError):
-                message = None
-            if message is None:
-                for waiting in chunks.values():
-                    waiting.put(None)   # a run waiting for its next chunk ends
-                orders.put(None)
-                return
-            if message[0] == "cancel":
-                cancels.setdefault(message[1], threading.Event()).set()
-            elif message[0] == "jobs":
-                chunks.setdefault(message[1], queue.SimpleQueue()).put(message[2])
-            else:
-                orders.put(message)
-
-    _, options, batch_size, workers = recv.recv()
-    try:
-        from .pipeline import Pipeline
-        from .process import configure_process
-
-        configure_process()
-        _keep_encoders(options.get("device"), workers)
-        pipe = Pipeline(**options)
-        rt.warm_up(pipe, batch_size)
-    except BaseException as exc:  # noqa: BLE001 - said to the parent
-        send(("failed", failure_reason(exc)[0]))
-        return
-    send(("ready", pipe.summary()))
-    threading.Thread(target=listen, daemon=True).start()
-    while (order := orders.get()) is not None:
-        _, run_id, spec = order
-        _run_share(pipe, send, run_id, spec, chunks.setdefault(run_id, queue.SimpleQueue()),
-                   cancels.setdefault(run_id, threading.Event()))
-        chunks.pop(run_id, None)
-        cancels.pop(run_id, None)
-
-
-def _run_share(pipe, send, run_id: int, spec: dict, chunks: queue.SimpleQueue, cancel: threading.Event) -> None:
-    sink = _FolderTargets() if spec["folder"] else _ZipMembers()
-    jobs = _Incoming(run_id, chunks, send, sink, low=max(2, chunk_size(spec["batch_size"]) // 2))
-    timeline = Timeline() if spec["timeline"] else None
-    try:
-        run = _Run(pipe, sink, jobs, spec["settings"], spec["kinds"], spec["background"], spec["batch_size"],
-                   spec["workers"], cancel, spec["crop"], None, timeline=timeline)
-        for result in run.results():
-            encoded = None
-            if isinstance(sink, _ZipMembers) and result.status == "done":
-                encoded = sink.take(jobs.by_order[result.order].names.values())
-            send(("result", run_id, result, encoded))
-        send(("end", run_id, run.busy(), run.threads(), timeline.spans if timeline is not None else []))
-    finally:
-        jobs.close()
-
-
-if __name__ == "__main__":
-    try:
-        _serve(*map(int, sys.argv[1:3]))
-    except (KeyboardInterrupt, BrokenPipeError):
-        pass

@@ -193,7 +193,7 @@ def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
 
 
 def _helper_pids() -> set[int]:
-    return _children_running("matting.batch_engines")
+    return _children_running("matting.batch_engine_helper")
 
 
 def test_an_engine_whose_pipeline_cannot_be_built_fails_saying_why_and_leaves_no_helper(tmp_path):
