@@ -21,8 +21,9 @@ from .batch_engines import chunk_size, keep_run_encoders
 from .batch_inputs import InputItem, ZipInput
 from .batch_timeline import Timeline
 
+
 class _FolderTargets:
-    """A helper's stand-in for a folder output: the files this process named (their folders made)."""
+    """A helper's stand-in for a folder output: the files the parent named (and made the folders of)."""
 
     def __init__(self):
         self.targets: dict[str, str] = {}
