@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 300.0   # wait=True: a helper's imports, model load and CUDA-graph capture
 STOP_WAIT_S = 60.0        # after a cancel, how long a helper may take to finish the images it has started
+# A helper in a run that says nothing for this long is taken for stuck: it is stopped and its images go back to the
+# queue (a 1 MP image takes milliseconds on a GPU and under a second on a CPU core; the largest a few).
+SILENT_S = 120.0
 _LOCAL = -1               # the sender of this process's own results in the pool's queue
 
 
@@ -250,6 +253,7 @@ class EnginesRun:
         self.by_order = {job.order: job for job in self.jobs}
         self.handed: dict[int, dict[int, _Job]] = {}   # helper index -> its jobs not answered yet
         self.running: set[int] = set()                 # helpers with a share of this run, not ended
+        self.heard: dict[int, float] = {}              # helper index -> when it last said something
         for helper in self.pool.helpers:
             if helper.state == "ready":
                 self._start(helper)
@@ -263,6 +267,7 @@ class EnginesRun:
                     sender, message = self.pool.inbox.get(timeout=0.1)
                 except queue.Empty:
                     self._pass_on_cancel()
+                    self._stop_silent_helpers()
                     continue
                 if sender == _LOCAL:
                     if message[1] != self.run_id:
@@ -281,6 +286,7 @@ class EnginesRun:
                         received += 1
                         yield result
                 self._pass_on_cancel()
+                self._stop_silent_helpers()
             left = self.take(len(self.jobs))   # given back by a helper that died after this engine had finished
             if left:
                 rerun = self._local_run(left)
@@ -342,6 +348,7 @@ class EnginesRun:
                 "folder": hasattr(self.sink, "prepared"), "timeline": self.timeline is not None}
         helper.send(("run", self.run_id, spec))
         self.running.add(helper.index)
+        self.heard[helper.index] = time.monotonic()
         self.handed[helper.index] = {}
         self._hand(helper, jobs)
 
@@ -350,9 +357,24 @@ class EnginesRun:
         self.handed[helper.index].update((job.order, job) for job in jobs)
         helper.send(("jobs", self.run_id, [self._describe(job) for job in jobs]))
 
+    def _stop_silent_helpers(self) -> None:
+        """A helper in the run that has said nothing for SILENT_S is stopped; its reader then reports it gone, and
+        its images go back to the queue (without this, a run would wait for it for ever)."""
+        now = time.monotonic()
+        if now - getattr(self, "_checked", 0.0) < 1.0:
+            return   # once a second is enough, however busy the others keep the queue
+        self._checked = now
+        for index in list(self.running):
+            if now - self.heard.get(index, now) > SILENT_S:
+                log.warning("a batch engine process said nothing for %.0f s: stopping it", SILENT_S)
+                self.heard[index] = float("inf")   # once
+                self.pool.helpers[index].process.kill()
+
     def _helper_says(self, sender: int, message) -> BatchResult | None:
         """A helper's message during the run; the BatchResult to report when it was one."""
         kind = message[0]
+        if sender in self.running and self.heard.get(sender) != float("inf"):
+            self.heard[sender] = time.monotonic()
         if self.pool.note(sender, message):
             if kind == "ready" and not self.stop.is_set():
                 self._start(self.pool.helpers[sender])

@@ -248,3 +248,28 @@ def _children_running(module: str) -> set[int]:
         except psutil.Error:
             pass
     return found
+
+
+def test_a_helper_that_goes_silent_with_images_in_hand_is_stopped_and_they_come_out(tmp_path, monkeypatch):
+    """A helper that stops answering (here: frozen with SIGSTOP after the first result) would hold its images, and
+    the run, for ever: after SILENT_S it is stopped and its images go back to the queue."""
+    import matting.batch_engines as engines_module
+
+    monkeypatch.setattr(engines_module, "SILENT_S", 1.0)
+    folder = photos(tmp_path / "in", 12)
+    with batch_engines(OPTIONS, engines=2, wait=True) as (pipeline, executor):
+        frozen = []
+
+        def freeze_helper(result, finished, total):
+            if not frozen:
+                pid = next(iter(_helper_pids()))
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+
+        started = time.monotonic()
+        summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor,
+                            on_result=freeze_helper)
+        assert frozen and time.monotonic() - started < 60
+        assert not _children_running("matting.batch_engine_helper")   # stopped by the engine, not at its end
+        assert (summary.done, summary.failed) == (12, 0)
+        assert len(files_under(tmp_path / "out")) == 12
