@@ -171,16 +171,8 @@ def test_a_helper_that_cannot_start_leaves_the_run_to_the_others_and_says_why(tm
 
 def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
     folder = photos(tmp_path / "in", 10)
-    others = _helper_pids()   # the module's pool, if it is up
+    kill_helper, killed = _signal_a_helper_at_the_first_result(signal.SIGKILL)
     with batch_engines(OPTIONS, engines=2, wait=True) as (pipeline, executor):
-        killed = []
-
-        def kill_helper(result, finished, total):
-            if not killed:
-                pid = next(iter(_helper_pids() - others))
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-
         summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor,
                             on_result=kill_helper)
         assert killed
@@ -195,6 +187,19 @@ def test_a_helper_killed_mid_run_loses_no_image(tmp_path):
 
 def _helper_pids() -> set[int]:
     return _children_running("matting.batch_engine_helper")
+
+
+def _signal_a_helper_at_the_first_result(signum):
+    """(on_result callback, the pid it signalled): at the first result, ``signum`` to a helper started after this
+    call (not the module pool's)."""
+    others, signalled = _helper_pids(), []
+
+    def callback(result, finished, total):
+        if not signalled:
+            pid = next(iter(_helper_pids() - others))
+            os.kill(pid, signum)
+            signalled.append(pid)
+    return callback, signalled
 
 
 def test_an_engine_whose_pipeline_cannot_be_built_fails_saying_why_and_leaves_no_helper(tmp_path):
@@ -258,16 +263,8 @@ def test_a_helper_that_goes_silent_with_images_in_hand_is_stopped_and_they_come_
 
     monkeypatch.setattr(engines_module, "SILENT_S", 1.0)
     folder = photos(tmp_path / "in", 12)
-    others = _helper_pids()   # the module's pool, if it is up
+    freeze_helper, frozen = _signal_a_helper_at_the_first_result(signal.SIGSTOP)
     with batch_engines(OPTIONS, engines=2, wait=True) as (pipeline, executor):
-        frozen = []
-
-        def freeze_helper(result, finished, total):
-            if not frozen:
-                pid = next(iter(_helper_pids() - others))
-                os.kill(pid, signal.SIGSTOP)
-                frozen.append(pid)
-
         started = time.monotonic()
         summary = run_batch([folder], tmp_path / "out", recursive=True, pipeline=pipeline, executor=executor,
                             on_result=freeze_helper)
