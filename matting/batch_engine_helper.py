@@ -13,12 +13,13 @@ import queue
 import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import batch_runtime as rt
 from .batch import _Job, _Run, failure_reason
 from .batch_engines import chunk_size, keep_run_encoders
-from .batch_inputs import InputItem, ZipInput
+from .batch_inputs import read_source
 from .batch_timeline import Timeline
 
 
@@ -55,6 +56,18 @@ class _ZipMembers:
             return [self.members.pop(str(name)) for name in names]
 
 
+@dataclass(frozen=True)
+class _SourceItem:
+    """What the stages need of a helper's input: its name, and its bytes from where the parent said they are
+    (batch_inputs.source_of; an archive stays open in this process for later runs, as in Ray's workers)."""
+
+    name: str
+    source: dict
+
+    def read_bytes(self) -> bytes:
+        return read_source(self.source)
+
+
 class _Incoming:
     """A helper's jobs for one run, as its feeder takes them: the chunks the parent sends, the next asked for when
     fewer than a chunk's half are left, the run's end when the parent sends an empty one. len() is how many it has
@@ -62,7 +75,6 @@ class _Incoming:
 
     def __init__(self, run_id: int, chunks: queue.SimpleQueue, send, sink, low: int):
         self.run_id, self.chunks, self.send, self.sink, self.low = run_id, chunks, send, sink, low
-        self.archives: dict[str, ZipInput] = {}
         self.by_order: dict[int, _Job] = {}
         self.count = 0
 
@@ -95,29 +107,14 @@ class _Incoming:
 
     def _take(self, described: list[dict] | None, buffer: deque) -> bool:
         for d in described or []:
-            job = _job(d, self.archives)
+            names = {kind: PurePosixPath(name) for kind, name in d["names"].items()}
+            job = _Job(_SourceItem(d["name"], d["source"]), names, d["order"], notices=list(d["notices"]),
+                       stamp=d["stamp"])
             if d["targets"] is not None:
                 self.sink.targets.update(d["targets"])
             self.by_order[job.order] = job
             buffer.append(job)
         return bool(described)
-
-    def close(self) -> None:
-        for archive in self.archives.values():
-            archive.close()
-
-
-def _job(d: dict, archives: dict[str, ZipInput]) -> _Job:
-    source = d["source"]
-    if "zip" in source:
-        archive = archives.get(source["zip"]) or archives.setdefault(source["zip"], ZipInput(Path(source["zip"])))
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), archive=archive, member=source["member"])
-    elif "url" in source:
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), url=source["url"], url_stamp=source["url_stamp"])
-    else:
-        item = InputItem(d["name"], PurePosixPath(d["rel"]), path=Path(source["path"]))
-    names = {kind: PurePosixPath(name) for kind, name in d["names"].items()}
-    return _Job(item, names, d["order"], notices=list(d["notices"]), stamp=d["stamp"])
 
 
 def _serve(read_fd: int, write_fd: int) -> None:
@@ -180,17 +177,14 @@ def _run_share(pipe, send, run_id: int, spec: dict, chunks: queue.SimpleQueue, c
     sink = _FolderTargets() if spec["folder"] else _ZipMembers()
     jobs = _Incoming(run_id, chunks, send, sink, low=max(2, chunk_size(spec["batch_size"]) // 2))
     timeline = Timeline() if spec["timeline"] else None
-    try:
-        run = _Run(pipe, sink, jobs, spec["settings"], spec["kinds"], spec["background"], spec["batch_size"],
-                   spec["workers"], cancel, spec["crop"], None, timeline=timeline)
-        for result in run.results():
-            encoded = None
-            if isinstance(sink, _ZipMembers) and result.status == "done":
-                encoded = sink.take(jobs.by_order[result.order].names.values())
-            send(("result", run_id, result, encoded))
-        send(("end", run_id, run.busy(), run.threads(), timeline.spans if timeline is not None else []))
-    finally:
-        jobs.close()
+    run = _Run(pipe, sink, jobs, spec["settings"], spec["kinds"], spec["background"], spec["batch_size"],
+               spec["workers"], cancel, spec["crop"], None, timeline=timeline)
+    for result in run.results():
+        encoded = None
+        if isinstance(sink, _ZipMembers) and result.status == "done":
+            encoded = sink.take(jobs.by_order[result.order].names.values())
+        send(("result", run_id, result, encoded))
+    send(("end", run_id, run.busy(), run.threads(), timeline.spans if timeline is not None else []))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason
 from .batch_encode import drop_kept_encoder, keep_encoders
+from .batch_inputs import source_of
 from .errors import MattingError
 from .helper_process import start_helper
 
@@ -429,12 +430,8 @@ class EnginesRun:
     def _describe(self, job: _Job) -> dict:
         """What a helper needs to run ``job``: where it reads and writes. A folder output's files are named here
         (the helper's encoders write them); a zip output's members come back as bytes."""
-        item = job.item
-        source = ({"zip": str(item.archive.path), "member": item.member} if item.archive is not None
-                  else {"url": item.url, "url_stamp": item.url_stamp} if item.url is not None
-                  else {"path": str(item.path)})
         folder = hasattr(self.sink, "prepared")
-        return {"order": job.order, "name": item.name, "rel": str(item.rel), "source": source,
+        return {"order": job.order, "name": job.item.name, "source": source_of(job.item),
                 "names": {kind: str(name) for kind, name in job.names.items()},
                 "targets": {str(name): str(self.sink.prepared(name)) for name in job.names.values()}
                 if folder else None,

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -76,6 +77,50 @@ def read_file(path: Path) -> bytes:
         raise InputError("not a file but a folder") from None
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def source_of(item: InputItem) -> dict:
+    """Where ``item``'s bytes are, as plain data another process reads them from (read_source): an absolute path, a
+    zip's path and the member's header offset (names may repeat), or a URL."""
+    if item.archive is not None:
+        return {"zip": str(Path(item.archive.path).resolve()), "offset": item.member.header_offset}
+    if item.url is not None:
+        return {"url": item.url}
+    return {"path": str(Path(item.path).resolve())}
+
+
+def read_source(source: dict) -> bytes:
+    """The bytes of an input described by source_of: a file, a zip member, or an object-store URL."""
+    if "zip" in source:
+        archive, members = _open_zip(source["zip"], *_stamp(source["zip"]))
+        info = members.get(source["offset"])
+        if info is None:
+            raise InputError(f"this entry is no longer in {Path(source['zip']).name}")
+        return archive.read(info)
+    if "url" in source:
+        from .batch_urls import read_url
+
+        return read_url(source["url"])
+    return read_file(Path(source["path"]))
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return 0, 0   # _open_zip says what is wrong
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)
+def _open_zip(path: str, size: int, mtime_ns: int) -> tuple["ZipInput", dict[int, zipfile.ZipInfo]]:
+    """An input archive opened once per process (a Ray worker, an engine helper) and kept for later runs, its
+    members by header offset; keyed by size and modification time too, so a rewritten archive is opened again."""
+    try:
+        archive = ZipInput(Path(path))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"cannot open the archive {Path(path).name}: {exc}") from None
+    return archive, {info.header_offset: info for info in archive.zip.infolist()}
 
 
 class ZipInput:

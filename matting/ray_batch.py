@@ -30,10 +30,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
+from .batch_inputs import source_of
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
 from .ray_stages import MatteActor, decode_matte_encode, keep_row, pack, ready_worker, unpack
@@ -252,17 +252,11 @@ class RayRun:
             context.target_max_block_size = default_bytes
 
     def _meta(self, job) -> dict:
-        item = job.item
-        if item.archive is not None:
-            source = {"zip": str(Path(item.archive.path).resolve()), "offset": item.member.header_offset}
-        elif item.url is not None:
-            source = {"url": item.url}
-        else:
-            source = {"path": str(Path(item.path).resolve())}
         folder = hasattr(self.sink, "prepared")   # a folder output is written by the tasks
         outputs = [(kind, name.suffix.lstrip("."), str(self.sink.prepared(name).resolve()) if folder else "")
                    for kind, name in job.names.items()]
-        return {"order": job.order, "name": item.name, "source": source, "outputs": outputs, "notices": [],
+        return {"order": job.order, "name": job.item.name, "source": source_of(job.item), "outputs": outputs,
+                "notices": [],
                 "seconds": {}, "error": None, "code": None}
 
     def _finish(self, meta: dict, encoded: list[bytes]) -> BatchResult:

@@ -13,24 +13,21 @@ input row, a list of finished (meta, encoded outputs) per output row.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import itertools
 import os
 import pickle
 import random
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .batch_encode import encode_outputs
-from .batch_inputs import ZipInput, read_file
+from .batch_inputs import read_source
 from .batch_outputs import write_atomic
 from .crop import crop_box, cut_to
 from .decode import DecodedImage, decode_image
-from .errors import InputError
 
 EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
 EMPTY_GREY = np.zeros((0, 0), np.uint8)
@@ -96,31 +93,6 @@ def read_decode(meta: dict, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray]
     except Exception as exc:  # noqa: BLE001 - one image's failure must never stop the batch
         failed(meta, exc)
         return EMPTY_RGB, EMPTY_GREY
-
-
-def read_source(source: dict) -> bytes:
-    """The input's bytes: a file (on a path every node sees), a zip member, or an object-store URL."""
-    if "zip" in source:
-        archive, members = _open_zip(source["zip"])
-        info = members.get(source["offset"])
-        if info is None:
-            raise InputError(f"this entry is no longer in {Path(source['zip']).name}")
-        return archive.read(info)
-    if "url" in source:
-        from .batch_urls import read_url
-
-        return read_url(source["url"])
-    return read_file(Path(source["path"]))
-
-
-@functools.lru_cache(maxsize=8)
-def _open_zip(path: str) -> tuple[ZipInput, dict[int, zipfile.ZipInfo]]:
-    """An input archive opened once per worker process; its members by header offset (names may repeat)."""
-    try:
-        archive = ZipInput(Path(path))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"cannot open the archive {Path(path).name}: {exc}") from None
-    return archive, {info.header_offset: info for info in archive.zip.infolist()}
 
 
 # ------------------------------------------------------------------ matte + render (the warm actors)
