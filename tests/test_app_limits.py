@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -75,12 +77,21 @@ def test_queue_size_flag_refuses_events_beyond_it(small_app, tmp_path):
         small = tmp_path / "rocket_small.jpg"
         Image.open(EXAMPLES / "rocket.jpg").resize((320, 213)).save(small, quality=90)   # under the 40 KB cap
         photo = sessions[0].upload(small)
-        accepted, refused = [], 0
-        for session in sessions:
+        # The eight join together (a barrier, then one thread each): joined one after another, the first events
+        # could finish on a fast machine before the last joins arrive, and fewer would be refused.
+        start = threading.Barrier(len(sessions))
+
+        def join(session):
+            start.wait(timeout=30)
             try:
-                accepted.append((session, session.join("/matte", photo, 0.0, 0.0, 0, True, True, None)))
+                return session, session.join("/matte", photo, 0.0, 0.0, 0, True, True, None)
             except QueueFull:
-                refused += 1
+                return None
+
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            joins = list(pool.map(join, sessions))
+        accepted = [j for j in joins if j is not None]
+        refused = len(joins) - len(accepted)
         assert refused >= 4 and 1 <= len(accepted) <= 4, (refused, len(accepted))
         for session, event_id in accepted:
             assert session.wait(event_id, 60)["success"]
