@@ -46,7 +46,7 @@ from . import batch_runtime as rt
 from .batch_encode import give_back, make_encoder, take_kept_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
-from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink
+from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink, write_atomic
 from .batch_timeline import Timeline
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
@@ -260,6 +260,7 @@ class _Run:
         # renders its own images: one busy thread per core (rendering in the pool instead, 2 cores: 4.35 against
         # 4.50 images/s, median of 3 pairs, 1 MP default edges; the extra busy threads slowed the network).
         self.gpu = rt.is_gpu(pipe.device)
+        self.png_kinds = rt.png_on_device(pipe.device, kinds, crop)
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
         self._size_in_flight()
@@ -470,7 +471,7 @@ class _Run:
         t = time.perf_counter()
         try:
             outs = self.pipe.render_many([job.payload for job in jobs], self.settings, background=background,
-                                         want_rgba=want_rgba)
+                                         want_rgba=want_rgba, png_kinds=self.png_kinds)
         except BaseException:  # noqa: BLE001 - find the image at fault: render them one by one
             outs = [self._render_one(job, background, want_rgba) for job in jobs]
         end = time.perf_counter()
@@ -522,7 +523,8 @@ class _Run:
             alpha, rgba, composite = rendered.alpha, rendered.rgba, rendered.composite
             if self.crop is not None:
                 alpha, rgba, composite = cut_to(crop_box(alpha, self.crop), alpha, rgba, composite)
-            encoded = self.encoder(formats, alpha if "alpha" in job.names else None, rgba, composite, paths)
+            encoded = self._encoded(rendered.png, formats, alpha if "alpha" in job.names else None, rgba, composite,
+                                    paths)
             t = job.timed("encode", t)
             for name, data in zip(job.names.values(), encoded):
                 if paths is None:
@@ -535,6 +537,26 @@ class _Run:
             return self._fail(job, exc)
         self._account(job)
         self.finished.put(job.outcome("done", size=rendered.size, outputs=outputs))
+
+    def _encoded(self, on_device: dict[str, bytes], formats, alpha, rgba, composite, paths) -> list[bytes]:
+        """Each output's bytes, in the order of ``formats``: those the render already encoded on the device
+        (written here, when to files), the rest by the encoder (which writes its own files)."""
+        kinds = [kind for kind, _ in formats]
+        rest = [i for i, kind in enumerate(kinds) if kind not in on_device]
+        out: list[bytes] = [on_device.get(kind, b"") for kind in kinds]
+        if rest:
+            # the encoder takes one array per kind: those encoded already are left out
+            keep = {formats[i][0] for i in rest}
+            encoded = self.encoder([formats[i] for i in rest], alpha if "alpha" in keep else None,
+                                   rgba if "cutout" in keep else None, composite if "composite" in keep else None,
+                                   [paths[i] for i in rest] if paths is not None else None)
+            for i, data in zip(rest, encoded):
+                out[i] = data
+        if paths is not None:
+            for i, kind in enumerate(kinds):
+                if kind in on_device:
+                    write_atomic(paths[i], out[i])
+        return out
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         job.payload = None

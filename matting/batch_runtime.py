@@ -29,6 +29,19 @@ def is_gpu(device) -> bool:
     return getattr(device, "type", str(device)) == "cuda"
 
 
+PNG_ENCODER_ENV = "MATTING_PNG_ENCODER"   # "device": PNG outputs encoded on the GPU (matting.png_device); "cpu"
+
+
+def png_on_device(device, kinds, crop) -> tuple[str, ...]:
+    """The output kinds a GPU batch encodes as PNG where they were rendered (matting.png_device): only the
+    compressed bytes come down, and no CPU core spends 10-13 ms per megapixel in fpng. The cutout and the matte
+    (always PNG; a composite is mostly JPEG); not with --crop (the box is cut from the downloaded matte first), not
+    on the CPU (fpng is the faster CPU encoder)."""
+    if not is_gpu(device) or crop is not None or os.environ.get(PNG_ENCODER_ENV, "cpu") != "device":
+        return ()
+    return tuple(k for k in kinds if k in ("cutout", "alpha"))
+
+
 def default_batch_size(device) -> int:
     return 16 if is_gpu(device) else 1
 

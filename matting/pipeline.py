@@ -39,6 +39,7 @@ from .models.registry import create_model, get_spec, known_weights
 from .models.weights import file_md5
 from .notices import Notice
 from .openvino_runner import OpenVINORunner, openvino_available
+from .png_device import encode_png_stack
 from .preprocess import network_input, place_image
 from .process import configure_process
 from .refine_graphs import RefineGraphs
@@ -447,11 +448,14 @@ class Pipeline:
         return self._gpu_turn.first() if first else self._gpu_turn
 
     def render_many(self, results: list[MatteResult], settings: EdgeSettings | None = None, *,
-                    background: Background = None, want_rgba: bool = True) -> list[Rendered]:
+                    background: Background = None, want_rgba: bool = True,
+                    png_kinds: tuple[str, ...] = ()) -> list[Rendered]:
         """Full-resolution renders of many results, in order. Those of one working size without an alpha of their
         own are stacked and rendered together (STACK_SIZE, STACK_PIXELS) and downloaded into page-locked memory
         (H100, 1 MP photos: 480 images/s in stacks of 8 against 190 one by one). A result with an alpha of its
-        own, or a stack the GPU has no memory for, goes through render() one by one."""
+        own, or a stack the GPU has no memory for, goes through render() one by one.
+        ``png_kinds``: outputs ("cutout", "alpha", "composite") a stack encodes as PNG on the device
+        (Rendered.png, matting.png_device) instead of downloading their pixels; the alpha always comes down."""
         settings = settings or EdgeSettings()
         stacks: dict[tuple, list[int]] = {}
         for i, result in enumerate(results):
@@ -465,7 +469,7 @@ class Pipeline:
                 part = indices[start:start + size]
                 own_alpha = results[part[0]].input_alpha is not None
                 outs = None if own_alpha else self._render_stack([results[i] for i in part], settings, background,
-                                                                  want_rgba)
+                                                                  want_rgba, png_kinds)
                 if outs is None:
                     outs = [self.render(results[i], settings, background=background, want_rgba=want_rgba)
                             for i in part]
@@ -474,7 +478,7 @@ class Pipeline:
         return rendered
 
     def _render_stack(self, results: list[MatteResult], settings: EdgeSettings, background: Background,
-                      want_rgba: bool) -> list[Rendered] | None:
+                      want_rgba: bool, png_kinds: tuple[str, ...] = ()) -> list[Rendered] | None:
         """One pass over a stack; None when the GPU runs out of memory (the caller renders them one by one)."""
         timings: dict[str, float] = {}
         timer = StageTimer(results[0].device, timings)
@@ -486,14 +490,32 @@ class Pipeline:
             torch.cuda.empty_cache()
             log.warning("GPU out of memory while rendering a stack of %d; rendering one by one", len(results))
             return None
+        png = self._encode_stack(png_kinds, {"cutout": rgba, "alpha": alpha, "composite": composite}, timer)
+        rgba = None if "cutout" in png else rgba
+        composite = None if "composite" in png else composite
         with timer("download"):  # one copy each for the whole stack; the images are views into it
             alpha_np, rgba_np, composite_np = download_pinned(alpha, rgba, composite)
         share = {stage: ms / len(results) for stage, ms in timings.items()}
         return [Rendered(alpha=alpha_np[k], rgba=None if rgba_np is None else rgba_np[k],
                          composite=None if composite_np is None else composite_np[k],
                          size=(alpha_np.shape[2], alpha_np.shape[1]), is_preview=False, timings=dict(share),
-                         notices=list(result.notices))
+                         notices=list(result.notices), png={kind: files[k] for kind, files in png.items()})
                 for k, result in enumerate(results)]
+
+    @staticmethod
+    def _encode_stack(kinds: tuple[str, ...], stacks: dict, timer) -> dict[str, list[bytes]]:
+        """PNG files of the stack's images per kind, encoded on the device; none when it has no memory for them
+        (their pixels come down and the CPU encodes them, as without png_kinds)."""
+        wanted = [kind for kind in kinds if stacks.get(kind) is not None]
+        if not wanted:
+            return {}
+        try:
+            with timer("png"):
+                return {kind: encode_png_stack(stacks[kind]) for kind in wanted}
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            log.warning("GPU out of memory while encoding PNGs; the CPU encodes them")
+            return {}
 
     def warm_refine_graphs(self, settings: EdgeSettings) -> None:
         """Capture the refinement's coefficient graphs for ``settings`` (matting.refine_graphs), which

@@ -70,3 +70,6 @@ class Rendered:
     # then for the GPU and the copies ("gpu_wait"). Load tests read them (where a slow render under load waits);
     # the timings above are the work's own time.
     waits: dict[str, float] = field(default_factory=dict)
+    # Outputs already encoded where they were rendered (matting.png_device), by kind ("cutout", "alpha",
+    # "composite"): their arrays above may be None then (the batch's render stacks; Pipeline.render_many).
+    png: dict[str, bytes] = field(default_factory=dict)

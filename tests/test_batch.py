@@ -333,6 +333,51 @@ def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decont
         assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3, name
 
 
+@pytest.mark.parametrize("output", ["out", "out.zip"])
+def test_pngs_encoded_on_the_device_hold_the_cpu_encoders_pixels(pipe, tmp_path, monkeypatch, output):
+    """MATTING_PNG_ENCODER=device on a GPU: the render stacks' cutouts and mattes are encoded where they were
+    rendered (matting.png_device) and written as they came; other files by the CPU encoders. Forced here on the
+    CPU: the same pixels as the CPU encoders' files, other bytes, and an image with its own alpha (rendered
+    alone) still written."""
+    import matting.batch_runtime as rt
+    import matting.pipeline as pipeline_module
+
+    src = tmp_path / "in"
+    write(src / "a.jpg", image_bytes(seed=1))
+    write(src / "c.jpg", image_bytes(seed=2))
+    rgba = Image.new("RGBA", (W, H), (200, 30, 30, 255))
+    rgba.putalpha(Image.linear_gradient("L").resize((W, H)))
+    buffer = io.BytesIO()
+    rgba.save(buffer, "PNG")
+    write(src / "b.png", buffer.getvalue())
+    kinds = ("cutout", "alpha", "composite")
+    monkeypatch.setattr(rt, "is_gpu", lambda device: True)
+    monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "0")
+    stacks = []
+    encode = pipeline_module.encode_png_stack
+    monkeypatch.setattr(pipeline_module, "encode_png_stack", lambda images: stacks.append(len(images)) or encode(images))
+
+    def files(folder_or_zip: Path) -> dict[str, bytes]:
+        if folder_or_zip.suffix == ".zip":
+            with zipfile.ZipFile(folder_or_zip) as archive:
+                return {n: archive.read(n) for n in archive.namelist() if not n.startswith(".")}
+        return {p.name: p.read_bytes() for p in folder_or_zip.iterdir() if not p.name.startswith(".")}
+
+    monkeypatch.setenv("MATTING_PNG_ENCODER", "cpu")
+    on_cpu = run_batch([src], tmp_path / "cpu" / output, pipeline=pipe, kinds=kinds, batch_size=2)
+    assert stacks == []
+    monkeypatch.setenv("MATTING_PNG_ENCODER", "device")
+    on_device = run_batch([src], tmp_path / "device" / output, pipeline=pipe, kinds=kinds, batch_size=2)
+    assert on_cpu.done == on_device.done == 3 and sum(stacks) >= 4, stacks   # a and c: cutout and matte each
+    cpu_files, device_files = files(tmp_path / "cpu" / output), files(tmp_path / "device" / output)
+    assert set(cpu_files) == set(device_files) and len(cpu_files) == 9
+    for name, data in cpu_files.items():
+        a = np.asarray(Image.open(io.BytesIO(data)))
+        b = np.asarray(Image.open(io.BytesIO(device_files[name])))
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    assert device_files["a.png"] != cpu_files["a.png"] and device_files["c_alpha.png"] != cpu_files["c_alpha.png"]
+
+
 def test_a_rerun_with_another_background_crop_or_engine_redoes_the_outputs(pipe, tmp_path):
     """Resume keys on everything that shapes an output: the same options skip, another background, crop, composite
     format or engine (here the working size) redo, and the output made the old way is removed."""

@@ -96,7 +96,7 @@ class FakePipe:
     def infer(self, results):
         self._step("infer", [r.name for r in results])
 
-    def render_many(self, results, settings, background=None, want_rgba=True):
+    def render_many(self, results, settings, background=None, want_rgba=True, png_kinds=()):
         self._step("render_many", [r.name for r in results])
         return [self._rendered(r, settings, background, want_rgba) for r in results]
 

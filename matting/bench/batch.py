@@ -187,14 +187,18 @@ class PeakDeviceMemory:
 
 
 # ------------------------------------------------------------------ ours
-def run_ours(folder: Path, out: Path, args, engines: int = 1) -> dict:
+def run_ours(folder: Path, out: Path, args, engines: int = 1, png_encoder: str | None = None) -> dict:
     """The local engine on ``folder``; with ``engines`` > 1, that many engine processes (matting.batch_engines),
-    their start (the helpers' model load and graph capture) not in the figures, as the Pipeline's is not."""
+    their start (the helpers' model load and graph capture) not in the figures, as the Pipeline's is not.
+    ``png_encoder``: "cpu" or "device" (MATTING_PNG_ENCODER, for this run and its engine processes)."""
     import torch
 
     from ..batch import warm_up
     from ..batch_engines import batch_engines
+    from ..batch_runtime import PNG_ENCODER_ENV
 
+    if png_encoder is not None:
+        os.environ[PNG_ENCODER_ENV] = png_encoder
     start = time.perf_counter()
     with batch_engines({"device": args.device}, engines, args.batch_size, wait=True,
                        workers=args.workers) as (pipe, executor):
@@ -210,7 +214,9 @@ def run_ours(folder: Path, out: Path, args, engines: int = 1) -> dict:
     row["timeline_table"] = timeline.markdown(row["stage_threads"], args.profile) if timeline else None
     row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(pipe.device) / 2**20 if cuda else None
     row["peak_gpu_used_mib"] = device_memory.peak / 2**20 if cuda else None
-    return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"], "engines": engines}
+    row["output_mb_per_image"] = sum(p.stat().st_size for p in out.rglob("*.png")) / 1e6 / max(1, row["done"])
+    return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"], "engines": engines,
+            "png_encoder": os.environ.get(PNG_ENCODER_ENV, "cpu")}
 
 
 def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
@@ -374,16 +380,19 @@ def alpha_difference(first: Path, other: Path, sample: int = 64) -> int | None:
 def print_engines(runs: list[dict], out=sys.stdout) -> None:
     """One row per engine count (--engines), the same images, one after the other."""
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p("\n| engine processes | start s | images/s | steady images/s | first image s | limiting stage (busy) "
-      "| peak RSS MiB | peak GPU memory used MiB | alpha vs the first row, max levels |")
-    p("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+    p("\n| engine processes | PNG encoder | start s | images/s | steady images/s | first image s "
+      "| limiting stage (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | alpha vs the first row, "
+      "max levels |")
+    p("| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for row in runs:
         first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
         stage = row["limiting_stage"]
         limit = f"{stage} ({row['utilisation'][stage]:.0%})" if stage else "-"
         gpu = "-" if row.get("peak_gpu_used_mib") is None else f"{row['peak_gpu_used_mib']:.0f}"
-        p(f"| {row['engines']} | {row['load_s']:.1f} | **{row['images_per_second']:.1f}** | "
+        p(f"| {row['engines']} | {row.get('png_encoder', 'cpu')} | {row['load_s']:.1f} | "
+          f"**{row['images_per_second']:.1f}** | "
           f"{row['steady_images_per_second']:.1f} | {first} | {limit} | {row['peak_rss_mib']:.0f} | {gpu} | "
+          f"{row.get('output_mb_per_image', 0):.2f} | "
           f"{row.get('alpha_max_diff', '-') if row.get('alpha_max_diff', '-') is not None else 'missing'} |")
 
 
@@ -410,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engines", type=int, nargs="+", default=[1], metavar="N",
                         help="engine processes sharing the device (matting.batch_engines); several counts run one "
                              "after the other on the same images, side by side (default 1)")
+    parser.add_argument("--png-encoder", choices=["cpu", "device"], nargs="+", default=[None],
+                        help="where PNG outputs are encoded (MATTING_PNG_ENCODER); several: each engine count with "
+                             "each, side by side (default: the engine's own choice)")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="photos to crop from")
     parser.add_argument("--edges", choices=sorted(EDGES), default="default",
                         help="edge settings: the defaults, no colour decontamination, or raw (the network's matte "
@@ -435,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         source = make_images(images, args.count, args.megapixels, args.photos)
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
-        outs = [work / f"ours_{i}_{n}" for i, n in enumerate(args.engines)]   # a count may come twice: 1 1 2
-        runs = [run_ours(images, out, args, n) for out, n in zip(outs, args.engines)]
+        plan = [(n, encoder) for encoder in args.png_encoder for n in args.engines]
+        outs = [work / f"ours_{i}_{n}" for i, (n, _) in enumerate(plan)]   # a count may come twice: 1 1 2
+        runs = [run_ours(images, out, args, n, encoder) for out, (n, encoder) in zip(outs, plan)]
         ours = runs[0]
         for row, out in zip(runs[1:], outs[1:]):
             row["alpha_max_diff"] = alpha_difference(outs[0], out)

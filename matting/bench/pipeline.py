@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import batch as bench_batch
 
         return bench_batch.main(argv)
+    if "--png" in argv:  # PNG encoders side by side (matting/bench/png.py)
+        from . import png as bench_png
+
+        return bench_png.main(argv)
     parser = argparse.ArgumentParser(prog="python -m matting.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)

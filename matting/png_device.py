@@ -1,0 +1,308 @@
+"""PNG files encoded where the pixels are: on the GPU, for a batch's full-resolution outputs (issue 17).
+
+fpng takes 10-13 ms of a CPU core per 1 MP RGBA image (guide section 2; 77 ms for 8 MP), so at 500 images/s the
+encoders alone would need six of the H200 host's 16 cores, and each image's 4 MB of pixels still had to come down
+from the GPU and cross to an encoder process. Here the GPU filters the rows, counts the bytes, packs the Huffman
+codes and sums the Adler-32; the CPU builds each image's Huffman code from its 256 counts and computes the PNG
+chunk's CRC (zlib, without the GIL). Only the compressed bytes come down.
+
+The stream is valid PNG that any reader decodes to exactly the same pixels (PNG is lossless): per row the filter
+with the smallest sum of absolute signed bytes (libpng's own heuristic), then one deflate block of literals only,
+coded with the image's own Huffman code: zlib's Huffman-only strategy, without LZ77 matches, which are sequential
+work. The files come out near fpng's size on camera photos (docs/BENCHMARKS.md); the CPU encoders stay for the CPU.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+import zlib
+
+import numpy as np
+import torch
+
+_MAX_BITS = 15              # deflate's longest Huffman code
+_EOB = 256                  # deflate's end-of-block symbol
+_ADLER_MOD = 65521
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}          # channels -> PNG colour type: grey, grey+alpha, RGB, RGBA
+# The code-length code: every length 0-15 gets a 4-bit code (complete: 16 x 2^-4 = 1), so the block header needs no
+# code of its own per image. Its lengths are sent in this fixed order (RFC 1951, 3.2.7).
+_CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+_CL_LENGTH = 4
+
+
+def encode_png_stack(images: torch.Tensor) -> list[bytes]:
+    """PNG bytes of each image of a (B, H, W) or (B, H, W, C) uint8 stack (C 1-4), on the stack's own device."""
+    if images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 pixels, got {images.dtype}")
+    if images.dim() == 3:
+        images = images.unsqueeze(-1)
+    if images.dim() != 4 or images.shape[-1] not in _COLOUR_TYPES:
+        raise ValueError(f"expected (B, H, W) or (B, H, W, C) with C in 1-4, got {tuple(images.shape)}")
+    batch, height, width, channels = images.shape
+    if batch == 0:
+        return []
+    if height == 0 or width == 0:
+        raise ValueError("an image has no pixels")
+    rows = _filter_rows(images.reshape(batch, height, width * channels), channels)   # (B, H, 1 + W*C)
+    data = rows.reshape(batch, -1)
+    tokens = _tokens(data)
+    counts, adler = _counts_and_adler(data, tokens)   # the one wait for the GPU before the codes are known
+    tables = [_HuffmanTable(c) for c in counts]
+    streams = _pack(tokens, tables)
+    header = _ihdr(width, height, channels)
+    return [_png(header, stream, a) for stream, a in zip(streams, adler)]
+
+
+# ---------------------------------------------------------------------------------------------- on the device
+def _filter_rows(x: torch.Tensor, bpp: int) -> torch.Tensor:
+    """Each row with the PNG filter (0-4) that gives the smallest sum of |signed byte|, its type byte first."""
+    x = x.to(torch.int16)
+    left = torch.nn.functional.pad(x, (bpp, 0))[..., :-bpp]
+    up = torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
+    up_left = torch.nn.functional.pad(up, (bpp, 0))[..., :-bpp]
+    best = best_cost = best_type = None
+    for kind in range(5):
+        filtered = (x - _predict(kind, left, up, up_left)) & 255
+        cost = torch.minimum(filtered, 256 - filtered).sum(-1, dtype=torch.int64)   # (B, H)
+        if best is None:
+            best, best_cost, best_type = filtered, cost, torch.zeros_like(cost)
+            continue
+        better = cost < best_cost          # ties keep the lower filter type, as libpng does
+        best = torch.where(better.unsqueeze(-1), filtered, best)
+        best_cost = torch.where(better, cost, best_cost)
+        best_type = torch.where(better, kind, best_type)
+    return torch.cat([best_type.unsqueeze(-1).to(torch.uint8), best.to(torch.uint8)], dim=-1)
+
+
+def _predict(kind: int, left: torch.Tensor, up: torch.Tensor, up_left: torch.Tensor):
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return left
+    if kind == 2:
+        return up
+    if kind == 3:
+        return (left + up) >> 1
+    estimate = left + up - up_left                 # Paeth: the neighbour nearest to the estimate, ties a, b, c
+    pa, pb, pc = (estimate - left).abs(), (estimate - up).abs(), (estimate - up_left).abs()
+    return torch.where((pa <= pb) & (pa <= pc), left, torch.where(pb <= pc, up, up_left))
+
+
+class _Tokens:
+    """Deflate's tokens, one slot per byte of the filtered data (B, n): a literal (the byte), the start of a run
+    copied from the byte before (distance 1: a length symbol 257-285 and its extra bits), or nothing (a byte inside
+    such a run). Runs of one byte value are the only matches: flat areas, a matte's 0s and 255s, cost a few bits
+    per 258 bytes, and finding them is one pass, where general LZ77 matching is sequential work."""
+
+    def __init__(self, symbol: torch.Tensor, extra: torch.Tensor, extra_bits: torch.Tensor):
+        self.symbol, self.extra, self.extra_bits = symbol, extra, extra_bits   # symbol _NONE: no token here
+
+
+_NONE = 286
+_MAX_RUN = 258
+_MIN_RUN = 8   # shorter runs cost less as literals (measured on camera photos and mattes: docs/BENCHMARKS.md)
+
+
+def _length_codes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each match length 0-258: its symbol (257-285), the number of extra bits and their value (RFC 1951)."""
+    symbol = np.zeros(_MAX_RUN + 1, np.int64)
+    bits = np.zeros(_MAX_RUN + 1, np.int64)
+    value = np.zeros(_MAX_RUN + 1, np.int64)
+    length, code = 3, 257
+    for extra in (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5):
+        for offset in range(1 << extra):
+            if length + offset < _MAX_RUN:
+                symbol[length + offset], bits[length + offset], value[length + offset] = code, extra, offset
+        length += 1 << extra
+        code += 1
+    symbol[_MAX_RUN], bits[_MAX_RUN], value[_MAX_RUN] = 285, 0, 0
+    return symbol, bits, value
+
+
+_LENGTH_SYMBOL, _LENGTH_EXTRA_BITS, _LENGTH_EXTRA = _length_codes()
+# Bits a symbol's token carries besides its code: a length's extra bits and the one-bit distance code after them.
+_SYMBOL_EXTRA_BITS = np.zeros(_NONE, np.int64)
+_SYMBOL_EXTRA_BITS[_LENGTH_SYMBOL[3:]] = _LENGTH_EXTRA_BITS[3:] + 1
+
+
+def _tokens(data: torch.Tensor) -> _Tokens:
+    batch, n = data.shape
+    device = data.device
+    flat = data.reshape(-1)
+    # 32-bit positions while a stack has fewer than 2^31 bytes (8 MP RGBA stacks have 2^25): half the memory
+    wide = torch.int64 if flat.numel() >= 2**31 else torch.int32
+    index = torch.arange(flat.numel(), device=device, dtype=wide)
+    starts = torch.ones_like(flat, dtype=torch.bool)
+    starts[1:] = flat[1:] != flat[:-1]
+    starts.view(batch, n)[:, 0] = True                      # a run never crosses into the next image
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    run_start = torch.cummax(torch.where(starts, index, 0), 0).values
+    run_end = torch.cummin(torch.where(ends, index, flat.numel() - 1).flip(0), 0).values.flip(0)
+    at = index - run_start                                  # this byte's place in its run
+    rest = run_end - run_start                              # bytes of the run after its first
+    whole, left = rest // _MAX_RUN, rest % _MAX_RUN
+    piece = (at - 1).clamp(min=0) // _MAX_RUN              # which match of the run this byte belongs to
+    first_of_piece = (at >= 1) & ((at - 1) % _MAX_RUN == 0)
+    match = first_of_piece & ((piece < whole) | ((piece == whole) & (left >= _MIN_RUN)))
+    literal = (at == 0) | ((piece >= whole) & (left < _MIN_RUN) & (at >= 1))
+    length = torch.where(piece < whole, _MAX_RUN, left)
+    table = [torch.as_tensor(t, device=device) for t in (_LENGTH_SYMBOL, _LENGTH_EXTRA_BITS, _LENGTH_EXTRA)]
+    length = torch.where(match, length, 0).long()
+    symbol = torch.where(literal, flat.to(torch.int64), torch.where(match, table[0][length], _NONE))
+    extra_bits = torch.where(match, table[1][length], 0)
+    extra = torch.where(match, table[2][length], 0)
+    return _Tokens(*(t.view(batch, n) for t in (symbol, extra, extra_bits)))
+
+
+def _counts_and_adler(data: torch.Tensor, tokens: _Tokens) -> tuple[np.ndarray, list[int]]:
+    """Each image's count of every literal/length symbol (B, 286) and the Adler-32 of its filtered bytes."""
+    batch, n = data.shape
+    bins = _NONE + 1
+    offsets = torch.arange(batch, device=data.device).unsqueeze(1) * bins
+    counts = torch.bincount((tokens.symbol + offsets).reshape(-1), minlength=batch * bins).reshape(batch, bins)
+    # Adler-32: s1 = 1 + sum(x), s2 = n + sum((n - i) * x_i), both mod 65521; the weights are reduced first so
+    # that each product fits in 32 bits and the sums in 64.
+    weights = ((n - torch.arange(n, device=data.device)) % _ADLER_MOD).to(torch.int32)
+    s1 = data.sum(1, dtype=torch.int64)
+    s2 = (data.to(torch.int32) * weights).sum(1, dtype=torch.int64)
+    host = torch.cat([counts[:, :_NONE], s1.unsqueeze(1), s2.unsqueeze(1)], dim=1).cpu().numpy()
+    adler = [(((n + int(b)) % _ADLER_MOD) << 16) | ((1 + int(a)) % _ADLER_MOD) for a, b in host[:, _NONE:]]
+    return host[:, :_NONE], adler
+
+
+def _pack(tokens: _Tokens, tables: list[_HuffmanTable]) -> list[bytes]:
+    """Each image's zlib stream without its Adler-32: the zlib header, the block header, the tokens and the end
+    of block, bit-packed on the device. Each image starts at a 32-bit word of its own."""
+    device = tokens.symbol.device
+    lengths = torch.as_tensor(np.stack([np.append(t.lengths[:_NONE], 0) for t in tables]), device=device)
+    codes = torch.as_tensor(np.stack([np.append(t.codes[:_NONE], 0) for t in tables]), device=device)
+    code_bits = lengths.gather(1, tokens.symbol)
+    # A match: its length code, its extra bits, then the one-bit distance code (0: distance 1).
+    bits = code_bits + tokens.extra_bits + ((tokens.symbol > _EOB) & (tokens.symbol < _NONE))
+    values = codes.gather(1, tokens.symbol) | (tokens.extra << code_bits)
+    sizes = [t.total_bits(_HEADER_BITS) for t in tables]           # header + tokens + end of block
+    words = [(size + 31) // 32 for size in sizes]
+    first_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
+    start = torch.as_tensor(first_word * 32 + _HEADER_BITS, device=device)
+    positions = torch.cumsum(bits, dim=1) - bits + start.unsqueeze(1)   # where each token starts, in the batch
+    # The headers and the end-of-block codes are known here: a few hundred short pieces per image.
+    extra = [t.header_and_end(first_word[k] * 32, _HEADER_BITS + t.data_bits) for k, t in enumerate(tables)]
+    extra_pos = torch.as_tensor(np.concatenate([pos for pos, _ in extra]), device=device)
+    extra_val = torch.as_tensor(np.concatenate([val for _, val in extra]), device=device)
+    packed = torch.zeros(int(sum(words)) + 1, dtype=torch.int64, device=device)
+    for pos, val in ((positions.reshape(-1), values.reshape(-1)), (extra_pos, extra_val)):
+        # Tokens never overlap, so adding their bits into the words is OR-ing them. A token of at most 21 bits
+        # shifted within a 32-bit word spills at most into the next one. Empty slots add 0 where they point.
+        shifted = val << (pos & 31)
+        word = pos >> 5
+        packed.scatter_add_(0, word, shifted & 0xFFFFFFFF)
+        packed.scatter_add_(0, word + 1, shifted >> 32)
+    as_bytes = ((packed[:-1].unsqueeze(1) >> torch.tensor([0, 8, 16, 24], device=device)) & 255).to(torch.uint8)
+    host = as_bytes.reshape(-1).cpu().numpy()
+    return [host[w * 4: w * 4 + (size + 7) // 8].tobytes() for w, size in zip(first_word, sizes)]
+
+
+# ---------------------------------------------------------------------------------------------- on the host
+class _HuffmanTable:
+    """One image's deflate code for the 256 byte values and the end of block: lengths at most 15 bits, canonical
+    codes stored bit-reversed (deflate sends a code's first bit first, into the low bits of each byte)."""
+
+    def __init__(self, counts: np.ndarray):
+        weights = counts.astype(np.int64)                            # (286,): literals, end of block, lengths
+        weights[_EOB] = 1                                            # the end of block comes once
+        self.lengths = _limited_lengths(weights)
+        self.codes = _canonical_codes(self.lengths)
+        self.data_bits = int((weights * (self.lengths + _SYMBOL_EXTRA_BITS)).sum()) - int(self.lengths[_EOB])
+
+    def total_bits(self, header_bits: int) -> int:
+        return header_bits + self.data_bits + int(self.lengths[_EOB])
+
+    def header_and_end(self, base: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bit positions, values) of the zlib and block headers from ``base`` and of the end-of-block code at
+        ``base + end``, each value at most 16 bits, written low bit first."""
+        pieces = [(0x78, 8), (0x01, 8),                 # zlib: deflate, 32 KB window, no dictionary (check bits)
+                  (1, 1), (2, 2),                        # last block, dynamic Huffman codes
+                  (_NONE - 257, 5), (0, 5), (len(_CL_ORDER) - 4, 4)]   # 286 literal/length codes, 1 distance, 19 CL
+        pieces += [(_CL_LENGTH if symbol < 16 else 0, 3) for symbol in _CL_ORDER]
+        pieces += [(_CL_CODES[length], _CL_LENGTH) for length in self.lengths]      # 286 code lengths
+        pieces.append((_CL_CODES[1], _CL_LENGTH))       # one distance code of length 1: never used, but complete
+        pieces.append((int(self.codes[_EOB]), int(self.lengths[_EOB])))
+        sizes = np.array([size for _, size in pieces], dtype=np.int64)
+        positions = base + np.concatenate([[0], np.cumsum(sizes[:-2])])
+        positions = np.append(positions, base + end)
+        values = np.array([value for value, _ in pieces], dtype=np.int64)
+        return positions.astype(np.int64), values
+
+
+def _reverse(code: int, length: int) -> int:
+    return int(f"{code:0{length}b}"[::-1], 2) if length else 0
+
+
+_CL_CODES = [_reverse(symbol, _CL_LENGTH) for symbol in range(16)]   # canonical: symbol s has code s
+_HEADER_BITS = 16 + 3 + 5 + 5 + 4 + 3 * len(_CL_ORDER) + _CL_LENGTH * (_NONE + 1)
+
+
+def _limited_lengths(weights: np.ndarray) -> np.ndarray:
+    """Huffman code lengths of the symbols with a weight, none longer than 15 bits: where the tree is deeper the
+    weights are halved (each kept at least 1) and the tree built again, which costs a little compression only for
+    the rarest bytes."""
+    used = np.flatnonzero(weights)
+    w = weights[used]
+    while True:
+        depths = _huffman_depths(w)
+        if depths.max() <= _MAX_BITS:
+            break
+        w = (w + 1) >> 1
+    lengths = np.zeros(len(weights), dtype=np.int64)
+    lengths[used] = depths
+    return lengths
+
+
+def _huffman_depths(weights: np.ndarray) -> np.ndarray:
+    count = len(weights)
+    heap = [(int(w), i) for i, w in enumerate(weights)]
+    heapq.heapify(heap)
+    parent = [0] * (2 * count - 1)
+    node = count
+    while len(heap) > 1:
+        w1, a = heapq.heappop(heap)
+        w2, b = heapq.heappop(heap)
+        parent[a] = parent[b] = node
+        heapq.heappush(heap, (w1 + w2, node))
+        node += 1
+    depth = [0] * (2 * count - 1)
+    for i in range(node - 2, -1, -1):         # a parent is always made after its children
+        depth[i] = depth[parent[i]] + 1
+    return np.array(depth[:count], dtype=np.int64)
+
+
+def _canonical_codes(lengths: np.ndarray) -> np.ndarray:
+    """RFC 1951, 3.2.2: codes of one length are consecutive in symbol order; returned bit-reversed."""
+    count_of = np.bincount(lengths, minlength=_MAX_BITS + 1)
+    count_of[0] = 0
+    next_code, code = [0] * (_MAX_BITS + 2), 0
+    for bits in range(1, _MAX_BITS + 1):
+        code = (code + int(count_of[bits - 1])) << 1
+        next_code[bits] = code
+    codes = np.zeros(len(lengths), dtype=np.int64)
+    for symbol, length in enumerate(lengths.tolist()):
+        if length:
+            codes[symbol] = _reverse(next_code[length], length)
+            next_code[length] += 1
+    return codes
+
+
+def _ihdr(width: int, height: int, channels: int) -> bytes:
+    return _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0))
+
+
+def _png(ihdr: bytes, stream: bytes, adler: int) -> bytes:
+    idat = stream + struct.pack(">I", adler)
+    return b"".join([_PNG_SIGNATURE, ihdr, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return b"".join([struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))])
