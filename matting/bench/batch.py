@@ -449,7 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
         plan = [(n, encoder) for encoder in args.png_encoder for n in args.engines]
         outs = [work / f"ours_{i}_{n}" for i, (n, _) in enumerate(plan)]   # a count may come twice: 1 1 2
-        runs = [run_ours(images, out, args, n, encoder) for out, (n, encoder) in zip(outs, plan)]
+        runs = []
+        for out, (n, encoder) in zip(outs, plan):
+            runs.append(run_ours(images, out, args, n, encoder))
+            # as each row ends: a run cut short by a time limit still shows the rows it finished
+            print(f"engines {n}, PNG encoder {runs[-1]['png_encoder']}: {runs[-1]['images_per_second']:.1f} "
+                  f"images/s (steady {runs[-1]['steady_images_per_second']:.1f}), limiting "
+                  f"{runs[-1]['limiting_stage']}", file=sys.stderr, flush=True)
         ours = runs[0]
         for row, out in zip(runs[1:], outs[1:]):
             row["alpha_max_diff"] = alpha_difference(outs[0], out)
