@@ -128,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             print(warning, file=sys.stderr, flush=True)
 
     from matting.errors import MattingError
-    from matting.memory import MEMORY_LOG_ENV, HeapTrimmer, MemoryLog
+    from matting.memory import MEMORY_LOG_ENV, HeapTrimmer, MemoryLog, limit_heap_arenas
     from matting.pipeline import get_pipeline
     from matting.process import configure_process
 
+    limit_heap_arenas()   # before the server's threads: each would keep free pages in an arena of its own
     configure_process()   # heap thresholds, no TF32 (matting/process.py)
     HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
     if os.environ.get(MEMORY_LOG_ENV):

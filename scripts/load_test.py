@@ -546,7 +546,7 @@ def read_memory_log(path: Path) -> dict:
         lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError):
         lines = []
-    fields = [name for name in ("rss", "heap_in_use", "heap_free", "heap_mapped", "pinned_held", "pinned_in_use")
+    fields = [name for name in ("rss", "heap_in_use", "heap_free", "heap_mapped", "pinned_held")
               if lines and all(isinstance(line.get(name), int) for line in lines)]
     return {"lines": lines, "trends": {name: trend([line[name] for line in lines]) for name in fields}}
 

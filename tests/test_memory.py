@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from matting import memory
 from matting.memory import HeapTrimmer, trim_heap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,3 +236,73 @@ def test_the_app_keeps_a_memory_log_when_asked(monkeypatch, tmp_path):
         port = probe.getsockname()[1]
     assert demo.launch.main(["--port", str(port)]) == 2
     assert started == [str(tmp_path / "memory.jsonl")]
+
+
+_ARENA_PROBE = r"""
+import ctypes, sys, threading
+from matting.memory import limit_heap_arenas
+if sys.argv[1] == "limit":
+    assert limit_heap_arenas(2)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+together = threading.Barrier(8)
+
+def work():                     # ctypes drops the GIL: each thread's malloc runs as that thread
+    libc.malloc(100_000)
+    together.wait()             # all alive at once, so none inherits the arena of one that ended
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+out = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, out)
+libc.fclose(out)
+print(open(sys.argv[2]).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(memory._glibc("mallopt") is None, reason="glibc only")
+def test_the_arena_limit_keeps_eight_busy_threads_in_two_arenas(tmp_path):
+    """glibc's own account (malloc_info) of the arenas after eight threads allocate at once: one each without the
+    limit, two in all with it. A fresh process each, as the app sets it before its threads start."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    counts = {}
+    for mode in ("default", "limit"):
+        run = subprocess.run([sys.executable, "-c", _ARENA_PROBE, mode, str(tmp_path / f"{mode}.xml")], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        counts[mode] = int(run.stdout.split()[-1])
+    assert counts["default"] >= 5 and counts["limit"] <= 2, counts
+
+
+def test_an_operators_malloc_arena_max_stands(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert memory.limit_heap_arenas() is False
+
+
+def test_the_app_limits_its_arenas_before_loading_the_model(monkeypatch):
+    import socket
+
+    import demo.launch
+    import matting.memory
+    import matting.pipeline
+    from matting.errors import ModelLoadError
+
+    calls = []
+    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: calls.append("arenas") or True)
+
+    def no_model(**kwargs):
+        calls.append("model")
+        raise ModelLoadError("stop here: the arena limit is what this test is about")
+
+    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert demo.launch.main(["--port", str(port)]) == 2
+    assert calls == ["arenas", "model"]
