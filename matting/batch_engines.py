@@ -51,6 +51,24 @@ def chunk_size(batch_size: int) -> int:
     return max(4, 2 * batch_size)
 
 
+GPU_ENGINES, GPU_ENGINES_MIN_CORES = 2, 12
+
+
+def default_engines(device) -> int:
+    """The engine processes a batch gets when --engines is not given: two on a CUDA GPU with 12 or more CPU cores
+    (H200 host, 16 cores, three calls: 442.5-461.5 against 263.9-347.8 images/s with one, docs/BENCHMARKS.md
+    session 22; a third added nothing), one elsewhere (on a CPU one engine already uses every core, and a small
+    host has no cores for a second engine's decoders and encoders)."""
+    from .batch_runtime import cpu_cores
+    from .device import resolve_device
+
+    try:
+        chosen = resolve_device(device)
+    except MattingError:
+        return 1   # the Pipeline says what is wrong with the device
+    return GPU_ENGINES if chosen.type == "cuda" and cpu_cores() >= GPU_ENGINES_MIN_CORES else 1
+
+
 @contextmanager
 def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None, wait: bool = False,
                   workers: int | None = None):

@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--workers", type=_positive_int, default=None,
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
                              "or 16 without fpng); with --ray, tasks at once (default: the CPUs the actors leave)")
-    engine.add_argument("--engines", type=_positive_int, default=1,
-                        help="engine processes sharing the device, each with its own copy of the model (default 1; "
-                             "on a GPU host with many cores 2 or 3 make more images per second: docs/CLI.md)")
+    engine.add_argument("--engines", type=_positive_int, default=None,
+                        help="engine processes sharing the device, each with its own copy of the model (default: 2 "
+                             "on a GPU with 12 or more CPU cores, else 1; docs/CLI.md)")
     engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     engine.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="run the stages on Ray (pip install -r requirements-ray.txt): no ADDRESS starts a "
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = output_kinds(args)
         background = parse_color(args.background) if args.background is not None else None
         args.crop_margin = parse_margin(args.crop) if args.crop is not None else None
-        if args.ray is not None and args.engines > 1:
+        if args.ray is not None and (args.engines or 1) > 1:
             raise MattingError("--engines is for this machine's engine; with --ray, Ray places the work "
                                "(--workers sets its tasks)")
         if args.ray is not None:
@@ -131,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 
             with ray_batch_engine(args.ray, engine_options(args), args.batch_size) as (engine, executor):
                 return run(args, engine, settings, kinds, background, executor=executor)
-        from .batch_engines import batch_engines
+        from .batch_engines import batch_engines, default_engines
         from .process import configure_process
 
+        if args.engines is None:
+            args.engines = default_engines(args.device)
         configure_process()
         with batch_engines(engine_options(args), args.engines, args.batch_size,
                            workers=args.workers) as (pipeline, executor):
@@ -184,7 +186,7 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
         print("interrupted: files already written are complete; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     progress.close()
-    _print_summary(summary, pipeline, getattr(args, "engines", 1))
+    _print_summary(summary, pipeline, getattr(args, "engines", None) or 1)
     if summary.cancelled:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK

@@ -591,3 +591,41 @@ def test_ray_asked_for_without_ray_installed_is_a_setup_error_with_what_to_do(mo
     assert cli.main([str(source), "-o", str(tmp_path / "out"), "--ray"]) == cli.EXIT_USAGE
     assert "error: --ray needs Ray: pip install -r requirements-ray.txt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device_type, cores, expected", [("cuda", 16, 2), ("cuda", 12, 2), ("cuda", 8, 1),
+                                                          ("cpu", 64, 1)])
+def test_engines_default_to_two_on_a_gpu_with_cores_to_feed_them(monkeypatch, device_type, cores, expected):
+    import torch
+
+    import matting.batch_runtime
+    import matting.device
+    from matting.batch_engines import default_engines
+
+    monkeypatch.setattr(matting.device, "resolve_device", lambda requested: torch.device(device_type))
+    monkeypatch.setattr(matting.batch_runtime, "cpu_cores", lambda: cores)
+    assert default_engines("auto") == expected
+
+
+def test_a_bad_device_leaves_the_engines_default_at_one_and_the_error_to_the_pipeline():
+    from matting.batch_engines import default_engines
+
+    assert default_engines("tpu") == 1
+
+
+def test_the_command_line_runs_the_default_engine_count(capsys, tmp_path, monkeypatch):
+    """Without --engines the CLI asks default_engines (here: 1 on this CPU) and the summary reports one engine;
+    with it, the flag wins."""
+    import matting.batch_engines
+
+    asked = []
+    real = matting.batch_engines.batch_engines
+
+    def recording(options, engines, *args, **kwargs):
+        asked.append(engines)
+        return real(options, engines, *args, **kwargs)
+
+    monkeypatch.setattr(matting.batch_engines, "batch_engines", recording)
+    monkeypatch.setattr(matting.batch_engines, "default_engines", lambda device: 1)
+    code, _ = cli(capsys, jpeg(tmp_path / "a.jpg"), "-o", tmp_path / "out", "--device", "cpu")
+    assert code == 0 and asked == [1]
