@@ -66,6 +66,14 @@ def _malloc_trim():
     return trim
 
 
+def _mallopt():
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
+    return mallopt
+
+
 _tuned = False
 
 
@@ -74,11 +82,9 @@ def keep_large_buffers_in_heap() -> bool:
     global _tuned
     if _tuned:
         return True
-    mallopt = _glibc("mallopt")
+    mallopt = _mallopt()
     if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _tuned
 
@@ -88,12 +94,8 @@ def limit_heap_arenas(count: int = HEAP_ARENAS) -> bool:
     where not glibc, or where MALLOC_ARENA_MAX is set (the operator's choice stands)."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    mallopt = _glibc("mallopt")
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, count))
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, count))
 
 
 def trim_heap() -> bool:
