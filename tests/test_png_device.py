@@ -137,3 +137,17 @@ def test_the_gpu_writes_the_same_files_as_the_cpu():
     assert on_gpu == on_cpu
     matte = torch.from_numpy(images[..., 3].copy())
     assert encode_png_stack(matte.cuda()) == encode_png_stack(matte)
+
+
+def test_the_png_bench_prints_both_encoders_and_the_steps(capsys, tmp_path):
+    """python -m matting.bench --png on the CPU, on synthetic pictures (no photos folder): every file exact."""
+    from matting.bench.pipeline import main
+
+    code = main(["--png", "--device", "cpu", "--photos", str(tmp_path), "--count", "2", "--megapixels", "0.05",
+                 "--rounds", "1", "--stack", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert ", one CPU thread |" in out and "| png_device, stacks of 2 |" in out
+    assert out.count("| yes |") == 2                      # stacks of 1 and of 2 both read back exactly
+    for step in ("filter rows", "tokens (runs)", "pack (to the host)"):
+        assert f"| {step} |" in out

@@ -74,6 +74,40 @@ def time_device(images: torch.Tensor, stack: int, rounds: int) -> dict:
             "mb": statistics.mean(len(p) for p in outs) / 1e6, "exact": exact, "peak_gpu_mib": peak}
 
 
+def time_device_stages(images: torch.Tensor, stack: int, rounds: int) -> dict[str, float]:
+    """Milliseconds per image of each of png_device's steps on one stack, with a wait for the device after each
+    (so the figures add up to more than the pipelined whole): where its time goes, to know what to make cheaper."""
+    from .. import png_device as pd
+
+    part = images[:stack]
+    batch, height, width, channels = part.shape
+
+    def sync():
+        if part.is_cuda:
+            torch.cuda.synchronize(part.device)
+
+    steps: dict[str, list[float]] = {}
+
+    def timed(name, fn, *args):
+        sync()
+        start = time.perf_counter()
+        out = fn(*args)
+        sync()
+        steps.setdefault(name, []).append(1000 * (time.perf_counter() - start) / batch)
+        return out
+
+    for _ in range(rounds + 1):     # the first round loads kernels: dropped below
+        rows = timed("filter rows", pd._filter_rows, part.reshape(batch, height, width * channels), channels)
+        data = rows.reshape(batch, -1)
+        tokens = timed("tokens (runs)", pd._tokens, data)
+        counts, _ = timed("counts and Adler-32 (to the host)", pd._counts_and_adler, data, tokens)
+        weights = counts.sum(0)
+        weights[pd._EOB] = 1
+        table = timed("Huffman code (host)", pd._HuffmanTable, weights)
+        timed("pack (to the host)", pd._pack, tokens, table, counts)
+    return {name: statistics.median(values[1:]) for name, values in steps.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m matting.bench --png", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     images = cutouts(pipe, args.count, args.megapixels, args.photos)
     print(f"{args.count} cutouts of {images.shape[2]} x {images.shape[1]} (RGBA) on {pipe.device}; "
           f"{args.rounds} rounds, medians")
-    rows = [("fpng, one CPU thread", time_fpng(images.cpu().numpy(), args.rounds))]
+    from .. import encode
+
+    cpu_encoder = "fpng" if encode._fpng is not None else "OpenCV level 1 (fpng not installed)"
+    rows = [(f"{cpu_encoder}, one CPU thread", time_fpng(images.cpu().numpy(), args.rounds))]
     for stack in sorted({1, args.stack}):
         rows.append((f"png_device, stacks of {stack}", time_device(images, stack, args.rounds)))
     print("| encoder | ms per image | CPU ms per image | MB per file | exact | peak GPU MiB |")
@@ -100,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else ""
         exact = {True: "yes", False: "NO", None: ""}[r.get("exact")]
         print(f"| {name} | {r['ms']:.2f} | {r['cpu_ms']:.2f} | {r['mb']:.2f} | {exact} | {peak} |")
+    stages = time_device_stages(images, args.stack, args.rounds)
+    print(f"\npng_device's steps, stacks of {min(args.stack, args.count)}, each waited for (ms per image):")
+    print("| step | ms per image |")
+    print("| --- | ---: |")
+    for name, ms in stages.items():
+        print(f"| {name} | {ms:.3f} |")
     return 0 if all(r.get("exact", True) for _, r in rows) else 1
 
 
