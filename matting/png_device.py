@@ -66,15 +66,15 @@ def encode_png_stack(images: torch.Tensor) -> list[bytes]:
 
 # ---------------------------------------------------------------------------------------------- on the device
 def _filter_rows(x: torch.Tensor, bpp: int) -> torch.Tensor:
-    """Each row with the PNG filter (0-4) that gives the smallest sum of |signed byte|, its type byte first."""
-    x = x.to(torch.int16)
+    """Each row with the PNG filter (0-4) that gives the smallest sum of |signed byte|, its type byte first. In
+    bytes: PNG's filters are arithmetic modulo 256, which uint8 does by itself (and moves a quarter of int64's)."""
     left = torch.nn.functional.pad(x, (bpp, 0))[..., :-bpp]
     up = torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
     up_left = torch.nn.functional.pad(up, (bpp, 0))[..., :-bpp]
     best = best_cost = best_type = None
     for kind in range(5):
-        filtered = (x - _predict(kind, left, up, up_left)) & 255
-        cost = torch.minimum(filtered, 256 - filtered).sum(-1, dtype=torch.int64)   # (B, H)
+        filtered = x - _predict(kind, left, up, up_left)
+        cost = torch.minimum(filtered, filtered.neg()).sum(-1, dtype=torch.int32)   # -v is 256 - v: |signed|
         if best is None:
             best, best_cost, best_type = filtered, cost, torch.zeros_like(cost)
             continue
@@ -82,7 +82,7 @@ def _filter_rows(x: torch.Tensor, bpp: int) -> torch.Tensor:
         best = torch.where(better.unsqueeze(-1), filtered, best)
         best_cost = torch.where(better, cost, best_cost)
         best_type = torch.where(better, kind, best_type)
-    return torch.cat([best_type.unsqueeze(-1).to(torch.uint8), best.to(torch.uint8)], dim=-1)
+    return torch.cat([best_type.unsqueeze(-1).to(torch.uint8), best], dim=-1)
 
 
 def _predict(kind: int, left: torch.Tensor, up: torch.Tensor, up_left: torch.Tensor):
@@ -92,10 +92,10 @@ def _predict(kind: int, left: torch.Tensor, up: torch.Tensor, up_left: torch.Ten
         return left
     if kind == 2:
         return up
-    if kind == 3:
-        return (left + up) >> 1
-    estimate = left + up - up_left                 # Paeth: the neighbour nearest to the estimate, ties a, b, c
-    pa, pb, pc = (estimate - left).abs(), (estimate - up).abs(), (estimate - up_left).abs()
+    if kind == 3:                                  # floor((a + b) / 2) without a ninth bit
+        return (left >> 1) + (up >> 1) + (left & up & 1)
+    a, b, c = left.to(torch.int16), up.to(torch.int16), up_left.to(torch.int16)
+    pa, pb, pc = (b - c).abs(), (a - c).abs(), (a + b - 2 * c).abs()   # Paeth: the neighbour nearest a + b - c
     return torch.where((pa <= pb) & (pa <= pc), left, torch.where(pb <= pc, up, up_left))
 
 
@@ -147,7 +147,8 @@ def _tokens(data: torch.Tensor) -> _Tokens:
     starts[1:] = flat[1:] != flat[:-1]
     starts.view(batch, n)[:, 0] = True                      # a run never crosses into the next image
     # Each run's first position, by run number, from one device-wide scan over the whole stack (a 1-D cumsum is
-    # CUB's scan; cummax, or a scan along a long row, runs in one thread block: 27 ms per 1 MP image on an H200).
+    # CUB's scan; the first form's cummax and per-row cumsums, scans PyTorch runs in one thread block per row,
+    # took 27 ms per 1 MP image on the H200, this form 3-5).
     run_id = torch.cumsum(starts, 0, dtype=wide) - 1
     first = torch.full((flat.numel() + 1,), flat.numel(), dtype=wide, device=device)
     first.scatter_(0, torch.where(starts, run_id, flat.numel()).long(), index)   # the others write one spare slot
@@ -160,12 +161,14 @@ def _tokens(data: torch.Tensor) -> _Tokens:
     first_of_piece = (at >= 1) & ((at - 1) % _MAX_RUN == 0)
     match = first_of_piece & ((piece < whole) | ((piece == whole) & (left >= _MIN_RUN)))
     literal = (at == 0) | ((piece >= whole) & (left < _MIN_RUN) & (at >= 1))
-    length = torch.where(piece < whole, _MAX_RUN, left)
-    table = [torch.as_tensor(t, device=device) for t in (_LENGTH_SYMBOL, _LENGTH_EXTRA_BITS, _LENGTH_EXTRA)]
-    length = torch.where(match, length, 0).long()
-    symbol = torch.where(literal, flat.to(torch.int64), torch.where(match, table[0][length], _NONE))
-    extra_bits = torch.where(match, table[1][length], 0)
-    extra = torch.where(match, table[2][length], 0)
+    length = torch.where(match, torch.where(piece < whole, _MAX_RUN, left), 0)
+    # 32-bit symbols (an index for the code tables), 8-bit extras: the narrowest types the steps after can use
+    symbol_of, bits_of, extra_of = (torch.as_tensor(t, device=device, dtype=dtype) for t, dtype in (
+        (_LENGTH_SYMBOL, torch.int32), (_LENGTH_EXTRA_BITS, torch.int8), (_LENGTH_EXTRA, torch.int8)))
+    symbol = torch.where(literal, flat.to(torch.int32),
+                         torch.where(match, symbol_of.index_select(0, length), _NONE).to(torch.int32))
+    extra_bits = torch.where(match, bits_of.index_select(0, length), 0).to(torch.int8)
+    extra = torch.where(match, extra_of.index_select(0, length), 0).to(torch.int8)
     return _Tokens(*(t.view(batch, n) for t in (symbol, extra, extra_bits)))
 
 
@@ -173,7 +176,7 @@ def _counts_and_adler(data: torch.Tensor, tokens: _Tokens) -> tuple[np.ndarray, 
     """Each image's count of every literal/length symbol (B, 286) and the Adler-32 of its filtered bytes."""
     batch, n = data.shape
     bins = _NONE + 1
-    offsets = torch.arange(batch, device=data.device).unsqueeze(1) * bins
+    offsets = torch.arange(batch, device=data.device, dtype=torch.int32).unsqueeze(1) * bins
     counts = torch.bincount((tokens.symbol + offsets).reshape(-1), minlength=batch * bins).reshape(batch, bins)
     # Adler-32: s1 = 1 + sum(x), s2 = n + sum((n - i) * x_i), both mod 65521; the weights are reduced first so
     # that each product fits in 32 bits and the sums in 64.
@@ -190,19 +193,23 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
     of block, bit-packed on the device. Each image starts at a 32-bit word of its own."""
     device = tokens.symbol.device
     batch = tokens.symbol.shape[0]
-    lengths = torch.as_tensor(np.append(table.lengths, 0), device=device)        # _NONE: no bits
-    codes = torch.as_tensor(np.append(table.codes, 0), device=device)
-    code_bits = lengths[tokens.symbol]
+    lengths = torch.as_tensor(np.append(table.lengths, 0), device=device, dtype=torch.int32)   # _NONE: no bits
+    codes = torch.as_tensor(np.append(table.codes, 0), device=device, dtype=torch.int32)
+    symbols = tokens.symbol.reshape(-1)
+    code_bits = lengths.index_select(0, symbols).view(tokens.symbol.shape)
     # A match: its length code, its extra bits, then the one-bit distance code (0: distance 1).
     bits = code_bits + tokens.extra_bits + ((tokens.symbol > _EOB) & (tokens.symbol < _NONE))
-    values = codes[tokens.symbol] | (tokens.extra << code_bits)
+    values = codes.index_select(0, symbols).view(tokens.symbol.shape) | (tokens.extra << code_bits)
     data_bits = counts @ (table.lengths + _SYMBOL_EXTRA_BITS)                  # (B,): tokens only
     sizes = _HEADER_BITS + data_bits + int(table.lengths[_EOB])
     words = (sizes + 31) // 32
     first_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
-    start = torch.as_tensor(first_word * 32 + _HEADER_BITS, device=device)
+    # Bit positions in 32 bits while the stack's stream is shorter than 2^31 bits (a stack of eight 1 MP cutouts
+    # is about 2^27)
+    wide = torch.int32 if int(words.sum()) * 32 < 2**31 else torch.int64
+    start = torch.as_tensor(first_word * 32 + _HEADER_BITS, device=device, dtype=wide)
     # Where each token starts: one scan over the whole stack (see _tokens), less the bits of the images before.
-    ends = torch.cumsum(bits.reshape(-1), 0).view(bits.shape)
+    ends = torch.cumsum(bits.reshape(-1), 0, dtype=wide).view(bits.shape)
     before_image = torch.cat([ends.new_zeros(1), ends[:-1, -1]])
     positions = ends - bits - before_image.unsqueeze(1) + start.unsqueeze(1)
     # The headers and the end-of-block codes are known here: a few hundred short pieces per image.
@@ -218,8 +225,8 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
                       torch.as_tensor(extra_val.reshape(-1), device=device))):
         # Tokens never overlap, so adding their bits into the words is OR-ing them. A token of at most 21 bits
         # shifted within a 32-bit word spills at most into the next one.
-        shifted = val << (pos & 31)
-        word = pos >> 5
+        shifted = val.to(torch.int64) << (pos & 31)
+        word = (pos >> 5).to(torch.int64)
         packed.scatter_add_(0, word, shifted & 0xFFFFFFFF)
         packed.scatter_add_(0, word + 1, shifted >> 32)
     as_bytes = ((packed[:-1].unsqueeze(1) >> torch.tensor([0, 8, 16, 24], device=device)) & 255).to(torch.uint8)
