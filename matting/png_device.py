@@ -11,9 +11,9 @@ with the smallest sum of absolute signed bytes (libpng's own heuristic), then on
 Huffman code: literals, and runs of one byte value as copies of the byte before (distance 1), found in one pass
 where general LZ77 matching is sequential work. The files are 16-29 % smaller than fpng's on camera photos.
 
-Measured on the H200 (docs/BENCHMARKS.md, session 22): 3.05 ms per 1 MP image in stacks of 8 against fpng's 7.02
-on one core, 24 against 61 ms at 8 MP; but those milliseconds are GPU time taken from the batch's renders, and a
-batch of two engines made 266 images/s with it against 443 with fpng. So it is opt-in (MATTING_PNG_ENCODER=device,
+Measured on the H200 (docs/BENCHMARKS.md, session 22, before its types were narrowed): 3.05 ms per 1 MP image in
+stacks of 8 against fpng's 7.02 on one core, 24 against 61 ms at 8 MP; but those milliseconds are GPU time taken
+from the batch's renders, and a batch of two engines made 266 images/s with it against 443 with fpng. So it is opt-in (MATTING_PNG_ENCODER=device,
 batch_runtime.png_on_device) until its GPU time is well under a millisecond per image.
 """
 
