@@ -106,6 +106,11 @@ def host_warning(host: str, auth) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from matting.memory import limit_heap_arenas
+
+    # First of all: glibc fixes its arena limit for good once more than eight arenas exist, and each thread the
+    # server starts (Gradio, uvicorn, torch) may make one of its own, keeping its freed memory (memory.py).
+    limit_heap_arenas()
     prog = "python app.py" if Path(sys.argv[0]).name == "app.py" else "matting-app"
     args = build_parser(prog).parse_args(argv)
     try:
@@ -128,11 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             print(warning, file=sys.stderr, flush=True)
 
     from matting.errors import MattingError
-    from matting.memory import MEMORY_LOG_ENV, HeapTrimmer, MemoryLog, limit_heap_arenas
+    from matting.memory import MEMORY_LOG_ENV, HeapTrimmer, MemoryLog
     from matting.pipeline import get_pipeline
     from matting.process import configure_process
 
-    limit_heap_arenas()   # before the server's threads: each would keep free pages in an arena of its own
     configure_process()   # heap thresholds, no TF32 (matting/process.py)
     HeapTrimmer().start()  # a server's worker threads would otherwise keep freed buffers resident (memory.py)
     if os.environ.get(MEMORY_LOG_ENV):

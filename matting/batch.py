@@ -541,7 +541,7 @@ class _Run:
     def _encoded(self, on_device: dict[str, bytes], formats, alpha, rgba, composite, paths) -> list[bytes]:
         """Each output's bytes, in the order of ``formats``: those the render already encoded on the device
         (written here, when to files), the rest by the encoder (which writes its own files)."""
-        kinds = [kind for kind, _ in formats]
+        kinds = [kind if fmt == "png" else None for kind, fmt in formats]   # device bytes are PNG files
         rest = [i for i, kind in enumerate(kinds) if kind not in on_device]
         out: list[bytes] = [on_device.get(kind, b"") for kind in kinds]
         if rest:

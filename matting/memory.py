@@ -91,7 +91,9 @@ def keep_large_buffers_in_heap() -> bool:
 
 def limit_heap_arenas(count: int = HEAP_ARENAS) -> bool:
     """At most ``count`` malloc arenas for the threads started from now on (those that have one keep it); False
-    where not glibc, or where MALLOC_ARENA_MAX is set (the operator's choice stands)."""
+    where not glibc, or where MALLOC_ARENA_MAX is set (the operator's choice stands). Call it before the process
+    has nine threads: glibc fixes its limit for good once more than eight arenas exist, and the call then still
+    returns True but changes nothing (tried here: ten threads first, and twelve more made two more arenas)."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
     mallopt = _mallopt()

@@ -53,7 +53,7 @@ def encode_png_stack(images: torch.Tensor) -> list[bytes]:
     rows = _filter_rows(images.reshape(batch, height, width * channels), channels)   # (B, H, 1 + W*C)
     data = rows.reshape(batch, -1)
     tokens = _tokens(data)
-    counts, adler = _counts_and_adler(data, tokens)   # the one wait for the GPU before the code is known
+    counts, adler = _counts_and_adler(data, tokens)   # on the host: the code is made from them
     # One code for the stack (its images are one kind of output, of one size): the host's share of the work is
     # then one small table per call, not per image (3 ms per table in Python before it was vectorised).
     weights = counts.sum(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -37,3 +38,19 @@ def test_peak_rss_counts_a_child_that_starts_after_it_and_reads_the_process_tabl
     assert rss.peak >= own + (HOLD_MIB - 20) * 2**20
     # 20 ms samples for about 1.6 s: dozens of samples, but the process table read two or three times
     assert 1 <= len(calls) <= 3
+
+
+def test_a_rows_png_encoder_is_its_own(monkeypatch):
+    """--png-encoder cpu device: each row runs with its own MATTING_PNG_ENCODER, and the environment is as before
+    once the row ends (the CLI row that follows builds its environment from it)."""
+    from matting.bench import batch as bench_batch
+
+    seen = []
+    monkeypatch.setattr(bench_batch, "_run_ours", lambda *a: seen.append(os.environ.get("MATTING_PNG_ENCODER")) or {})
+    monkeypatch.delenv("MATTING_PNG_ENCODER", raising=False)
+    bench_batch.run_ours(None, None, None, 1, "device")
+    assert seen == ["device"] and "MATTING_PNG_ENCODER" not in os.environ
+    monkeypatch.setenv("MATTING_PNG_ENCODER", "cpu")
+    bench_batch.run_ours(None, None, None, 1, "device")
+    bench_batch.run_ours(None, None, None, 1, None)
+    assert seen == ["device", "device", "cpu"] and os.environ["MATTING_PNG_ENCODER"] == "cpu"

@@ -93,6 +93,7 @@ def test_the_app_starts_it(monkeypatch):
         raise ModelLoadError("stop here: the trimmer is what this test is about")
 
     monkeypatch.setattr(matting.memory, "HeapTrimmer", Recorder)
+    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: True)   # process-wide, and for good
     monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -229,6 +230,7 @@ def test_the_app_keeps_a_memory_log_when_asked(monkeypatch, tmp_path):
         raise ModelLoadError("stop here: the memory log is what this test is about")
 
     monkeypatch.setattr(matting.memory, "MemoryLog", Recorder)
+    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: True)   # process-wide, and for good
     monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
     monkeypatch.setenv("MATTING_MEMORY_LOG", str(tmp_path / "memory.jsonl"))
     with socket.socket() as probe:

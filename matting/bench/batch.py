@@ -191,14 +191,27 @@ def run_ours(folder: Path, out: Path, args, engines: int = 1, png_encoder: str |
     """The local engine on ``folder``; with ``engines`` > 1, that many engine processes (matting.batch_engines),
     their start (the helpers' model load and graph capture) not in the figures, as the Pipeline's is not.
     ``png_encoder``: "cpu" or "device" (MATTING_PNG_ENCODER, for this run and its engine processes)."""
+    from ..batch_runtime import PNG_ENCODER_ENV
+
+    before = os.environ.get(PNG_ENCODER_ENV)
+    if png_encoder is not None:   # for this row only: restored below, so later rows and the CLI row keep theirs
+        os.environ[PNG_ENCODER_ENV] = png_encoder
+    try:
+        return _run_ours(folder, out, args, engines)
+    finally:
+        if before is None:
+            os.environ.pop(PNG_ENCODER_ENV, None)
+        else:
+            os.environ[PNG_ENCODER_ENV] = before
+
+
+def _run_ours(folder: Path, out: Path, args, engines: int) -> dict:
     import torch
 
     from ..batch import warm_up
     from ..batch_engines import batch_engines
     from ..batch_runtime import PNG_ENCODER_ENV
 
-    if png_encoder is not None:
-        os.environ[PNG_ENCODER_ENV] = png_encoder
     start = time.perf_counter()
     with batch_engines({"device": args.device}, engines, args.batch_size, wait=True,
                        workers=args.workers) as (pipe, executor):
