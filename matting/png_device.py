@@ -150,8 +150,8 @@ def _tokens(data: torch.Tensor) -> _Tokens:
     # CUB's scan; the first form's cummax and per-row cumsums, scans PyTorch runs in one thread block per row,
     # took 27 ms per 1 MP image on the H200, this form 3-5).
     run_id = torch.cumsum(starts, 0, dtype=wide) - 1
-    first = torch.full((flat.numel() + 1,), flat.numel(), dtype=wide, device=device)
-    first.scatter_(0, torch.where(starts, run_id, flat.numel()).long(), index)   # the others write one spare slot
+    # each run's first position, then the end of the stack (a wait for the count, as bincount's after it)
+    first = torch.cat([torch.nonzero(starts).squeeze(1), index.new_full((1,), flat.numel())]).to(wide)
     run_start = first.index_select(0, run_id)
     run_end = first.index_select(0, run_id + 1) - 1         # the next run's first, or the end of the stack
     at = index - run_start                                  # this byte's place in its run
