@@ -20,6 +20,7 @@ batch_runtime.png_on_device) until its GPU time is well under a millisecond per 
 from __future__ import annotations
 
 import heapq
+import itertools
 import struct
 import zlib
 
@@ -50,10 +51,12 @@ def encode_png_stack(images: torch.Tensor) -> list[bytes]:
         return []
     if height == 0 or width == 0:
         raise ValueError("an image has no pixels")
-    rows = _filter_rows(images.reshape(batch, height, width * channels), channels)   # (B, H, 1 + W*C)
-    data = rows.reshape(batch, -1)
+    # Each step drops what it no longer needs as it goes (``del``): a stack's temporaries are tens of times its
+    # pixels, and on a GPU they are the memory a second engine would use.
+    data = _filter_rows(images.reshape(batch, height, width * channels), channels).reshape(batch, -1)
     tokens = _tokens(data)
     counts, adler = _counts_and_adler(data, tokens)   # on the host: the code is made from them
+    del data
     # One code for the stack (its images are one kind of output, of one size): the host's share of the work is
     # then one small table per call, not per image (3 ms per table in Python before it was vectorised).
     weights = counts.sum(0)
@@ -82,6 +85,8 @@ def _filter_rows(x: torch.Tensor, bpp: int) -> torch.Tensor:
         best = torch.where(better.unsqueeze(-1), filtered, best)
         best_cost = torch.where(better, cost, best_cost)
         best_type = torch.where(better, kind, best_type)
+        del filtered, cost, better
+    del left, up, up_left
     return torch.cat([best_type.unsqueeze(-1).to(torch.uint8), best], dim=-1)
 
 
@@ -110,6 +115,7 @@ class _Tokens:
 
 
 _NONE = 286
+_SCATTER_CHUNK = 1 << 23    # tokens packed per scatter: an 8 MP RGBA image's 33 M in four
 _MAX_RUN = 258
 _MIN_RUN = 8   # shorter runs cost less as literals (measured on camera photos and mattes: docs/BENCHMARKS.md)
 
@@ -154,14 +160,19 @@ def _tokens(data: torch.Tensor) -> _Tokens:
     first = torch.cat([torch.nonzero(starts).squeeze(1), index.new_full((1,), flat.numel())]).to(wide)
     run_start = first.index_select(0, run_id)
     run_end = first.index_select(0, run_id + 1) - 1         # the next run's first, or the end of the stack
+    del starts, run_id, first
     at = index - run_start                                  # this byte's place in its run
     rest = run_end - run_start                              # bytes of the run after its first
+    del index, run_start, run_end
     whole, left = rest // _MAX_RUN, rest % _MAX_RUN
+    del rest
     piece = (at - 1).clamp(min=0) // _MAX_RUN              # which match of the run this byte belongs to
     first_of_piece = (at >= 1) & ((at - 1) % _MAX_RUN == 0)
     match = first_of_piece & ((piece < whole) | ((piece == whole) & (left >= _MIN_RUN)))
     literal = (at == 0) | ((piece >= whole) & (left < _MIN_RUN) & (at >= 1))
+    del first_of_piece, at
     length = torch.where(match, torch.where(piece < whole, _MAX_RUN, left), 0)
+    del piece, whole, left
     # 32-bit symbols (an index for the code tables), 8-bit extras: the narrowest types the steps after can use
     symbol_of, bits_of, extra_of = (torch.as_tensor(t, device=device, dtype=dtype) for t, dtype in (
         (_LENGTH_SYMBOL, torch.int32), (_LENGTH_EXTRA_BITS, torch.int8), (_LENGTH_EXTRA, torch.int8)))
@@ -200,6 +211,8 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
     # A match: its length code, its extra bits, then the one-bit distance code (0: distance 1).
     bits = code_bits + tokens.extra_bits + ((tokens.symbol > _EOB) & (tokens.symbol < _NONE))
     values = codes.index_select(0, symbols).view(tokens.symbol.shape) | (tokens.extra << code_bits)
+    del code_bits, symbols
+    tokens.symbol = tokens.extra = tokens.extra_bits = None     # used up: freed although the caller holds them
     data_bits = counts @ (table.lengths + _SYMBOL_EXTRA_BITS)                  # (B,): tokens only
     sizes = _HEADER_BITS + data_bits + int(table.lengths[_EOB])
     words = (sizes + 31) // 32
@@ -212,6 +225,7 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
     ends = torch.cumsum(bits.reshape(-1), 0, dtype=wide).view(bits.shape)
     before_image = torch.cat([ends.new_zeros(1), ends[:-1, -1]])
     positions = ends - bits - before_image.unsqueeze(1) + start.unsqueeze(1)
+    del ends
     # The headers and the end-of-block codes are known here: a few hundred short pieces per image.
     extra_pos = np.concatenate([(first_word * 32)[:, None] + table.header_positions[None, :],
                                 (first_word * 32 + _HEADER_BITS + data_bits)[:, None]], axis=1)
@@ -219,10 +233,12 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
     # Only the slots that hold a token: the empty ones inside a long run all point at the same word, and adding
     # their zeros there one after another would serialise the GPU's atomics (one more wait, for the count).
     tokens_at = torch.nonzero(bits.reshape(-1)).squeeze(1)
+    del bits
     packed = torch.zeros(int(words.sum()) + 1, dtype=torch.int64, device=device)
-    for pos, val in ((positions.reshape(-1)[tokens_at], values.reshape(-1)[tokens_at]),
-                     (torch.as_tensor(extra_pos.reshape(-1), device=device),
-                      torch.as_tensor(extra_val.reshape(-1), device=device))):
+    positions, values = positions.reshape(-1), values.reshape(-1)
+    extra = (torch.as_tensor(extra_pos.reshape(-1), device=device), torch.as_tensor(extra_val.reshape(-1), device=device))
+    pieces = ((positions[at], values[at]) for at in tokens_at.split(_SCATTER_CHUNK))  # bounded temporaries
+    for pos, val in itertools.chain(pieces, [extra]):
         # Tokens never overlap, so adding their bits into the words is OR-ing them. A token of at most 21 bits
         # shifted within a 32-bit word spills at most into the next one.
         shifted = val.to(torch.int64) << (pos & 31)
