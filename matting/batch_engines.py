@@ -57,7 +57,7 @@ GPU_ENGINES, GPU_ENGINES_MIN_CORES = 2, 12
 def default_engines(device) -> int:
     """The engine processes a batch gets when --engines is not given: two on a CUDA GPU with 12 or more CPU cores
     (H200 host, 16 cores, three calls: 442.5-461.5 against 263.9-347.8 images/s with one, docs/BENCHMARKS.md
-    session 22; a third added nothing), one elsewhere (on a CPU one engine already uses every core, and a small
+    session 22; a third added 2 % or lost some), one elsewhere (on a CPU one engine already uses every core, and a small
     host has no cores for a second engine's decoders and encoders)."""
     from .batch_runtime import cpu_cores
     from .device import resolve_device

@@ -5,8 +5,8 @@
 The cutouts are real: crops of the photos, matted and rendered by the pipeline with the default edges (the RGBA the
 batch writes). Per encoder: milliseconds per image (median of the rounds), CPU milliseconds per image (the process's
 CPU time: what the encoder takes from the cores that decode and feed the GPU; on a GPU it includes the spin of
-PyTorch's waits), file size, and a check that every
-file reads back (Pillow) as exactly its pixels.
+PyTorch's waits), file size, a check that every file reads back (Pillow) as exactly its pixels, and the device
+encoder's steps one by one.
 """
 
 from __future__ import annotations
