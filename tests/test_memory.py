@@ -73,14 +73,29 @@ def test_trim_heap_reports_whether_it_could_trim(monkeypatch):
     assert trim_heap() is False
 
 
-def test_the_app_starts_it(monkeypatch):
-    """python app.py starts a heap trimmer before it loads the model (seen by running its main, not by grep)."""
-    import socket
-
+def _app_main_until_the_model(monkeypatch, arenas=lambda: True, on_model=None) -> int:
+    """``python app.py``'s main run up to the model's load, which is made to fail (exit 2): what it set up before
+    is what the tests look at. ``arenas`` stands in for the arena limit, which would be process-wide and for good."""
     import demo.launch
     import matting.memory
     import matting.pipeline
     from matting.errors import ModelLoadError
+    from tests.app_server import free_port
+
+    monkeypatch.setattr(matting.memory, "limit_heap_arenas", arenas)
+
+    def no_model(**kwargs):
+        if on_model:
+            on_model()
+        raise ModelLoadError("stop here: what came before the model is what the test is about")
+
+    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
+    return demo.launch.main(["--port", str(free_port())])
+
+
+def test_the_app_starts_it(monkeypatch):
+    """python app.py starts a heap trimmer before it loads the model (seen by running its main, not by grep)."""
+    import matting.memory
 
     started = []
 
@@ -89,16 +104,8 @@ def test_the_app_starts_it(monkeypatch):
             started.append(True)
             return self
 
-    def no_model(**kwargs):
-        raise ModelLoadError("stop here: the trimmer is what this test is about")
-
     monkeypatch.setattr(matting.memory, "HeapTrimmer", Recorder)
-    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: True)   # process-wide, and for good
-    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert demo.launch.main(["--port", str(port)]) == 2
+    assert _app_main_until_the_model(monkeypatch) == 2
     assert started == [True]
 
 
@@ -210,12 +217,7 @@ def test_the_memory_log_writes_what_the_rss_is_made_of(tmp_path):
 
 
 def test_the_app_keeps_a_memory_log_when_asked(monkeypatch, tmp_path):
-    import socket
-
-    import demo.launch
     import matting.memory
-    import matting.pipeline
-    from matting.errors import ModelLoadError
 
     started = []
 
@@ -226,17 +228,9 @@ def test_the_app_keeps_a_memory_log_when_asked(monkeypatch, tmp_path):
         def start(self):
             return self
 
-    def no_model(**kwargs):
-        raise ModelLoadError("stop here: the memory log is what this test is about")
-
     monkeypatch.setattr(matting.memory, "MemoryLog", Recorder)
-    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: True)   # process-wide, and for good
-    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
     monkeypatch.setenv("MATTING_MEMORY_LOG", str(tmp_path / "memory.jsonl"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert demo.launch.main(["--port", str(port)]) == 2
+    assert _app_main_until_the_model(monkeypatch) == 2
     assert started == [str(tmp_path / "memory.jsonl")]
 
 
@@ -288,23 +282,7 @@ def test_an_operators_malloc_arena_max_stands(monkeypatch):
 
 
 def test_the_app_limits_its_arenas_before_loading_the_model(monkeypatch):
-    import socket
-
-    import demo.launch
-    import matting.memory
-    import matting.pipeline
-    from matting.errors import ModelLoadError
-
     calls = []
-    monkeypatch.setattr(matting.memory, "limit_heap_arenas", lambda: calls.append("arenas") or True)
-
-    def no_model(**kwargs):
-        calls.append("model")
-        raise ModelLoadError("stop here: the arena limit is what this test is about")
-
-    monkeypatch.setattr(matting.pipeline, "get_pipeline", no_model)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert demo.launch.main(["--port", str(port)]) == 2
+    assert _app_main_until_the_model(monkeypatch, arenas=lambda: calls.append("arenas") or True,
+                                     on_model=lambda: calls.append("model")) == 2
     assert calls == ["arenas", "model"]
