@@ -57,8 +57,8 @@ GPU_ENGINES, GPU_ENGINES_MIN_CORES = 2, 12
 def default_engines(device) -> int:
     """The engine processes a batch gets when --engines is not given: two on a CUDA GPU with 12 or more CPU cores
     (H200 host, 16 cores, three calls: 442.5-461.5 against 263.9-347.8 images/s with one, docs/BENCHMARKS.md
-    session 22; a third added 2 % or lost some), one elsewhere (on a CPU one engine already uses every core, and a small
-    host has no cores for a second engine's decoders and encoders)."""
+    session 22; a third added 2 % or lost some), one elsewhere (on a CPU one engine already uses every core, and a
+    small host has no cores for a second engine's decoders and encoders)."""
     from .batch_runtime import cpu_cores
     from .device import resolve_device
 
@@ -252,6 +252,7 @@ class EnginesRun:
         self._queue_lock = threading.Lock()
         self._busy: dict[str, float] = {}
         self._threads: dict[str, int] = {}
+        self._checked = 0.0   # when _stop_silent_helpers last looked
         self.cancelled = False
 
     def take(self, count: int) -> list[_Job]:
@@ -380,7 +381,7 @@ class EnginesRun:
         """A helper in the run that has said nothing for SILENT_S is stopped; its reader then reports it gone, and
         its images go back to the queue (without this, a run would wait for it for ever)."""
         now = time.monotonic()
-        if now - getattr(self, "_checked", 0.0) < 1.0:
+        if now - self._checked < 1.0:
             return   # once a second is enough, however busy the others keep the queue
         self._checked = now
         for index in list(self.running):

@@ -13,8 +13,9 @@ where general LZ77 matching is sequential work. The files are 16-29 % smaller th
 
 Measured on the H200 (docs/BENCHMARKS.md, session 22, before its types were narrowed): 3.05 ms per 1 MP image in
 stacks of 8 against fpng's 7.02 on one core, 24 against 61 ms at 8 MP; but those milliseconds are GPU time taken
-from the batch's renders, and a batch of two engines made 266 images/s with it against 443 with fpng. So it is opt-in (MATTING_PNG_ENCODER=device,
-batch_runtime.png_on_device) until its GPU time is well under a millisecond per image.
+from the batch's renders, and a batch of two engines made 266 images/s with it against 443 with fpng. So it is
+opt-in (MATTING_PNG_ENCODER=device, batch_runtime.png_on_device) until its GPU time is well under a millisecond per
+image.
 """
 
 from __future__ import annotations
@@ -236,7 +237,8 @@ def _pack(tokens: _Tokens, table: _HuffmanTable, counts: np.ndarray) -> list[byt
     del bits
     packed = torch.zeros(int(words.sum()) + 1, dtype=torch.int64, device=device)
     positions, values = positions.reshape(-1), values.reshape(-1)
-    extra = (torch.as_tensor(extra_pos.reshape(-1), device=device), torch.as_tensor(extra_val.reshape(-1), device=device))
+    extra = (torch.as_tensor(extra_pos.reshape(-1), device=device),
+             torch.as_tensor(extra_val.reshape(-1), device=device))
     pieces = ((positions[at], values[at]) for at in tokens_at.split(_SCATTER_CHUNK))  # bounded temporaries
     for pos, val in itertools.chain(pieces, [extra]):
         # Tokens never overlap, so adding their bits into the words is OR-ing them. A token of at most 21 bits

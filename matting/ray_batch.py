@@ -256,8 +256,7 @@ class RayRun:
         outputs = [(kind, name.suffix.lstrip("."), str(self.sink.prepared(name).resolve()) if folder else "")
                    for kind, name in job.names.items()]
         return {"order": job.order, "name": job.item.name, "source": source_of(job.item), "outputs": outputs,
-                "notices": [],
-                "seconds": {}, "error": None, "code": None}
+                "notices": [], "seconds": {}, "error": None, "code": None}
 
     def _finish(self, meta: dict, encoded: list[bytes]) -> BatchResult:
         """A finished row as the local engine reports it: outputs recorded, a zip's members written here."""

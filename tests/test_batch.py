@@ -355,7 +355,8 @@ def test_pngs_encoded_on_the_device_hold_the_cpu_encoders_pixels(pipe, tmp_path,
     monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "0")
     stacks = []
     encode = pipeline_module.encode_png_stack
-    monkeypatch.setattr(pipeline_module, "encode_png_stack", lambda images: stacks.append(len(images)) or encode(images))
+    monkeypatch.setattr(pipeline_module, "encode_png_stack",
+                        lambda images: stacks.append(len(images)) or encode(images))
 
     def files(folder_or_zip: Path) -> dict[str, bytes]:
         if folder_or_zip.suffix == ".zip":
