@@ -50,6 +50,7 @@ from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names
 from .batch_timeline import Timeline
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
+from .decode_device import PendingJpeg, decode_pending, jpeg_on_device, pending_jpeg
 from .errors import InvalidParameterError, MattingError
 from .notices import Notice
 from .settings import EdgeSettings, parse_color
@@ -261,6 +262,7 @@ class _Run:
         # 4.50 images/s, median of 3 pairs, 1 MP default edges; the extra busy threads slowed the network).
         self.gpu = rt.is_gpu(pipe.device)
         self.png_kinds = rt.png_on_device(pipe.device, kinds, crop)
+        self.jpeg_on_device = jpeg_on_device(pipe.device)   # plain JPEGs left for nvJPEG (decode_device.py)
         self.user_cancel = cancel
         self.abort = threading.Event()  # set when the caller's thread itself fails (callback error, Ctrl-C)
         self._size_in_flight()
@@ -382,7 +384,8 @@ class _Run:
             t = time.perf_counter()
             data = job.item.read_bytes()
             t = job.timed("read", t)
-            job.payload = decode_image(data, max_pixels=self.pipe.max_pixels)
+            pending = pending_jpeg(data, self.pipe.max_pixels, job.item.name) if self.jpeg_on_device else None
+            job.payload = pending or decode_image(data, max_pixels=self.pipe.max_pixels)
             job.timed("decode", t)
         except BaseException as exc:  # noqa: BLE001 - one image's failure must never stop the batch
             return self._fail(job, exc)
@@ -419,6 +422,7 @@ class _Run:
             for job in batch:
                 self._drop(job)
             return
+        self._decode_on_device(batch)
         ready = [job for job in batch if self._upload(job)]
         if not ready:
             return
@@ -443,10 +447,33 @@ class _Run:
             for job in ready:
                 self._render([job])
 
+    def _decode_on_device(self, batch: list[_Job]) -> None:
+        """The batch's pending JPEGs decoded in one nvJPEG call, on this thread's stream; its time is counted as
+        their upload (it replaces it: the pixels are made where the network needs them). One the GPU does not
+        take stays pending, and _upload decodes it on the CPU."""
+        pending = [job for job in batch if isinstance(job.payload, PendingJpeg)]
+        if not pending:
+            return
+        start = time.perf_counter()
+        try:
+            decoded = decode_pending([job.payload for job in pending], self.pipe.device)
+        except Exception:  # noqa: BLE001 - e.g. nvJPEG failed to start: the CPU decodes them all
+            log.warning("GPU JPEG decoding failed; decoding on the CPU", exc_info=True)
+            decoded = [None] * len(pending)
+        end = time.perf_counter()
+        if self.timeline is not None:
+            self.timeline.add("upload", start, end)
+        for job, image in zip(pending, decoded):
+            job.seconds["upload"] = job.seconds.get("upload", 0.0) + (end - start) / len(pending)
+            if image is not None:
+                job.payload = image
+
     def _upload(self, job: _Job) -> bool:
         """Decoded pixels -> a prepared MatteResult on the device (reduced to the working size when too large)."""
         try:
             t = time.perf_counter()
+            if isinstance(job.payload, PendingJpeg):  # the GPU did not take it: decoded here, with its own errors
+                job.payload = decode_image(job.payload.data, max_pixels=self.pipe.max_pixels)
             job.payload = self.pipe.prepare(job.payload, job.item.name, use_cache=False)
             job.timed("upload", t)
             job.notices += list(job.payload.notices)   # after what planning noted (redone, removed)

@@ -70,6 +70,7 @@ __all__ = [
     "DecodedImage",
     "ImageHeader",
     "decode_image",
+    "plain_jpeg_header",
     "read_header",
 ]
 
@@ -126,7 +127,7 @@ class ImageHeader:
 
 @dataclass
 class DecodedImage:
-    rgb: np.ndarray  # uint8 (H, W, 3), C-contiguous, upright
+    rgb: np.ndarray  # uint8 (H, W, 3), C-contiguous, upright (a CUDA tensor when decoded on the GPU: decode_device)
     alpha: np.ndarray | None  # uint8 (H, W), or None when absent or fully opaque
     format: str  # header format, or "array" / "PIL" for in-memory inputs
     name: str | None = None
@@ -163,6 +164,28 @@ def read_header(data: bytes | bytearray | memoryview, *, name: str | None = None
     header, image, _ = _probe(data, name)
     image.close()
     return header
+
+
+def plain_jpeg_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader | None:
+    """The header of a JPEG that any conforming decoder turns into the picture decode_image gives, up to its
+    IDCT and chroma upsampling: a complete, baseline, three-channel YCbCr JPEG of one frame with no orientation
+    to apply, within ``max_pixels``. None for anything else (CMYK, grey, progressive, Adobe's colour transforms,
+    rotated, multi-picture, damaged, not a JPEG): decode_image handles those, with its exact errors. Used to
+    pick the JPEGs a GPU may decode (decode_device.py); reads the header only."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    try:
+        header, image, _ = _probe(data, None)
+    except Exception:  # noqa: BLE001 - whatever it is, decode_image will say it properly
+        return None
+    try:
+        plain = (header.format == "JPEG" and image.format == "JPEG" and header.mode == "RGB"
+                 and header.orientation == 1 and header.n_frames == 1
+                 and _jpeg_frame_marker(data) in _BASELINE_FRAMES and "adobe" not in image.info
+                 and 0 < header.width * header.height <= max_pixels and _jpeg_complete(data))
+    finally:
+        image.close()
+    return header if plain else None
 
 
 def decode_image(
@@ -482,6 +505,29 @@ def _jpeg_end(data: bytes) -> int | None:
         if pos + 2 > len(data):
             return None
         pos += int.from_bytes(data[pos : pos + 2], "big")
+    return None
+
+
+_BASELINE_FRAMES = (0xC0, 0xC1)  # SOF0, SOF1: sequential, Huffman-coded (8 bits: Pillow refuses others)
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn; C4, C8, CC are DHT, JPG, DAC
+
+
+def _jpeg_frame_marker(data: bytes) -> int | None:
+    """The JPEG's start-of-frame marker (which coding: baseline, progressive, arithmetic, lossless), found by
+    walking the segments before the scan; None when there is none or the walk breaks."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in _FRAME_MARKERS:
+            return marker
+        if marker == 0xDA:  # the scan starts: no frame before it
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return None
 
 

@@ -37,13 +37,15 @@ def network_input(images: list[torch.Tensor], spec: ModelSpec, dtype: torch.dtyp
     return guide, x.to(dtype)
 
 
-def place_image(array: np.ndarray | None, working: tuple[int, int], device: torch.device,
+def place_image(array: np.ndarray | torch.Tensor | None, working: tuple[int, int], device: torch.device,
                 reduce_on_host: bool = False) -> torch.Tensor | None:
     """A decoded (H, W) or (H, W, C) uint8 image as an (h, w, C) tensor on ``device`` at the working size (w, h):
     reduced after the upload (on a GPU, the fast way) or, with ``reduce_on_host``, before it (less device memory)."""
     if array is None:
         return None
     size_hw = (working[1], working[0])
+    if isinstance(array, torch.Tensor):  # decoded on the GPU already (decode_device.py): nothing to upload
+        return shrink_u8(array.to(device), size_hw)
     if array.ndim == 2:
         array = array[..., None]
     if reduce_on_host:

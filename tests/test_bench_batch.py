@@ -54,3 +54,19 @@ def test_a_rows_png_encoder_is_its_own(monkeypatch):
     bench_batch.run_ours(None, None, None, 1, "device")
     bench_batch.run_ours(None, None, None, 1, None)
     assert seen == ["device", "device", "cpu"] and os.environ["MATTING_PNG_ENCODER"] == "cpu"
+
+
+def test_a_rows_jpeg_decoder_is_its_own_beside_its_png_encoder(monkeypatch):
+    """--jpeg-decoder: the same for MATTING_JPEG_DECODER, set together with the PNG encoder and both put back."""
+    from matting.bench import batch as bench_batch
+
+    seen = []
+    monkeypatch.setattr(bench_batch, "_run_ours", lambda *a: seen.append(
+        (os.environ.get("MATTING_JPEG_DECODER"), os.environ.get("MATTING_PNG_ENCODER"))) or {})
+    monkeypatch.delenv("MATTING_JPEG_DECODER", raising=False)
+    monkeypatch.setenv("MATTING_PNG_ENCODER", "cpu")
+    bench_batch.run_ours(None, None, None, 1, "device", "device")
+    bench_batch.run_ours(None, None, None, 1, None, "device")
+    bench_batch.run_ours(None, None, None, 1, None, None)
+    assert seen == [("device", "device"), ("device", "cpu"), (None, "cpu")]
+    assert "MATTING_JPEG_DECODER" not in os.environ and os.environ["MATTING_PNG_ENCODER"] == "cpu"

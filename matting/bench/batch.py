@@ -32,6 +32,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -187,22 +188,33 @@ class PeakDeviceMemory:
 
 
 # ------------------------------------------------------------------ ours
-def run_ours(folder: Path, out: Path, args, engines: int = 1, png_encoder: str | None = None) -> dict:
+def run_ours(folder: Path, out: Path, args, engines: int = 1, png_encoder: str | None = None,
+             jpeg_decoder: str | None = None) -> dict:
     """The local engine on ``folder``; with ``engines`` > 1, that many engine processes (matting.batch_engines),
     their start (the helpers' model load and graph capture) not in the figures, as the Pipeline's is not.
-    ``png_encoder``: "cpu" or "device" (MATTING_PNG_ENCODER, for this run and its engine processes)."""
+    ``png_encoder``, ``jpeg_decoder``: "cpu" or "device" (MATTING_PNG_ENCODER, MATTING_JPEG_DECODER), for this run
+    and its engine processes; None leaves the engine's own choice."""
     from ..batch_runtime import PNG_ENCODER_ENV
+    from ..decode_device import JPEG_DECODER_ENV
 
-    before = os.environ.get(PNG_ENCODER_ENV)
-    if png_encoder is not None:   # for this row only: restored below, so later rows and the CLI row keep theirs
-        os.environ[PNG_ENCODER_ENV] = png_encoder
-    try:
+    with _environment({PNG_ENCODER_ENV: png_encoder, JPEG_DECODER_ENV: jpeg_decoder}):
         return _run_ours(folder, out, args, engines)
+
+
+@contextmanager
+def _environment(values: dict[str, str | None]):
+    """The variables given (None: left as they are) for one row only: restored after it, so later rows and the
+    CLI row keep theirs."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    try:
+        yield
     finally:
-        if before is None:
-            os.environ.pop(PNG_ENCODER_ENV, None)
-        else:
-            os.environ[PNG_ENCODER_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run_ours(folder: Path, out: Path, args, engines: int) -> dict:
@@ -211,6 +223,7 @@ def _run_ours(folder: Path, out: Path, args, engines: int) -> dict:
     from ..batch import warm_up
     from ..batch_engines import batch_engines
     from ..batch_runtime import PNG_ENCODER_ENV
+    from ..decode_device import JPEG_DECODER_ENV, jpeg_on_device
 
     start = time.perf_counter()
     with batch_engines({"device": args.device}, engines, args.batch_size, wait=True,
@@ -229,7 +242,10 @@ def _run_ours(folder: Path, out: Path, args, engines: int) -> dict:
     row["peak_gpu_used_mib"] = device_memory.peak / 2**20 if cuda else None
     row["output_mb_per_image"] = sum(p.stat().st_size for p in out.rglob("*.png")) / 1e6 / max(1, row["done"])
     return {**row, "pipeline": pipe.summary(), "load_s": load, "device": pipe.info()["device"], "engines": engines,
-            "png_encoder": os.environ.get(PNG_ENCODER_ENV, "cpu")}
+            "png_encoder": os.environ.get(PNG_ENCODER_ENV, "cpu"),
+            # what ran: "device" asked for without CUDA or torchvision is the CPU's decoder
+            "jpeg_decoder": "device" if jpeg_on_device(pipe.device) else "cpu",
+            "jpeg_decoder_asked": os.environ.get(JPEG_DECODER_ENV, "cpu")}
 
 
 def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
@@ -377,36 +393,45 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
         p(f"\nours / rembg, end to end: **{rembg['seconds'] / cli['seconds']:.2f}x**")
 
 
-def alpha_difference(first: Path, other: Path, sample: int = 64) -> int | None:
-    """The largest difference of alpha (levels) between two runs' cutouts of the same images, over up to
-    ``sample`` of them spread through the run; None when an output is missing from either."""
+def output_difference(first: Path, other: Path, sample: int = 64) -> dict | None:
+    """How two runs' cutouts of the same images differ, over up to ``sample`` of them spread through the run: the
+    largest alpha difference, and the largest and mean colour difference where either is not transparent (levels);
+    None when an output is missing from either."""
     names = sorted(p.name for p in first.glob("*.png"))
-    worst = 0
+    alpha = colour = 0
+    colour_sum = colour_count = 0
     for name in names[::max(1, len(names) // sample)]:
         a, b = cv2.imread(str(first / name), cv2.IMREAD_UNCHANGED), cv2.imread(str(other / name), cv2.IMREAD_UNCHANGED)
         if a is None or b is None or a.shape != b.shape:
             return None
-        worst = max(worst, int(np.abs(a[..., 3].astype(int) - b[..., 3].astype(int)).max()))
-    return worst
+        alpha = max(alpha, int(np.abs(a[..., 3].astype(int) - b[..., 3].astype(int)).max()))
+        seen = (a[..., 3] > 0) | (b[..., 3] > 0)
+        diff = np.abs(a[..., :3].astype(np.int16) - b[..., :3].astype(np.int16))[seen]
+        if diff.size:
+            colour = max(colour, int(diff.max()))
+            colour_sum, colour_count = colour_sum + float(diff.sum()), colour_count + diff.size
+    return {"alpha_max": alpha, "colour_max": colour, "colour_mean": colour_sum / max(1, colour_count)}
 
 
 def print_engines(runs: list[dict], out=sys.stdout) -> None:
     """One row per engine count (--engines), the same images, one after the other."""
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p("\n| engine processes | PNG encoder | start s | images/s | steady images/s | first image s "
-      "| limiting stage (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | alpha vs the first row, "
-      "max levels |")
-    p("| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    p("\n| engine processes | JPEG decoder | PNG encoder | start s | images/s | steady images/s | first image s "
+      "| limiting stage (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
+      "max, colour max / mean levels |")
+    p("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for row in runs:
         first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
         stage = row["limiting_stage"]
         limit = f"{stage} ({row['utilisation'][stage]:.0%})" if stage else "-"
         gpu = "-" if row.get("peak_gpu_used_mib") is None else f"{row['peak_gpu_used_mib']:.0f}"
-        p(f"| {row['engines']} | {row.get('png_encoder', 'cpu')} | {row['load_s']:.1f} | "
-          f"**{row['images_per_second']:.1f}** | "
+        diff = row.get("difference", "-")
+        if isinstance(diff, dict):
+            diff = f"{diff['alpha_max']}, {diff['colour_max']} / {diff['colour_mean']:.3f}"
+        p(f"| {row['engines']} | {row.get('jpeg_decoder', 'cpu')} | {row.get('png_encoder', 'cpu')} | "
+          f"{row['load_s']:.1f} | **{row['images_per_second']:.1f}** | "
           f"{row['steady_images_per_second']:.1f} | {first} | {limit} | {row['peak_rss_mib']:.0f} | {gpu} | "
-          f"{row.get('output_mb_per_image', 0):.2f} | "
-          f"{row.get('alpha_max_diff', '-') if row.get('alpha_max_diff', '-') is not None else 'missing'} |")
+          f"{row.get('output_mb_per_image', 0):.2f} | {'missing' if diff is None else diff} |")
 
 
 def environment(args, source: str) -> dict:
@@ -435,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png-encoder", choices=["cpu", "device"], nargs="+", default=[None],
                         help="where PNG outputs are encoded (MATTING_PNG_ENCODER); several: each engine count with "
                              "each, side by side (default: the engine's own choice)")
+    parser.add_argument("--jpeg-decoder", choices=["cpu", "device"], nargs="+", default=[None],
+                        help="where plain JPEG inputs are decoded (MATTING_JPEG_DECODER; device: nvJPEG, needs "
+                             "torchvision); several: each with every other choice, side by side (default: the "
+                             "engine's own)")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="photos to crop from")
     parser.add_argument("--edges", choices=sorted(EDGES), default="default",
                         help="edge settings: the defaults, no colour decontamination, or raw (the network's matte "
@@ -460,18 +489,19 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         source = make_images(images, args.count, args.megapixels, args.photos)
         print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
-        plan = [(n, encoder) for encoder in args.png_encoder for n in args.engines]
-        outs = [work / f"ours_{i}_{n}" for i, (n, _) in enumerate(plan)]   # a count may come twice: 1 1 2
+        plan = [(n, encoder, decoder) for decoder in args.jpeg_decoder for encoder in args.png_encoder
+                for n in args.engines]
+        outs = [work / f"ours_{i}_{n}" for i, (n, _, _) in enumerate(plan)]   # a count may come twice: 1 1 2
         runs = []
-        for out, (n, encoder) in zip(outs, plan):
-            runs.append(run_ours(images, out, args, n, encoder))
+        for out, (n, encoder, decoder) in zip(outs, plan):
+            runs.append(run_ours(images, out, args, n, encoder, decoder))
             # as each row ends: a run cut short by a time limit still shows the rows it finished
-            print(f"engines {n}, PNG encoder {runs[-1]['png_encoder']}: {runs[-1]['images_per_second']:.1f} "
-                  f"images/s (steady {runs[-1]['steady_images_per_second']:.1f}), limiting "
-                  f"{runs[-1]['limiting_stage']}", file=sys.stderr, flush=True)
+            print(f"engines {n}, JPEG decoder {runs[-1]['jpeg_decoder']}, PNG encoder {runs[-1]['png_encoder']}: "
+                  f"{runs[-1]['images_per_second']:.1f} images/s (steady {runs[-1]['steady_images_per_second']:.1f}),"
+                  f" limiting {runs[-1]['limiting_stage']}", file=sys.stderr, flush=True)
         ours = runs[0]
         for row, out in zip(runs[1:], outs[1:]):
-            row["alpha_max_diff"] = alpha_difference(outs[0], out)
+            row["difference"] = output_difference(outs[0], out)
         cli = rembg = on_ray = None
         if args.ray:
             on_ray = run_on_ray(images, work / "ours_ray", args)
