@@ -52,7 +52,6 @@ from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
 from .decode_device import PendingJpeg, decode_pending, jpeg_on_device, pending_jpeg
 from .errors import InvalidParameterError, MattingError
-from .host_copy import pinned
 from .notices import Notice
 from .settings import EdgeSettings, parse_color
 
@@ -387,8 +386,6 @@ class _Run:
             t = job.timed("read", t)
             pending = pending_jpeg(data, self.pipe.max_pixels, job.item.name) if self.jpeg_on_device else None
             job.payload = pending or decode_image(data, max_pixels=self.pipe.max_pixels)
-            if self.gpu and pending is None:   # the copy to page-locked memory here, not in the inference thread
-                job.payload.rgb = pinned(job.payload.rgb)
             job.timed("decode", t)
         except BaseException as exc:  # noqa: BLE001 - one image's failure must never stop the batch
             return self._fail(job, exc)

@@ -74,32 +74,13 @@ def download_pinned(*tensors: torch.Tensor | None) -> list[np.ndarray | None]:
 
 def upload(host: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """A host array or tensor on ``device``. To a GPU through page-locked memory, so that the copy does not make
-    the calling thread wait for every kernel queued on its stream (a plain copy from pageable memory does). A
-    tensor already page-locked (``pinned``) is only sent."""
+    the calling thread wait for every kernel queued on its stream (a plain copy from pageable memory does)."""
     tensor = torch.as_tensor(host)
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
-    if tensor.is_pinned():
-        return tensor.to(device, non_blocking=True)
     try:
         pinned = tensor.contiguous().pin_memory()
     except RuntimeError as exc:   # cudaHostAlloc refused: page-locked memory is limited by the system
         log.warning("no page-locked memory for an upload (%s); copying without it", exc)
         return tensor.to(device)
     return pinned.to(device, non_blocking=True)
-
-
-def pinned(host: np.ndarray) -> np.ndarray | torch.Tensor:
-    """A copy of ``host`` in page-locked memory, for a later ``upload``: the batch's decode threads make it, so that
-    the inference thread, which also runs the network, only starts the copy to the GPU (on the H200 the upload
-    was half of that thread's time). ``host`` itself where no page-locked memory can be had."""
-    try:
-        return torch.from_numpy(np.ascontiguousarray(host)).pin_memory()
-    except RuntimeError as exc:   # no CUDA, or cudaHostAlloc refused
-        if not _refused:   # once: a batch would say it for every image
-            _refused.append(exc)
-            log.warning("no page-locked memory for a decoded image (%s); the upload copies it", exc)
-        return host
-
-
-_refused: list[BaseException] = []

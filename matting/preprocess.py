@@ -44,7 +44,7 @@ def place_image(array: np.ndarray | torch.Tensor | None, working: tuple[int, int
     if array is None:
         return None
     size_hw = (working[1], working[0])
-    if isinstance(array, torch.Tensor):  # page-locked by a batch's decode thread, or decoded on the GPU already
+    if isinstance(array, torch.Tensor):  # decoded on the GPU already (decode_device.py)
         if not reduce_on_host:
             return shrink_u8(upload(array, device), size_hw)
         array = array.cpu().numpy()
