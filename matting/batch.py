@@ -93,14 +93,34 @@ class BatchSummary:
     cancelled: bool
     total: int = 0                   # items found, including those a cancel left untouched
     stage_threads: dict[str, int] = field(default_factory=dict)  # threads serving each stage
+    stage_groups: list[tuple[str, ...]] = field(default_factory=list)  # stages served by the same threads
 
     def utilisation(self) -> dict[str, float]:
-        """Busy fraction of each stage's threads over the run; the highest is the stage that limits it."""
+        """Busy fraction of each stage's threads over the run."""
         wall = max(self.seconds, 1e-9)
         return {stage: busy / (wall * self.stage_threads.get(stage, 1)) for stage, busy in self.stage_busy.items()}
 
     def limiting_stage(self) -> str | None:
+        """The stage whose threads are busiest, counted alone (see busiest_threads for threads shared by stages)."""
         usage = self.utilisation()
+        return max(usage, key=usage.get) if usage else None
+
+    def thread_utilisation(self) -> dict[str, float]:
+        """Busy fraction of each set of threads, its stages added up ("upload + infer": on a GPU one inference
+        thread uploads and runs the network, and each stage alone looked half as busy as that thread was)."""
+        wall = max(self.seconds, 1e-9)
+        groups = self.stage_groups or [(stage,) for stage in self.stage_busy]
+        shares = {}
+        for group in groups:
+            busy = sum(self.stage_busy.get(stage, 0.0) for stage in group)
+            if busy > 0:
+                threads = max(self.stage_threads.get(stage, 1) for stage in group)   # the same for each
+                shares[" + ".join(group)] = busy / (wall * threads)
+        return shares
+
+    def busiest_threads(self) -> str | None:
+        """The set of threads that limits the run: the busiest one, named by its stages."""
+        usage = self.thread_utilisation()
         return max(usage, key=usage.get) if usage else None
 
 
@@ -163,7 +183,8 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     results.sort(key=lambda r: r.order)   # input order; on_result saw them as they finished
     return BatchSummary(results=results, **counts, seconds=seconds, images_per_second=counts["done"] / seconds,
                         stage_busy=run.busy() if run else {}, cancelled=bool(run and run.cancelled),
-                        total=len(found.items), stage_threads=run.threads() if run else {})
+                        total=len(found.items), stage_threads=run.threads() if run else {},
+                        stage_groups=list(getattr(run, "groups", lambda: [])()) if run else [])
 
 
 def _check_options(kinds, composite_format: str, background):
@@ -349,6 +370,11 @@ class _Run:
         return {"read": self.workers, "decode": self.workers, "upload": self.streams, "infer": self.streams,
                 "render": rt.GPU_RENDER_THREADS if self.gpu else self.streams, "encode": self.encode_threads,
                 "write": self.encode_threads}
+
+    def groups(self) -> list[tuple[str, ...]]:
+        """The stages each set of threads serves: the decode pool, the inference threads (which on the CPU also
+        render), the render threads (GPU), the encode pool."""
+        return stage_groups(self.gpu)
 
     def stopping(self) -> bool:
         return self.user_cancel.is_set() or self.abort.is_set()
@@ -595,6 +621,13 @@ class _Run:
         with self._busy_lock:
             for stage, seconds in job.seconds.items():
                 self._busy[stage] += seconds
+
+
+def stage_groups(gpu: bool) -> list[tuple[str, ...]]:
+    """What _Run.groups says, for a run on a GPU or not (the engine processes' runs are the same)."""
+    if gpu:
+        return [("read", "decode"), ("upload", "infer"), ("render",), ("encode", "write")]
+    return [("read", "decode"), ("upload", "infer", "render"), ("encode", "write")]
 
 
 def failure_reason(exc: BaseException) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import batch_runtime as rt
-from .batch import BatchResult, _Job, _Run, failure_reason
+from .batch import BatchResult, _Job, _Run, failure_reason, stage_groups
 from .batch_encode import drop_kept_encoder, keep_encoders
 from .batch_inputs import source_of
 from .errors import MattingError
@@ -330,6 +330,9 @@ class EnginesRun:
 
     def threads(self) -> dict[str, int]:
         return dict(self._threads)
+
+    def groups(self) -> list[tuple[str, ...]]:
+        return stage_groups(rt.is_gpu(self.pipe.device))
 
     # ------------------------------------------------------------ this process's engine
     def _local_run(self, jobs) -> _Run:

@@ -225,6 +225,9 @@ class RayRun:
         return {"read": tasks, "decode": tasks, "upload": actors, "infer": actors, "render": actors,
                 "encode": tasks, "write": tasks}
 
+    def groups(self) -> list[tuple[str, ...]]:
+        return [("read", "decode", "encode", "write"), ("upload", "infer", "render")]
+
     def _dataset(self):
         """One operator: each task takes a batch of rows from its read to its write
         (ray_stages.decode_matte_encode). Three operators with blocks between them (decode, a hand-over to the

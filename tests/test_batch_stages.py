@@ -180,6 +180,22 @@ def test_utilisation_is_busy_time_per_thread_over_the_wall_time_and_the_highest_
     assert BatchSummary([], 0, 0, 0, 1.0, 0.0, {}, False).limiting_stage() is None
 
 
+def test_stages_that_share_threads_are_added_up_to_find_the_busiest_threads():
+    """On a GPU one inference thread uploads and runs the network: 45 % busy on each stage is a thread 90 % busy,
+    busier than the encoders at 70 % (what session 23's first H200 call showed, and the stage table hid)."""
+    summary = BatchSummary(results=[], done=0, skipped=0, failed=0, seconds=1.0, images_per_second=0.0,
+                           stage_busy={"decode": 1.6, "upload": 0.45, "infer": 0.45, "encode": 2.8, "write": 0.0},
+                           cancelled=False, stage_threads={"decode": 4, "upload": 1, "infer": 1, "encode": 4,
+                                                          "write": 4},
+                           stage_groups=[("read", "decode"), ("upload", "infer"), ("render",), ("encode", "write")])
+    assert summary.limiting_stage() == "encode"
+    assert summary.thread_utilisation() == pytest.approx({"read + decode": 0.4, "upload + infer": 0.9,
+                                                          "encode + write": 0.7})
+    assert summary.busiest_threads() == "upload + infer"
+    summary.stage_groups = []   # an executor that says nothing of its threads: each stage alone
+    assert summary.busiest_threads() == "encode"
+
+
 # ---------------------------------------------------------------- options
 @pytest.mark.parametrize("kinds, fmt, background, expected", [
     ("alpha", "jpg", None, (("alpha",), "jpg", None)),
@@ -372,6 +388,7 @@ def test_on_the_cpu_each_image_renders_alone_in_its_inference_thread(tmp_path, m
     assert set(torch_threads) == {rt.CPU_TORCH_THREADS}
     assert summary.stage_threads == {"read": 2, "decode": 2, "upload": 1, "infer": 1, "render": 1, "encode": 2,
                                      "write": 2}
+    assert summary.stage_groups == [("read", "decode"), ("upload", "infer", "render"), ("encode", "write")]
     assert engine_threads() == []
 
 
@@ -403,6 +420,7 @@ def test_on_a_gpu_batches_render_together_in_the_render_threads(tmp_path, fake_g
     assert len(syncs) == len(pipe.names("infer")) and {s[2] for s in syncs} == {"matting-infer-0"}
     assert summary.stage_threads == {"read": 3, "decode": 3, "upload": 1, "infer": 1, "render": 2, "encode": 3,
                                      "write": 3}
+    assert summary.stage_groups == [("read", "decode"), ("upload", "infer"), ("render",), ("encode", "write")]
 
 
 def test_the_render_gets_the_background_only_for_a_composite_and_the_rgba_only_for_a_cutout(tmp_path):

@@ -266,6 +266,7 @@ def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
             "first_image_s": finished[0] - started if finished else None,
             "stage_busy": summary.stage_busy, "stage_threads": summary.stage_threads,
             "utilisation": summary.utilisation(), "limiting_stage": summary.limiting_stage(),
+            "thread_utilisation": summary.thread_utilisation(), "busiest_threads": summary.busiest_threads(),
             "peak_rss_mib": rss.peak / 2**20,
             # on the wall clock every process shares: several benches at once are summed over their common span
             "wall_start": wall_start, "wall_end": wall_start + summary.seconds}
@@ -362,6 +363,9 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
     for stage, busy in ours["stage_busy"].items():
         p(f"| {stage} | {busy:.2f} | {ours['stage_threads'].get(stage, 1)} | {ours['utilisation'][stage]:.0%} |")
     p(f"\nlimiting stage: {ours['limiting_stage']} (the busiest threads relative to their number)")
+    if ours.get("thread_utilisation"):
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in ours["thread_utilisation"].items())
+        p(f"threads, their stages together: {shares}; busiest: **{ours['busiest_threads']}**")
     if ours.get("timeline_table"):
         p("\nbusy share of each stage's threads over the run (--profile):\n")
         p(ours["timeline_table"])
@@ -417,13 +421,13 @@ def print_engines(runs: list[dict], out=sys.stdout) -> None:
     """One row per engine count (--engines), the same images, one after the other."""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("\n| engine processes | JPEG decoder | PNG encoder | start s | images/s | steady images/s | first image s "
-      "| limiting stage (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
+      "| busiest threads (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
       "max, colour max / mean levels |")
     p("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for row in runs:
         first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
-        stage = row["limiting_stage"]
-        limit = f"{stage} ({row['utilisation'][stage]:.0%})" if stage else "-"
+        busiest = row.get("busiest_threads")
+        limit = f"{busiest} ({row['thread_utilisation'][busiest]:.0%})" if busiest else "-"
         gpu = "-" if row.get("peak_gpu_used_mib") is None else f"{row['peak_gpu_used_mib']:.0f}"
         diff = row.get("difference", "-")
         if isinstance(diff, dict):
@@ -498,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             # as each row ends: a run cut short by a time limit still shows the rows it finished
             print(f"engines {n}, JPEG decoder {runs[-1]['jpeg_decoder']}, PNG encoder {runs[-1]['png_encoder']}: "
                   f"{runs[-1]['images_per_second']:.1f} images/s (steady {runs[-1]['steady_images_per_second']:.1f}),"
-                  f" limiting {runs[-1]['limiting_stage']}", file=sys.stderr, flush=True)
+                  f" busiest threads {runs[-1]['busiest_threads']}", file=sys.stderr, flush=True)
         ours = runs[0]
         for row, out in zip(runs[1:], outs[1:]):
             row["difference"] = output_difference(outs[0], out)
