@@ -140,13 +140,18 @@ def test_without_cuda_or_when_not_asked_the_cpu_decodes(monkeypatch):
                     reason="nvJPEG needs a CUDA GPU and torchvision")
 def test_nvjpeg_gives_the_cpu_decoders_picture_within_chroma_upsampling():
     """On the GPU machine: real nvJPEG against OpenCV, batched. The same size, and the same picture but for the
-    chroma upsampling at colour edges (docs/BENCHMARKS.md: a mean under a level)."""
-    def smooth(seed: int, **options) -> bytes:   # a photo's kind of picture: noise alone is all chroma edges
+    chroma upsampling at colour edges (1 MP crops of camera photos, session 23: a mean of 0.34 levels, at most 0.9;
+    up to 55 levels on 0.25 % of the pixels)."""
+    def photo_like(seed: int, **options) -> bytes:   # smooth gradients and one sharp colour edge, a disc
+        y, x = np.mgrid[0:96, 0:128]
+        rgb = np.stack([x * 2, y * 2, x + y], -1).astype(np.uint8)
+        colour = tuple(int(c) for c in np.random.default_rng(seed).integers(0, 255, 3))
+        cv2.circle(rgb, (64 + seed, 48), 25, colour, -1)
         buffer = io.BytesIO()
-        Image.fromarray(cv2.GaussianBlur(photo(seed), (7, 7), 2)).save(buffer, "JPEG", **options)
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **options)
         return buffer.getvalue()
 
-    blobs = [smooth(seed) for seed in range(6)] + [smooth(9, subsampling=0)]
+    blobs = [photo_like(seed) for seed in range(6)] + [photo_like(9, subsampling=0)]
     pending = [decode_device.pending_jpeg(data, 10**8) for data in blobs]
     out = decode_device.decode_pending(pending, torch.device("cuda"))
     for data, image in zip(blobs, out):
@@ -154,4 +159,5 @@ def test_nvjpeg_gives_the_cpu_decoders_picture_within_chroma_upsampling():
         cpu = decode_image(data).rgb.astype(int)
         gpu = image.rgb.cpu().numpy().astype(int)
         assert gpu.shape == cpu.shape
-        assert np.abs(gpu - cpu).mean() < 1.5
+        difference = np.abs(gpu - cpu)
+        assert difference.mean() < 1.0 and (difference > 16).mean() < 0.02
