@@ -53,7 +53,6 @@ from .decode import decode_image
 from .decode_device import PendingJpeg, decode_pending, jpeg_on_device, pending_jpeg
 from .errors import InvalidParameterError, MattingError
 from .notices import Notice
-from .pipeline import QueuedTimer
 from .settings import EdgeSettings, parse_color
 
 log = logging.getLogger(__name__)
@@ -455,7 +454,7 @@ class _Run:
             return
         start = time.perf_counter()
         try:
-            self.pipe.infer([job.payload for job in ready], timer=QueuedTimer)
+            self.pipe.infer([job.payload for job in ready])
         except BaseException as exc:  # noqa: BLE001 - the batch's images fail, the run goes on
             for job in ready:
                 self._fail(job, exc)
@@ -501,8 +500,7 @@ class _Run:
             t = time.perf_counter()
             if isinstance(job.payload, PendingJpeg):  # the GPU did not take it: decoded here, with its own errors
                 job.payload = decode_image(job.payload.data, max_pixels=self.pipe.max_pixels)
-            # queued, not waited for: the one wait is after the network (below, in _infer)
-            job.payload = self.pipe.prepare(job.payload, job.item.name, use_cache=False, timer=QueuedTimer)
+            job.payload = self.pipe.prepare(job.payload, job.item.name, use_cache=False)
             job.timed("upload", t)
             job.notices += list(job.payload.notices)   # after what planning noted (redone, removed)
             return True

@@ -78,22 +78,6 @@ class StageTimer:
         share()
 
 
-class QueuedTimer:
-    """StageTimer's interface for work a caller times itself (the batch engine's stage clocks): no wait at a
-    stage's end and no timings. The batch's inference thread, with StageTimer, waited for every image's upload and
-    twice more per network batch; with this its work is queued and it waits once per batch."""
-
-    def __init__(self, device: torch.device, timings: dict[str, float]):
-        pass
-
-    @contextmanager
-    def __call__(self, stage: str):
-        yield
-
-    def finish(self, share) -> None:
-        share()
-
-
 class EventTimer:
     """StageTimer's interface for work queued in a GPU turn: an event at each end of a stage instead of a wait.
     After the turn, ``resolve()`` waits once, for the last, and fills the timings with each stage's own GPU time
@@ -229,13 +213,11 @@ class Pipeline:
             self.infer(pending)
         return prepared
 
-    def prepare(self, decoded: DecodedImage, name: str | None = None, *, use_cache: bool = True,
-                timer=StageTimer) -> MatteResult:
+    def prepare(self, decoded: DecodedImage, name: str | None = None, *, use_cache: bool = True) -> MatteResult:
         """What matte() does after decoding, for images decoded elsewhere (the batch engine decodes in worker
         threads): reduce, upload, look up the cache. The matte stays None until infer(). ``use_cache=False``
-        skips hashing and the cache: a batch of distinct photos would only evict interactive users' mattes.
-        ``timer``: as for infer() (QueuedTimer: the upload is queued, not waited for)."""
-        return self._prepare(decoded, name, {}, use_cache, timer)
+        skips hashing and the cache: a batch of distinct photos would only evict interactive users' mattes."""
+        return self._prepare(decoded, name, {}, use_cache)
 
     def infer(self, results: list[MatteResult], timer=StageTimer) -> None:
         """Run the network, as one batch, for the prepared results that have no matte yet. ``timer``: how the
@@ -272,8 +254,8 @@ class Pipeline:
         return self._prepare(decoded, name, timings, True)
 
     def _prepare(self, decoded: DecodedImage, name: str | None, timings: dict[str, float],
-                 use_cache: bool, timer=StageTimer) -> MatteResult:
-        timer = timer(self.device, timings)
+                 use_cache: bool) -> MatteResult:
+        timer = StageTimer(self.device, timings)
         key = ""
         if use_cache:
             with timer("hash"):  # on the decoded host pixels: no download from the GPU needed

@@ -88,13 +88,12 @@ class FakePipe:
         with self.lock:
             return {thread for s, _, thread in self.calls if s == step}
 
-    def prepare(self, image, name, use_cache=True, timer=None):
-        self.kwargs.append({"use_cache": use_cache, "timer": timer})
+    def prepare(self, image, name, use_cache=True):
+        self.kwargs.append({"use_cache": use_cache})
         self._step("prepare", [name])
         return SimpleNamespace(name=name, rgb=image.rgb, notices=[Notice("cmyk")])
 
-    def infer(self, results, timer=None):
-        self.kwargs.append({"infer_timer": timer})
+    def infer(self, results):
         self._step("infer", [r.name for r in results])
 
     def render_many(self, results, settings, background=None, want_rgba=True, png_kinds=()):
@@ -386,10 +385,6 @@ def test_on_the_cpu_each_image_renders_alone_in_its_inference_thread(tmp_path, m
     assert all(len(names) == 1 for names in pipe.names("render_many"))
     assert sorted(n for names in pipe.names("infer") for n in names) == [f"p0{i}.png" for i in range(4)]
     assert all(kw["use_cache"] is False for kw in pipe.kwargs if "use_cache" in kw)
-    # the batch keeps its own stage clocks: the pipeline queues the uploads and the network without waiting for each
-    from matting.pipeline import QueuedTimer
-    timers = [kw[key] for kw in pipe.kwargs for key in ("timer", "infer_timer") if key in kw]
-    assert len(timers) == 4 + len(pipe.names("infer")) and set(timers) == {QueuedTimer}
     assert set(torch_threads) == {rt.CPU_TORCH_THREADS}
     assert summary.stage_threads == {"read": 2, "decode": 2, "upload": 1, "infer": 1, "render": 1, "encode": 2,
                                      "write": 2}

@@ -140,24 +140,32 @@ def test_without_cuda_or_when_not_asked_the_cpu_decodes(monkeypatch):
                     reason="nvJPEG needs a CUDA GPU and torchvision")
 def test_nvjpeg_gives_the_cpu_decoders_picture_within_chroma_upsampling():
     """On the GPU machine: real nvJPEG against OpenCV, batched. The same size, and the same picture but for the
-    chroma upsampling at colour edges (1 MP crops of camera photos, session 23: a mean of 0.34 levels, at most 0.9;
-    up to 55 levels on 0.25 % of the pixels)."""
+    chroma: nvJPEG upsamples a 4:2:0 JPEG's colour planes differently (1 MP crops of camera photos, session 23:
+    a mean of 0.34 levels, up to 55 levels at sharp colour edges), while the brightness (luma), decoded from the
+    full-resolution plane, stays within IDCT rounding."""
     def photo_like(seed: int, **options) -> bytes:   # smooth gradients and one sharp colour edge, a disc
         y, x = np.mgrid[0:96, 0:128]
         rgb = np.stack([x * 2, y * 2, x + y], -1).astype(np.uint8)
-        colour = tuple(int(c) for c in np.random.default_rng(seed).integers(0, 255, 3))
+        colour = tuple(int(c) for c in np.random.default_rng(seed).integers(40, 215, 3))
         cv2.circle(rgb, (64 + seed, 48), 25, colour, -1)
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **options)
         return buffer.getvalue()
+
+    def luma(rgb: np.ndarray) -> np.ndarray:
+        return rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
 
     blobs = [photo_like(seed) for seed in range(6)] + [photo_like(9, subsampling=0)]
     pending = [decode_device.pending_jpeg(data, 10**8) for data in blobs]
     out = decode_device.decode_pending(pending, torch.device("cuda"))
     for data, image in zip(blobs, out):
         assert image is not None and image.rgb.is_cuda
-        cpu = decode_image(data).rgb.astype(int)
-        gpu = image.rgb.cpu().numpy().astype(int)
+        cpu = decode_image(data).rgb
+        gpu = image.rgb.cpu().numpy()
         assert gpu.shape == cpu.shape
-        difference = np.abs(gpu - cpu)
-        assert difference.mean() < 1.0 and (difference > 16).mean() < 0.02
+        colour = np.abs(gpu.astype(int) - cpu.astype(int))
+        brightness = np.abs(luma(gpu) - luma(cpu))
+        stats = (f"colour mean {colour.mean():.3f} max {colour.max()}, luma mean {brightness.mean():.3f} "
+                 f"p99.9 {np.percentile(brightness, 99.9):.2f}")
+        print(stats)
+        assert colour.mean() < 3 and brightness.mean() < 0.5 and np.percentile(brightness, 99.9) < 4, stats

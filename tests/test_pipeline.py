@@ -190,21 +190,6 @@ def test_batch_equals_single_runs(pipe):
         torch.testing.assert_close(together.matte, alone.matte, atol=1e-4, rtol=0)
 
 
-def test_a_queued_timer_changes_no_result_and_records_no_timings(pipe):
-    """The batch engine prepares and infers with QueuedTimer (no wait at each stage, on a GPU): the same mattes
-    as StageTimer's, and no per-stage timings, which the batch keeps for itself."""
-    from matting.pipeline import QueuedTimer
-
-    image = decode_image(EXAMPLES / "rocket.jpg")
-    timed, queued = pipe.prepare(image, use_cache=False), pipe.prepare(image, use_cache=False, timer=QueuedTimer)
-    assert "upload" in timed.timings and queued.timings == {}
-    assert torch.equal(timed.image, queued.image)
-    pipe.infer([timed])
-    pipe.infer([queued], timer=QueuedTimer)
-    assert "inference" in timed.timings and queued.timings == {}
-    assert torch.equal(timed.matte, queued.matte)
-
-
 def test_each_result_of_a_batch_holds_only_its_own_matte_and_guide(pipe):
     """A slice of the batch's tensors would keep the whole batch alive in the cache, which counts the slice."""
     names = ["coffee.png", "rocket.jpg", "astronaut.png"]
