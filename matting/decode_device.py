@@ -2,15 +2,19 @@
 
 A CPU core spends about 5-8 ms decoding a 1 MP camera JPEG (40 ms at 8 MP); nvJPEG decodes a batch of them in
 0.17 ms per image and leaves the pixels where the network and the render need them, so the 3 MB of RGB per
-image never crosses to the GPU either. Opt-in: ``MATTING_JPEG_DECODER=device``.
+image never crosses to the GPU either. Opt-in: ``MATTING_JPEG_DECODER=device``. On the H200 with 16 cores it made
+the batch slower (two engines: 402.8 against 501.6 images/s once started, docs/BENCHMARKS.md, session 23):
+torchvision's decoder waits for its stream twice per call under a process-wide lock, in the inference thread that
+limits the run, and its first call takes some 6 s. It is for hosts with few cores beside their GPU.
 
 Which JPEGs: only the plain ones (decode.plain_jpeg_header: baseline YCbCr, upright, one frame, complete).
 Everything else (PNG, WebP, CMYK, grey, progressive, EXIF-rotated, damaged) is decoded on the CPU exactly as
 before, with the same errors; so is a JPEG that nvJPEG refuses or decodes to another size.
 
 Not the same picture, pixel for pixel: nvJPEG upsamples the chroma of 4:2:0 JPEGs differently from libjpeg
-(OpenCV), up to some 40 levels on sharp colour edges (scripts/compare_gpu_jpeg.py); docs/BENCHMARKS.md says what
-that does to the alpha.
+(OpenCV): 0.34 levels on average, up to 55 on sharp colour edges (scripts/compare_gpu_jpeg.py), and the
+refinement, guided by the full-resolution photo, turns that into alpha differences of up to 96 levels at a few
+edge pixels.
 """
 
 from __future__ import annotations

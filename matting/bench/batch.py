@@ -1,4 +1,4 @@
-"""Batch throughput: images per second through run_batch, per-stage busy time, peak memory, the limiting stage.
+"""Batch throughput: images per second through run_batch, per-stage busy time, peak memory, the busiest threads.
 
     python -m matting.bench --batch                          # 200 one-megapixel JPEGs, auto device
     python -m matting.bench --batch --device cuda --count 400
@@ -6,6 +6,7 @@
     python -m matting.bench --batch --device cuda --count 2000 --ray   # also through --ray, side by side
     python -m matting.bench --batch --profile                # each stage's busy share over the run, in slices
     python -m matting.bench --batch --device cuda --count 2000 --engines 1 2 3   # engine processes, side by side
+    python -m matting.bench --batch --device cuda --count 2000 --jpeg-decoder device cpu   # nvJPEG against OpenCV
 
 The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
 megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
@@ -362,10 +363,10 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
     p("| --- | ---: | ---: | ---: |")
     for stage, busy in ours["stage_busy"].items():
         p(f"| {stage} | {busy:.2f} | {ours['stage_threads'].get(stage, 1)} | {ours['utilisation'][stage]:.0%} |")
-    p(f"\nlimiting stage: {ours['limiting_stage']} (the busiest threads relative to their number)")
+    p(f"\nbusiest stage, each counted alone: {ours['limiting_stage']}")
     if ours.get("thread_utilisation"):
         shares = ", ".join(f"{name} {share:.0%}" for name, share in ours["thread_utilisation"].items())
-        p(f"threads, their stages together: {shares}; busiest: **{ours['busiest_threads']}**")
+        p(f"threads, the stages each serves added up: {shares}; **limit: {ours['busiest_threads']}** (the busiest)")
     if ours.get("timeline_table"):
         p("\nbusy share of each stage's threads over the run (--profile):\n")
         p(ours["timeline_table"])
