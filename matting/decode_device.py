@@ -19,6 +19,7 @@ edge pixels.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from .decode import DecodedImage, ImageHeader, plain_jpeg_header
+
+log = logging.getLogger(__name__)
 
 JPEG_DECODER_ENV = "MATTING_JPEG_DECODER"   # "device": plain JPEGs decoded on the GPU; "cpu" (default)
 
@@ -41,10 +44,27 @@ class PendingJpeg:
 
 def jpeg_on_device(device) -> bool:
     """Whether a batch on ``device`` decodes its plain JPEGs on the GPU: asked for, on CUDA, and torchvision's
-    nvJPEG decoder is there (it is not a requirement: without it, the CPU decodes, as by default)."""
-    if getattr(device, "type", str(device)) != "cuda" or os.environ.get(JPEG_DECODER_ENV, "cpu") != "device":
+    nvJPEG decoder is there (it is not a requirement: without it, the CPU decodes, as by default, and the log says
+    why, once)."""
+    if os.environ.get(JPEG_DECODER_ENV, "cpu") != "device":
         return False
-    return _nvjpeg() is not None
+    if getattr(device, "type", str(device)) != "cuda":
+        _say_once(f"{JPEG_DECODER_ENV}=device needs a CUDA GPU; JPEGs are decoded on the CPU")
+        return False
+    if _nvjpeg() is None:
+        _say_once(f"{JPEG_DECODER_ENV}=device needs torchvision with nvJPEG (pip install torchvision matching "
+                  "torch); JPEGs are decoded on the CPU")
+        return False
+    return True
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
+
+
+_said: set[str] = set()
 
 
 def pending_jpeg(data: bytes, max_pixels: int, name: str | None = None) -> PendingJpeg | None:

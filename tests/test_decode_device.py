@@ -129,9 +129,18 @@ def test_the_batch_decodes_plain_jpegs_on_the_gpu_and_the_rest_as_before(pipe, t
                               cv2.imread(str(tmp_path / "gpu" / path.name), cv2.IMREAD_UNCHANGED)), path.name
 
 
-def test_without_cuda_or_when_not_asked_the_cpu_decodes(monkeypatch):
+def test_without_cuda_or_torchvision_or_when_not_asked_the_cpu_decodes_and_the_log_says_why_once(monkeypatch,
+                                                                                                  caplog):
+    monkeypatch.setattr(decode_device, "_said", set())
     monkeypatch.setenv("MATTING_JPEG_DECODER", "device")
     assert not decode_device.jpeg_on_device(torch.device("cpu"))
+    assert not decode_device.jpeg_on_device(torch.device("cpu"))
+    monkeypatch.setattr(decode_device, "_nvjpeg", lambda: None)
+    assert not decode_device.jpeg_on_device(torch.device("cuda"))
+    said = [r.getMessage() for r in caplog.records if r.name == "matting.decode_device"]
+    assert len(said) == 2 and "CUDA" in said[0] and "torchvision" in said[1]
+    monkeypatch.setattr(decode_device, "_nvjpeg", lambda: (object(), object()))
+    assert decode_device.jpeg_on_device(torch.device("cuda"))
     monkeypatch.setenv("MATTING_JPEG_DECODER", "cpu")
     assert not decode_device.jpeg_on_device(torch.device("cuda"))
 
