@@ -39,8 +39,10 @@ _CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
 _CL_LENGTH = 4
 
 
-def encode_png_stack(images: torch.Tensor) -> list[bytes]:
-    """PNG bytes of each image of a (B, H, W) or (B, H, W, C) uint8 stack (C 1-4), on the stack's own device."""
+def encode_png_stack(images: torch.Tensor, step=None) -> list[bytes]:
+    """PNG bytes of each image of a (B, H, W) or (B, H, W, C) uint8 stack (C 1-4), on the stack's own device.
+    ``step``: called as ``step(name, function, *args)`` for each of the steps, giving the function's result (the
+    bench times them one by one: matting/bench/png.py); by default the function is just called."""
     if images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 pixels, got {images.dtype}")
     if images.dim() == 3:
@@ -54,18 +56,28 @@ def encode_png_stack(images: torch.Tensor) -> list[bytes]:
         raise ValueError("an image has no pixels")
     # Each step drops what it no longer needs as it goes (``del``): a stack's temporaries are tens of times its
     # pixels, and on a GPU they are the memory a second engine would use.
-    data = _filter_rows(images.reshape(batch, height, width * channels), channels).reshape(batch, -1)
-    tokens = _tokens(data)
-    counts, adler = _counts_and_adler(data, tokens)   # on the host: the code is made from them
+    step = step or _call
+    data = step("filter rows", _filter_rows, images.reshape(batch, height, width * channels), channels)
+    data = data.reshape(batch, -1)
+    tokens = step("tokens (runs)", _tokens, data)
+    counts, adler = step("counts and Adler-32 (to the host)", _counts_and_adler, data, tokens)   # the code's input
     del data
-    # One code for the stack (its images are one kind of output, of one size): the host's share of the work is
-    # then one small table per call, not per image (3 ms per table in Python before it was vectorised).
-    weights = counts.sum(0)
-    weights[_EOB] = 1
-    table = _HuffmanTable(weights)
-    streams = _pack(tokens, table, counts)
+    table = step("Huffman code (host)", _stack_table, counts)
+    streams = step("pack (to the host)", _pack, tokens, table, counts)
     header = _ihdr(width, height, channels)
     return [_png(header, stream, a) for stream, a in zip(streams, adler)]
+
+
+def _call(name: str, function, *args):
+    return function(*args)
+
+
+def _stack_table(counts: np.ndarray) -> _HuffmanTable:
+    """One code for the stack (its images are one kind of output, of one size): the host's share of the work is
+    then one small table per call, not per image (3 ms per table in Python before it was vectorised)."""
+    weights = counts.sum(0)
+    weights[_EOB] = 1
+    return _HuffmanTable(weights)
 
 
 # ---------------------------------------------------------------------------------------------- on the device

@@ -100,6 +100,21 @@ def example_rgba():
     return np.dstack([rgb, alpha])
 
 
+def test_a_step_hook_sees_every_step_in_order_and_changes_no_byte():
+    """The bench times png_device's steps through encode_png_stack's ``step`` hook (matting/bench/png.py), so it
+    measures the encoder's own sequence, not a copy of it."""
+    images = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 20, 30, 4), dtype=np.uint8))
+    seen = []
+
+    def step(name, function, *args):
+        seen.append(name)
+        return function(*args)
+
+    assert encode_png_stack(images, step=step) == encode_png_stack(images)
+    assert seen == ["filter rows", "tokens (runs)", "counts and Adler-32 (to the host)", "Huffman code (host)",
+                    "pack (to the host)"]
+
+
 def test_huffman_codes_stay_within_fifteen_bits_and_are_complete():
     """Skewed counts (one byte value everywhere, others once) would give codes deeper than deflate allows."""
     counts = np.zeros(png_device._NONE, np.int64)

@@ -81,34 +81,23 @@ def time_device(images: torch.Tensor, stack: int, rounds: int) -> dict:
 def time_device_stages(images: torch.Tensor, stack: int, rounds: int) -> dict[str, float]:
     """Milliseconds per image of each of png_device's steps on one stack, with a wait for the device after each
     (so the figures add up to more than the pipelined whole): where its time goes, to know what to make cheaper."""
-    from .. import png_device as pd
-
     part = images[:stack]
-    batch, height, width, channels = part.shape
+    steps: dict[str, list[float]] = {}
 
     def sync():
         if part.is_cuda:
             torch.cuda.synchronize(part.device)
 
-    steps: dict[str, list[float]] = {}
-
-    def timed(name, fn, *args):
+    def timed(name, function, *args):
         sync()
         start = time.perf_counter()
-        out = fn(*args)
+        out = function(*args)
         sync()
-        steps.setdefault(name, []).append(1000 * (time.perf_counter() - start) / batch)
+        steps.setdefault(name, []).append(1000 * (time.perf_counter() - start) / len(part))
         return out
 
     for _ in range(rounds + 1):     # the first round loads kernels: dropped below
-        rows = timed("filter rows", pd._filter_rows, part.reshape(batch, height, width * channels), channels)
-        data = rows.reshape(batch, -1)
-        tokens = timed("tokens (runs)", pd._tokens, data)
-        counts, _ = timed("counts and Adler-32 (to the host)", pd._counts_and_adler, data, tokens)
-        weights = counts.sum(0)
-        weights[pd._EOB] = 1
-        table = timed("Huffman code (host)", pd._HuffmanTable, weights)
-        timed("pack (to the host)", pd._pack, tokens, table, counts)
+        encode_png_stack(part, step=timed)
     return {name: statistics.median(values[1:]) for name, values in steps.items()}
 
 
