@@ -22,6 +22,7 @@ import io
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -489,23 +490,29 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 def _jpeg_end(data: bytes) -> int | None:
-    """Offset just past the main image's EOI marker, or None when the data stops first.
+    """Offset just past the main image's EOI marker, or None when the data stops first."""
+    for marker, end in _jpeg_markers(data):
+        if marker == 0xD9:
+            return end
+    return None
 
-    Segments are skipped by their length (so an EXIF thumbnail's EOI is not mistaken for
+
+def _jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:
+    """The main image's markers in order, each with the offset just past it; stops where the data does.
+
+    Segments are skipped by their length (so an EXIF thumbnail's markers are not mistaken for
     ours); in entropy-coded data a marker cannot occur except as a real marker.
     """
     pos = 2
     while (match := _JPEG_MARKER.search(data, pos)) is not None:
         marker = data[match.end() - 1]
         pos = match.end()
-        if marker == 0xD9:
-            return pos
+        yield marker, pos
         if marker in _JPEG_STANDALONE:
             continue
         if pos + 2 > len(data):
-            return None
+            return
         pos += int.from_bytes(data[pos : pos + 2], "big")
-    return None
 
 
 _BASELINE_FRAMES = (0xC0, 0xC1)  # SOF0, SOF1: sequential, Huffman-coded (8 bits: Pillow refuses others)
@@ -513,21 +520,13 @@ _FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn; C4, 
 
 
 def _jpeg_frame_marker(data: bytes) -> int | None:
-    """The JPEG's start-of-frame marker (which coding: baseline, progressive, arithmetic, lossless), found by
-    walking the segments before the scan; None when there is none or the walk breaks."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
+    """The JPEG's start-of-frame marker (which coding: baseline, progressive, arithmetic, lossless); None when
+    the scan starts, or the data ends, before one."""
+    for marker, _ in _jpeg_markers(data):
         if marker in _FRAME_MARKERS:
             return marker
-        if marker == 0xDA:  # the scan starts: no frame before it
+        if marker == 0xDA:
             return None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return None
 
 
