@@ -133,8 +133,9 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     """Matte every image of ``inputs`` into ``output`` (a folder, or a path ending in .zip); see the module doc.
     ``crop``: trim every output to the subject's box plus this margin (matting.crop).
     ``executor``: what runs the planned jobs, called like ``_Run`` and giving an object with its ``results()``,
-    ``busy()``, ``threads()``, ``cancelled`` and, if it can say, ``groups()`` (the stages each set of threads serves) (default: this process's stages; matting.ray_batch spreads them
-    over a Ray cluster, with the same names, resume and per-image results).
+    ``busy()``, ``threads()``, ``cancelled`` and, if it can say, ``groups()`` (the stages each set of threads
+    serves) (default: this process's stages; matting.ray_batch spreads them over a Ray cluster, with the same
+    names, resume and per-image results).
     ``timeline``: records when each stage was busy (matting.batch_timeline; the engine processes' too, not Ray's).
 
     Raises InvalidParameterError for bad arguments and OutputError when the output cannot be used; everything
