@@ -79,8 +79,21 @@ def upload(host: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tenso
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
     try:
-        pinned = tensor.contiguous().pin_memory()
+        pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
     except RuntimeError as exc:   # cudaHostAlloc refused: page-locked memory is limited by the system
         log.warning("no page-locked memory for an upload (%s); copying without it", exc)
         return tensor.to(device)
+    copy_on_host(pinned, tensor)
     return pinned.to(device, non_blocking=True)
+
+
+def copy_on_host(target: torch.Tensor, source: torch.Tensor) -> None:
+    """``target[...] = source`` for CPU tensors of one shape, copied by numpy in the calling thread. Torch's own
+    copy (``pin_memory``, ``copy_``) splits a photo-sized copy over an OpenMP team of one thread per core, whose
+    threads then spin waiting for more work: on a GPU batch host, whose cores are all busy decoding and encoding,
+    that spinning is taken from them (H200, two engines, 2000 1 MP photos, alternating: 450.4 and 438.6 images/s
+    with this copy against 420.8 and 382.3 with pin_memory; session 24)."""
+    try:
+        np.copyto(target.numpy(), source.detach().numpy())
+    except (TypeError, RuntimeError):   # a dtype numpy has not (bfloat16), or a tensor numpy cannot view
+        target.copy_(source)

@@ -593,3 +593,30 @@ def test_shrink_many_keeps_the_order_and_gives_each_image_what_shrink_u8_gives()
         for image, small in zip(images, together):
             alone = shrink_u8(image, (32, 40))
             assert small.shape == (32, 40, 3) and small.device == image.device and torch.equal(small, alone)
+
+
+@pytest.mark.parametrize("source", [
+    torch.arange(2 * 5 * 3, dtype=torch.uint8).view(2, 5, 3),                 # a photo's layout
+    torch.arange(2 * 5 * 3, dtype=torch.uint8).view(2, 5, 3).permute(1, 0, 2),   # not contiguous
+    torch.linspace(0, 1, 12).view(3, 4),
+    torch.linspace(0, 1, 12).view(3, 4).bfloat16(),                          # no numpy dtype: torch copies
+    torch.linspace(0, 1, 12).view(3, 4).requires_grad_(),
+])
+def test_copy_on_host_gives_the_sources_values(source):
+    from matting.host_copy import copy_on_host
+
+    target = torch.empty(source.shape, dtype=source.dtype)
+    copy_on_host(target, source)
+    assert torch.equal(target, source.detach())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory: CUDA only")
+def test_upload_gives_the_values_on_the_gpu():
+    from matting.host_copy import upload
+
+    device = torch.device("cuda")
+    photo = np.random.default_rng(0).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    floats = torch.rand(3, 5)
+    assert np.array_equal(upload(photo, device).cpu().numpy(), photo)
+    assert torch.equal(upload(floats, device).cpu(), floats)
+    assert torch.equal(upload(floats.bfloat16(), device).cpu(), floats.bfloat16())

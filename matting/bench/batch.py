@@ -76,7 +76,8 @@ def make_images(folder: Path, count: int, megapixels: float, photos: Path, seed:
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         (folder / f"img_{i:05d}.jpg").write_bytes(data.tobytes())
 
-    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:  # OpenCV releases the GIL
+    # OpenCV releases the GIL; named so that scripts/thread_cpu.py tells this preparation from the run
+    with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="bench-prepare") as pool:
         list(pool.map(make, plans))
     return origin
 
