@@ -24,41 +24,14 @@ def shrink_u8(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
         # OpenCV's area interpolation is the fastest exact box-average downscale on the CPU.
         out = cv2.resize(image.numpy(), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(out.reshape(size_hw[0], size_hw[1], -1))
-    return _shrink_stack(image[None], size_hw)[0]
-
-
-def shrink_many(images: list[torch.Tensor], size_hw: tuple[int, int]) -> list[torch.Tensor]:
-    """shrink_u8 of each image, those of one shape and device in one call (a batch's photos are mostly of a few
-    sizes): on a GPU a batch of 16 then costs a few kernel launches instead of some hundred, each of which hands
-    the interpreter lock back and waits for it (the batch's inference thread makes them). Per image the same
-    arithmetic as shrink_u8 alone."""
-    out: list[torch.Tensor | None] = [None] * len(images)
-    groups: dict[tuple, list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault((tuple(image.shape), image.device), []).append(i)
-    for (_, device), indices in groups.items():
-        if len(indices) == 1 or device.type == "cpu":   # the CPU resizes one image at a time (OpenCV) in any case
-            for i in indices:
-                out[i] = shrink_u8(images[i], size_hw)
-            continue
-        small = _shrink_stack(torch.stack([images[i] for i in indices]), size_hw)     # (N, h, w, C)
-        for i, image in zip(indices, small.unbind(0)):
-            out[i] = image
-    return out
-
-
-def _shrink_stack(stack: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """shrink_u8's GPU arithmetic over an (N, H, W, C) uint8 stack."""
-    if tuple(stack.shape[1:3]) == tuple(size_hw):
-        return stack
-    x = stack.permute(0, 3, 1, 2).half()
+    x = image.permute(2, 0, 1)[None].half()
     x = F.interpolate(x, size=size_hw, mode="bilinear", antialias=True, align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
 
 
 def network_input(images: list[torch.Tensor], spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (guide, x): guide (B, 3, h, w) float32 in [0, 1] at the model's size, x the normalised input."""
-    small = shrink_many(images, spec.input_hw)
+    small = [shrink_u8(image, spec.input_hw) for image in images]
     guide = ops.to_float_image(torch.stack(small)) if small else torch.zeros(0, 3, *spec.input_hw)
     x = ops.normalize_for_model(guide, spec.mean, spec.std, scale_by_max=spec.scale_by_max)
     return guide, x.to(dtype)

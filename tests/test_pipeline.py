@@ -577,24 +577,6 @@ def test_the_networks_graphs_replayed_from_two_streams_at_once_give_each_its_own
             assert all(same)
 
 
-def test_shrink_many_keeps_the_order_and_gives_each_image_what_shrink_u8_gives():
-    """The network's input is made by shrink_many (preprocess.py): images of one shape in one resize on a GPU, one
-    by one on the CPU. Mixed shapes come back in their order, each as shrink_u8 makes it alone; on CUDA the batched
-    resize is bit-identical to the single one (the outputs may not move by batching)."""
-    from matting.preprocess import shrink_many, shrink_u8
-
-    rng = np.random.default_rng(3)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        images = [torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).to(device)
-                  for shape in ((90, 120, 3), (120, 90, 3), (90, 120, 3), (90, 120, 3), (32, 40, 3), (120, 90, 3))]
-        together = shrink_many(images, (32, 40))
-        assert len(together) == len(images)
-        for image, small in zip(images, together):
-            alone = shrink_u8(image, (32, 40))
-            assert small.shape == (32, 40, 3) and small.device == image.device and torch.equal(small, alone)
-
-
 @pytest.mark.parametrize("source", [
     torch.arange(2 * 5 * 3, dtype=torch.uint8).view(2, 5, 3),                 # a photo's layout
     torch.arange(2 * 5 * 3, dtype=torch.uint8).view(2, 5, 3).permute(1, 0, 2),   # not contiguous
