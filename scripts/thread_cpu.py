@@ -1,0 +1,153 @@
+"""Where a command's CPU time goes, thread by thread: for the batch engine on a GPU host, whose 16 cores were
+95-99 % busy in session 24's two-engine runs, this says which threads spend them (issue 17).
+
+Runs the command, samples every thread of it and of its descendant processes every 0.2 s (user + system time
+from /proc/<pid>/task/<tid>/stat; Linux only), names the Python threads with ``py-spy dump`` once a second, and
+prints CPU seconds by process and thread name, in all and per image, and the whole machine's busy share while
+the command ran. Threads with no Python name are native: OpenMP's team, CUDA's driver threads and the like.
+
+    python scripts/thread_cpu.py --images 2000 -- python -m matting.bench --batch --device cuda --count 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import time
+
+SAMPLE_S = 0.2
+NAME_EVERY_S = 1.0
+DUMP_THREAD = re.compile(r'Thread (\d+) \(\w+\): "([^"]*)"')
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    children[int(stat.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
+            except OSError:   # gone meanwhile
+                pass
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def process_kind(pid: int) -> str:
+    """What a process of a batch run is, from its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline") as cmdline:
+            line = cmdline.read().replace("\0", " ")
+    except OSError:
+        return "?"
+    for module, kind in (("batch_encode", "encoder"), ("batch_engine_helper", "engine"), ("ray", "ray")):
+        if module in line:
+            return kind
+    return "main" if "python" in line else line[:30]
+
+
+def process_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of ``pid`` so far, its threads that have ended included (None when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of ``pid`` so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return out
+
+
+def python_thread_names(spy: str, pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name, from py-spy's dump of ``pid`` (empty when it cannot)."""
+    try:
+        dump = subprocess.run([spy, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True,
+                              timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {int(tid): name for tid, name in DUMP_THREAD.findall(dump)}
+
+
+def machine_busy() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine so far."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, required=True, help="images the command processes (for per image)")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy, to name threads")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    seconds: dict[tuple[int, int], float] = {}
+    whole: dict[int, float] = {}   # per process, ended threads included
+    kinds: dict[int, str] = {}
+    names: dict[tuple[int, int], str] = {}
+    start = machine_busy()
+    proc = subprocess.Popen(command)
+    named_at = 0.0
+    while proc.poll() is None:
+        pids = descendants(proc.pid)
+        for pid in pids:
+            kinds.setdefault(pid, process_kind(pid))
+            total = process_seconds(pid)
+            if total is not None:
+                whole[pid] = total
+            for tid, s in thread_seconds(pid).items():
+                seconds[(pid, tid)] = s
+        if time.monotonic() - named_at > NAME_EVERY_S:
+            named_at = time.monotonic()
+            for pid in pids:
+                if kinds[pid] in ("main", "engine"):
+                    names.update({(pid, tid): name for tid, name in python_thread_names(args.py_spy, pid).items()})
+        time.sleep(SAMPLE_S)
+    end = machine_busy()
+    groups: collections.Counter = collections.Counter()
+    for (pid, tid), s in seconds.items():
+        kind = kinds.get(pid, "?")
+        name = names.get((pid, tid)) or ("(native)" if kind in ("main", "engine") else "")
+        groups[(kind, re.sub(r"[-_]\d+$", "", name))] += s   # the threads of one pool together
+    for pid, total in whole.items():   # threads that ended between two samples, and their last 0.2 s
+        unseen = total - sum(s for (p, _), s in seconds.items() if p == pid)
+        if unseen > 0:
+            groups[(kinds.get(pid, "?"), "(ended between samples)")] += unseen
+    total = sum(groups.values())
+    busy = 1 - (end[1] - start[1]) / max(1, end[0] - start[0])
+    print(f"\nCPU seconds in all: {total:.1f}, {1000 * total / args.images:.2f} ms per image ({args.images} images); "
+          f"the machine was {busy:.0%} busy from start to end (start-up included)")
+    print("| process | threads | CPU s | ms per image |\n| --- | --- | ---: | ---: |")
+    for (kind, name), s in groups.most_common(args.top):
+        print(f"| {kind} | {name} | {s:.2f} | {1000 * s / args.images:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
