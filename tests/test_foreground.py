@@ -110,9 +110,11 @@ def test_render_decontaminates_the_cutout_and_the_composite():
     edges = EdgeSettings(refine=False)
     alpha, rgba, comp = render.render_tensors(result, edges, background=(0, 255, 0))
     _, rgba_plain, comp_plain = render.render_tensors(result, edges.with_(decontaminate=False), background=(0, 255, 0))
-    assert torch.equal(rgba[..., 3], alpha) and torch.equal(rgba_plain[..., :3], result.image)
+    seen, clear = alpha > 0, alpha == 0
+    assert torch.equal(rgba[..., 3], alpha) and torch.equal(rgba_plain[..., :3][seen], result.image[seen])
+    assert clear.any() and (rgba[clear] == 0).all() and (rgba_plain[clear] == 0).all()   # no colour where unseen
     hard = (alpha == 0) | (alpha == 255)
-    assert torch.equal(rgba[..., :3][hard], result.image[hard])
+    assert torch.equal(rgba[..., :3][alpha == 255], result.image[alpha == 255])
     a = alpha.float()[..., None] / 255
     truth = a * torch.tensor(RED) + (1 - a) * torch.tensor((0.0, 1.0, 0.0))
 

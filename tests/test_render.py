@@ -198,7 +198,9 @@ def test_decontamination_reaches_the_cutout_and_the_composite_alone(device):
     _, rgba_off, _ = render.render_tensors(result, off)
     soft = (alpha > 10) & (alpha < 245)
     assert soft.sum() > 50
-    assert torch.equal(rgba_off[..., :3], result.image), "without decontamination the cutout keeps the photo's colours"
+    seen = alpha > 0
+    assert torch.equal(rgba_off[..., :3][seen], result.image[seen]), "without decontamination: the photo's colours"
+    assert (~seen).any() and (rgba_off[~seen] == 0).all() and (rgba_on[~seen] == 0).all(), "unseen: no colour"
     changed = (rgba_on[..., :3].int() - result.image.int()).abs().amax(-1)
     assert (changed[soft] > 0).float().mean() > 0.5, "the soft edge's colours were not replaced"
     white = (255, 255, 255)
