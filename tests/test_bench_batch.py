@@ -70,3 +70,34 @@ def test_a_rows_jpeg_decoder_is_its_own_beside_its_png_encoder(monkeypatch):
     bench_batch.run_ours(None, None, None, 1, None, None)
     assert seen == [("device", "device"), ("device", "cpu"), (None, "cpu")]
     assert "MATTING_JPEG_DECODER" not in os.environ and os.environ["MATTING_PNG_ENCODER"] == "cpu"
+
+
+def test_the_machines_busy_share_counts_idle_and_io_wait_as_free():
+    from collections import namedtuple
+
+    from matting.bench.batch import busy_share
+
+    Times = namedtuple("Times", "user system idle iowait")
+    assert busy_share(Times(0, 0, 0, 0), Times(60, 20, 15, 5)) == 0.8
+    assert busy_share(Times(1, 1, 1, 1), Times(1, 1, 1, 1)) is None   # no time passed
+
+
+def test_a_run_on_a_saturated_machine_names_the_cpu_as_its_limit():
+    from matting.bench.batch import CPU_BOUND, limit_line
+
+    row = {"busiest_threads": "upload + infer", "limiting_stage": "encode"}
+    assert limit_line({**row, "machine_cpu_busy": 0.97}).startswith("**limit: the CPU**")
+    assert "upload + infer" in limit_line({**row, "machine_cpu_busy": 0.97})
+    assert limit_line({**row, "machine_cpu_busy": CPU_BOUND - 0.01}).startswith("**limit: upload + infer**")
+    assert limit_line({**row, "machine_cpu_busy": None}) == "**limit: upload + infer** (the busiest)"
+
+
+def test_machine_cpu_sees_a_busy_core():
+    from matting.bench.batch import MachineCPU
+
+    with MachineCPU() as cpu:
+        end = time.process_time() + 0.3
+        while time.process_time() < end:
+            pass
+    # at least this process's one core of the machine's, while it spun
+    assert cpu.busy is not None and cpu.busy >= 0.8 / (os.cpu_count() or 1)

@@ -1,4 +1,5 @@
-"""Batch throughput: images per second through run_batch, per-stage busy time, peak memory, the busiest threads.
+"""Batch throughput: images per second through run_batch, per-stage busy time, peak memory, the busiest threads,
+and how busy the machine's cores were (past CPU_BOUND the CPU is the limit: every thread waits for cores).
 
     python -m matting.bench --batch                          # 200 one-megapixel JPEGs, auto device
     python -m matting.bench --batch --device cuda --count 400
@@ -107,6 +108,48 @@ def _synthetic(size: tuple[int, int], rng) -> np.ndarray:
         cv2.circle(image, center, int(rng.integers(h // 10, h // 3)), color, -1)
     noise = rng.normal(0, 6, image.shape).astype(np.int16)
     return (image.astype(np.int16) + noise).clip(0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ the whole machine's CPU
+CPU_BOUND = 0.9   # a run whose machine was this busy is limited by its cores, whatever its threads show
+
+
+class MachineCPU:
+    """The share of all the machine's cores busy between enter and exit (``busy``; idle and I/O wait count as
+    free). On a GPU host every thread of a batch can look partly idle while the cores are all taken: then the
+    limit is the CPU, not the busiest thread (H200, two engines: 95-99 % busy, session 24)."""
+
+    busy: float | None = None
+
+    def __enter__(self):
+        import psutil
+
+        self._start = psutil.cpu_times()
+        return self
+
+    def __exit__(self, *exc):
+        import psutil
+
+        self.busy = busy_share(self._start, psutil.cpu_times())
+
+
+def busy_share(start, end) -> float | None:
+    """1 - (idle + I/O wait) / all, between two psutil.cpu_times() readings (None when no time passed)."""
+    def free(times) -> float:
+        return times.idle + getattr(times, "iowait", 0.0)
+
+    total = sum(end) - sum(start)
+    return None if total <= 0 else 1.0 - (free(end) - free(start)) / total
+
+
+def limit_line(row: dict) -> str:
+    """What limited a run: the CPU when the machine was CPU_BOUND busy, else its busiest threads."""
+    busy = row.get("machine_cpu_busy")
+    threads = row.get("busiest_threads") or row.get("limiting_stage")
+    if busy is not None and busy >= CPU_BOUND:
+        return f"**limit: the CPU** (the machine's cores {busy:.0%} busy; the busiest threads: {threads})"
+    cores = "" if busy is None else f"; the machine's cores were {busy:.0%} busy"
+    return f"**limit: {threads}** (the busiest){cores}"
 
 
 # ------------------------------------------------------------------ memory
@@ -257,7 +300,7 @@ def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
 
     finished: list[float] = []
     started, wall_start = time.perf_counter(), time.time()
-    with PeakRSS() as rss:
+    with PeakRSS() as rss, MachineCPU() as cpu:
         summary = run_batch([folder], out, batch_size=args.batch_size, workers=args.workers,
                             settings=EDGES[args.edges][0], on_result=lambda *_: finished.append(time.perf_counter()),
                             **engine)
@@ -269,7 +312,7 @@ def timed_batch(folder: Path, out: Path, args, **engine) -> dict:
             "stage_busy": summary.stage_busy, "stage_threads": summary.stage_threads,
             "utilisation": summary.utilisation(), "limiting_stage": summary.limiting_stage(),
             "thread_utilisation": summary.thread_utilisation(), "busiest_threads": summary.busiest_threads(),
-            "peak_rss_mib": rss.peak / 2**20,
+            "peak_rss_mib": rss.peak / 2**20, "machine_cpu_busy": cpu.busy,
             # on the wall clock every process shares: several benches at once are summed over their common span
             "wall_start": wall_start, "wall_end": wall_start + summary.seconds}
 
@@ -367,7 +410,8 @@ def print_report(info: dict, ours: dict, cli: dict | None, rembg: dict | None, o
     p(f"\nbusiest stage, each counted alone: {ours['limiting_stage']}")
     if ours.get("thread_utilisation"):
         shares = ", ".join(f"{name} {share:.0%}" for name, share in ours["thread_utilisation"].items())
-        p(f"threads, the stages each serves added up: {shares}; **limit: {ours['busiest_threads']}** (the busiest)")
+        p(f"threads, the stages each serves added up: {shares}")
+    p(limit_line(ours))
     if ours.get("timeline_table"):
         p("\nbusy share of each stage's threads over the run (--profile):\n")
         p(ours["timeline_table"])
@@ -423,20 +467,21 @@ def print_engines(runs: list[dict], out=sys.stdout) -> None:
     """One row per engine count (--engines), the same images, one after the other."""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("\n| engine processes | JPEG decoder | PNG encoder | start s | images/s | steady images/s | first image s "
-      "| busiest threads (busy) | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
+      "| busiest threads (busy) | CPU busy | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
       "max, colour max / mean levels |")
-    p("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
+    p("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for row in runs:
         first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
         busiest = row.get("busiest_threads")
         limit = f"{busiest} ({row['thread_utilisation'][busiest]:.0%})" if busiest else "-"
         gpu = "-" if row.get("peak_gpu_used_mib") is None else f"{row['peak_gpu_used_mib']:.0f}"
+        cpu = "-" if row.get("machine_cpu_busy") is None else f"{row['machine_cpu_busy']:.0%}"
         diff = row.get("difference", "-")
         if isinstance(diff, dict):
             diff = f"{diff['alpha_max']}, {diff['colour_max']} / {diff['colour_mean']:.3f}"
         p(f"| {row['engines']} | {row.get('jpeg_decoder', 'cpu')} | {row.get('png_encoder', 'cpu')} | "
           f"{row['load_s']:.1f} | **{row['images_per_second']:.1f}** | "
-          f"{row['steady_images_per_second']:.1f} | {first} | {limit} | {row['peak_rss_mib']:.0f} | {gpu} | "
+          f"{row['steady_images_per_second']:.1f} | {first} | {limit} | {cpu} | {row['peak_rss_mib']:.0f} | {gpu} | "
           f"{row.get('output_mb_per_image', 0):.2f} | {'missing' if diff is None else diff} |")
 
 
@@ -504,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             # as each row ends: a run cut short by a time limit still shows the rows it finished
             print(f"engines {n}, JPEG decoder {runs[-1]['jpeg_decoder']}, PNG encoder {runs[-1]['png_encoder']}: "
                   f"{runs[-1]['images_per_second']:.1f} images/s (steady {runs[-1]['steady_images_per_second']:.1f}),"
-                  f" busiest threads {runs[-1]['busiest_threads']}", file=sys.stderr, flush=True)
+                  f" {limit_line(runs[-1]).replace('**', '')}", file=sys.stderr, flush=True)
         ours = runs[0]
         for row, out in zip(runs[1:], outs[1:]):
             row["difference"] = output_difference(outs[0], out)
