@@ -3,8 +3,11 @@
 # turn, ROUNDS times, so that every variant sees the same host (the H200's local figure moved between 129 and 246
 # images/s over one session). Prints one line per run: images/s, the first image's time, and each stage's busy
 # share. Needs fpng importable (carry its wheel: .whl/ or the Ray slim tarball's folder on PYTHONPATH), or the
-# encoders are threads.
+# encoders are threads. A variant "rev:<commit>" runs that commit's engine (its matting/ and assets/, extracted
+# with git archive) instead of the working tree's; "now" is the working tree as it is. Each line also says how busy
+# the whole machine's cores were and what limited the run (bench --batch's limit line).
 #   VARIANTS="MATTING_REFINE_GRAPHS=1 MATTING_REFINE_GRAPHS=0" ROUNDS=2 PHOTOS=<photos> bash scripts/gpu_batch_ab.sh
+#   VARIANTS="now rev:9d86552" BENCH_ARGS="--engines 2" bash scripts/gpu_batch_ab.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/ab}; ROUNDS=${ROUNDS:-2}; COUNT=${COUNT:-2000}; PHOTOS=${PHOTOS:-../shared/evaldata/photos}
 mkdir -p "$OUT"
@@ -13,8 +16,16 @@ python3 -c "import fpng" 2>/dev/null || echo "fpng is missing: the encoders will
 for round in $(seq 1 "$ROUNDS"); do
   for variant in ${VARIANTS:-NONE=1}; do
     json="$OUT/${variant//[^A-Za-z0-9_]/_}_$round.json"
-    env "$variant" timeout "${LIMIT:-150}" python3 -m matting.bench --batch --device "${DEVICE:-cuda}" --count "$COUNT" \
-      --photos "$PHOTOS" ${BENCH_ARGS:-} --json "$json" > "$json.txt" 2>&1
+    dir=$PWD; setting="NONE=1"
+    case $variant in
+      rev:*) dir="$OUT/${variant//[^A-Za-z0-9_]/_}"
+             [ -d "$dir" ] || { mkdir -p "$dir" && git archive "${variant#rev:}" matting assets | tar -x -C "$dir"; } ;;
+      now) ;;
+      *) setting=$variant ;;
+    esac
+    (cd "$dir" && env "$setting" timeout "${LIMIT:-150}" python3 -m matting.bench --batch --device "${DEVICE:-cuda}" \
+      --count "$COUNT" --photos "$(realpath "$PHOTOS" 2>/dev/null || echo "$PHOTOS")" ${BENCH_ARGS:-} --json "$json") \
+      > "$json.txt" 2>&1
     python3 - "$json" "$variant" "$round" <<'PY'
 import json, sys
 path, variant, rnd = sys.argv[1:]
@@ -24,8 +35,12 @@ except (OSError, ValueError, KeyError) as exc:
     print(f"[{variant} round {rnd}] no result ({exc}): see {path}.txt")
     raise SystemExit
 busy = " ".join(f"{k} {v:.0%}" for k, v in ours["utilisation"].items())
-print(f"[{variant} round {rnd}] {ours['images_per_second']:.1f} images/s, first image {ours['first_image_s']:.2f} s, "
-      f"peak RSS {ours['peak_rss_mib']:.0f} MiB, GPU {ours.get('peak_gpu_mib') or 0:.0f} MiB; busy: {busy}")
+cpu = ours.get("machine_cpu_busy")   # absent from commits before 8c61596
+cpu = "-" if cpu is None else f"{cpu:.0%}"
+print(f"[{variant} round {rnd}] {ours['images_per_second']:.1f} images/s (steady "
+      f"{ours.get('steady_images_per_second', 0):.1f}), first image {ours['first_image_s']:.2f} s, "
+      f"peak RSS {ours['peak_rss_mib']:.0f} MiB, GPU {ours.get('peak_gpu_mib') or 0:.0f} MiB, machine's CPU {cpu}; "
+      f"busy: {busy}; busiest threads {ours.get('busiest_threads')}")
 PY
   done
 done
