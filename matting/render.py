@@ -192,9 +192,9 @@ def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: Ed
             ops.to_uint8_hwc(colour, out=rgba[..., :3])
         rgba[..., 3] = alpha_u8
         # A fully transparent pixel carries no colour, (0, 0, 0, 0), as other cutout tools write it: nobody sees it,
-        # and the PNG is smaller and faster to make (fpng, six 1 MP camera-photo cutouts: 3.2-4.7 against
-        # 4.7-5.0 ms, files 35-80 % smaller; session 24). Each pixel as one 32-bit word: a sixth of the time of the
-        # byte-wise fill on one CPU thread (1 ms for 1 MP).
+        # and the PNG is smaller and faster to make (scripts/bench_clear_pixels.py, six 1 MP camera-photo cutouts:
+        # fpng 2.3-4.4 against 4.3-4.8 ms, files 5-81 % smaller; session 24). Each pixel as one 32-bit word: a sixth
+        # of the time of the byte-wise fill on one CPU thread (1 ms for 1 MP).
         rgba.view(torch.int32).masked_fill_((alpha_u8 == 0).unsqueeze(-1), 0)
     composite = None
     if bg is not None:

@@ -467,8 +467,8 @@ def print_engines(runs: list[dict], out=sys.stdout) -> None:
     """One row per engine count (--engines), the same images, one after the other."""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("\n| engine processes | JPEG decoder | PNG encoder | start s | images/s | steady images/s | first image s "
-      "| busiest threads (busy) | CPU busy | peak RSS MiB | peak GPU memory used MiB | MB per image | vs the first row: alpha "
-      "max, colour max / mean levels |")
+      "| busiest threads (busy) | CPU busy | peak RSS MiB | peak GPU memory used MiB | MB per image "
+      "| vs the first row: alpha max, colour max / mean levels |")
     p("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for row in runs:
         first = "-" if row.get("first_image_s") is None else f"{row['first_image_s']:.2f}"
