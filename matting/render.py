@@ -151,7 +151,7 @@ def render_tensors(result: MatteResult, settings: EdgeSettings, background: Back
     photo = photo_at(result, size_hw)
     alpha = compute_alpha(result, settings, photo, hints, keep_soft=max_side is not None, coefficients=coefficients)
     alpha_u8, rgba, composite = _outputs(photo, alpha, lambda: photo_u8(result, max_side)[None], settings,
-                                         background, want_rgba)
+                                         background, want_rgba, clear_hidden=max_side is None)
     return alpha_u8[0], None if rgba is None else rgba[0], None if composite is None else composite[0]
 
 
@@ -170,13 +170,15 @@ def render_stack_tensors(results: list[MatteResult], settings: EdgeSettings, bac
     guide = torch.cat([r.guide for r in results])
     matte = torch.cat([r.matte for r in results])
     alpha = alpha_from(guide, matte, photo, settings, 1.0, coefficients=coefficients)
-    return _outputs(photo, alpha, lambda: images, settings, background, want_rgba)
+    return _outputs(photo, alpha, lambda: images, settings, background, want_rgba, clear_hidden=True)
 
 
 def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: EdgeSettings,
-             background: Background, want_rgba: bool):
+             background: Background, want_rgba: bool, clear_hidden: bool):
     """(alpha (B, H, W), rgba (B, H, W, 4) or None, composite (B, H, W, 3) or None), uint8, from float photos
-    and alphas; ``photo_u8_of()`` gives the photos as (B, H, W, 3) uint8 when the cutout keeps their colours."""
+    and alphas; ``photo_u8_of()`` gives the photos as (B, H, W, 3) uint8 when the cutout keeps their colours.
+    ``clear_hidden``: the cutout's fully transparent pixels become (0, 0, 0, 0) (full-resolution renders, the
+    ones written to files)."""
     alpha_u8 = ops.to_uint8_hwc(alpha)[..., 0]
     bg = background_tensor(background, tuple(photo.shape[-2:]), photo.device)
     colour = photo
@@ -191,11 +193,13 @@ def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: Ed
         else:
             ops.to_uint8_hwc(colour, out=rgba[..., :3])
         rgba[..., 3] = alpha_u8
-        # A fully transparent pixel carries no colour, (0, 0, 0, 0), as other cutout tools write it: nobody sees it,
-        # and the PNG is smaller and faster to make (scripts/bench_clear_pixels.py, six 1 MP camera-photo cutouts:
-        # fpng 2.3-4.4 against 4.3-4.8 ms, files 5-81 % smaller; session 24). Each pixel as one 32-bit word: a sixth
-        # of the time of the byte-wise fill on one CPU thread (1 ms for 1 MP).
-        rgba.view(torch.int32).masked_fill_((alpha_u8 == 0).unsqueeze(-1), 0)
+        if clear_hidden:
+            # A fully transparent pixel of a file carries no colour, (0, 0, 0, 0), as other cutout tools write it:
+            # nobody sees it, and the PNG is smaller and faster to make (scripts/bench_clear_pixels.py, six 1 MP
+            # camera-photo cutouts: fpng 2.3-4.4 against 4.3-4.8 ms, files 5-81 % smaller; session 24). Previews
+            # keep the photo's colour: the page's JPEG of the edge colour would ring against black. Each pixel as
+            # one 32-bit word: a sixth of the time of the byte-wise fill on one CPU thread (1 ms for 1 MP).
+            rgba.view(torch.int32).masked_fill_((alpha_u8 == 0).unsqueeze(-1), 0)
     composite = None
     if bg is not None:
         composite = ops.to_uint8_hwc(ops.composite(colour, alpha, bg))

@@ -228,3 +228,18 @@ def test_a_hint_mask_reaches_a_render_on_the_results_device(device):
     hints[:, : W // 2] = 0
     alpha, _, _ = render.render_tensors(result, EdgeSettings(), max_side=64, hints=hints)
     assert alpha.device.type == device.type and int(alpha[:, : alpha.shape[1] // 2 - 1].max()) == 0
+
+
+def test_a_files_hidden_pixels_carry_no_colour_and_a_previews_keep_the_photos(device):
+    """Full-resolution renders (what is written to files) clear the colour under alpha 0, in both render paths;
+    a preview keeps the photo's there, so that the page's JPEG of the edge colour does not ring against black."""
+    result = synthetic(device=device)
+    plain = EdgeSettings(decontaminate=False)
+    alpha, rgba, _ = render.render_tensors(result, plain)
+    clear = alpha == 0
+    assert clear.any() and (~clear).any()
+    assert (rgba[clear] == 0).all() and torch.equal(rgba[..., :3][~clear], result.image[~clear])
+    stacked_alpha, stacked, _ = render.render_stack_tensors([result, synthetic(1, device=device)], plain)
+    assert torch.equal(stacked_alpha[0], alpha) and torch.equal(stacked[0], rgba)
+    preview_alpha, preview, _ = render.render_tensors(result, plain, max_side=W)   # the working size, as a preview
+    assert torch.equal(preview_alpha, alpha) and torch.equal(preview[..., :3], result.image)
