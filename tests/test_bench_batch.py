@@ -101,3 +101,26 @@ def test_machine_cpu_sees_a_busy_core():
             pass
     # at least this process's one core of the machine's, while it spun
     assert cpu.busy is not None and cpu.busy >= 0.8 / (os.cpu_count() or 1)
+
+
+def test_images_are_made_once_and_made_again_when_the_run_asks_for_others(tmp_path, monkeypatch):
+    from matting.bench import batch as bench_batch
+
+    made = []
+
+    def fake_make(folder, count, megapixels, photos):
+        made.append((count, megapixels))
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            (folder / f"img_{i:05d}.jpg").write_bytes(b"jpeg")
+        return f"{count} fakes"
+
+    monkeypatch.setattr(bench_batch, "make_images", fake_make)
+    folder, photos = tmp_path / "images", tmp_path / "photos"
+    assert bench_batch.reuse_or_make_images(folder, 3, 1.0, photos) == "3 fakes"
+    assert bench_batch.reuse_or_make_images(folder, 3, 1.0, photos) == "3 fakes" and made == [(3, 1.0)]
+    bench_batch.reuse_or_make_images(folder, 3, 8.0, photos)           # other sizes: made again
+    (folder / "img_00001.jpg").unlink()                                 # one missing: made again
+    bench_batch.reuse_or_make_images(folder, 3, 8.0, photos)
+    bench_batch.reuse_or_make_images(folder, 2, 8.0, photos)           # fewer: made again, the rest removed
+    assert made == [(3, 1.0), (3, 8.0), (3, 8.0), (2, 8.0)] and len(list(folder.glob("img_*.jpg"))) == 2

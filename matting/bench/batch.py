@@ -8,6 +8,7 @@ and how busy the machine's cores were (past CPU_BOUND the CPU is the limit: ever
     python -m matting.bench --batch --profile                # each stage's busy share over the run, in slices
     python -m matting.bench --batch --device cuda --count 2000 --engines 1 2 3   # engine processes, side by side
     python -m matting.bench --batch --device cuda --count 2000 --jpeg-decoder device cpu   # nvJPEG against OpenCV
+    python -m matting.bench --batch --device cuda --count 2000 --images /tmp/crops   # crops made once, then reused
 
 The images are made in a temporary folder: crops of ../shared/evaldata/photos/*.jpg resized to about one
 megapixel when that folder exists (nothing is copied into the repository), synthetic pictures otherwise.
@@ -81,6 +82,24 @@ def make_images(folder: Path, count: int, megapixels: float, photos: Path, seed:
     with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="bench-prepare") as pool:
         list(pool.map(make, plans))
     return origin
+
+
+def reuse_or_make_images(folder: Path, count: int, megapixels: float, photos: Path) -> str:
+    """make_images, unless ``folder`` already holds the images of an earlier call with the same arguments (its
+    stamp file says so): on a lent GPU host making 2000 crops takes seconds of all its cores, each run."""
+    stamp, wanted = folder / ".bench-images.json", {"count": count, "megapixels": megapixels,
+                                                    "photos": str(photos.resolve())}
+    try:
+        made = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        made = {}
+    if {k: made.get(k) for k in wanted} == wanted and len(list(folder.glob("img_*.jpg"))) == count:
+        return made["source"]
+    if folder.exists():
+        shutil.rmtree(folder)
+    source = make_images(folder, count, megapixels, photos)
+    stamp.write_text(json.dumps({**wanted, "source": source}))
+    return source
 
 
 def _crop(photo: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
@@ -526,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also show each stage's busy share over the run, in SLICES slices (default 10)")
     parser.add_argument("--ray", action="store_true", help="also run the batch through --ray (requirements-ray.txt)")
     parser.add_argument("--keep", type=Path, default=None, help="keep images and outputs in this folder")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="make the test images in this folder once and reuse them in later runs with the same "
+                             "--count, --megapixels and --photos (outputs still go to a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     return parser
 
@@ -536,10 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="matting-bench-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     try:
-        images = work / "images"
+        images = args.images or work / "images"
         start = time.perf_counter()
-        source = make_images(images, args.count, args.megapixels, args.photos)
-        print(f"made {args.count} images in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
+        source = reuse_or_make_images(images, args.count, args.megapixels, args.photos)
+        print(f"{args.count} images ready in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
         plan = [(n, encoder, decoder) for decoder in args.jpeg_decoder for encoder in args.png_encoder
                 for n in args.engines]
         outs = [work / f"ours_{i}_{n}" for i, (n, _, _) in enumerate(plan)]   # a count may come twice: 1 1 2
