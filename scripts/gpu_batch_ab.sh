@@ -10,7 +10,7 @@
 #   VARIANTS="now rev:9d86552" BENCH_ARGS="--engines 2" bash scripts/gpu_batch_ab.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/ab}; ROUNDS=${ROUNDS:-2}; COUNT=${COUNT:-2000}; PHOTOS=${PHOTOS:-../shared/evaldata/photos}
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: each run starts in its variant's folder
 export PYTHONUNBUFFERED=1
 python3 -c "import fpng" 2>/dev/null || echo "fpng is missing: the encoders will be threads"
 for round in $(seq 1 "$ROUNDS"); do
