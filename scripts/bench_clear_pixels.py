@@ -1,8 +1,9 @@
 """What the colour under a cutout's fully transparent pixels costs its PNG: real cutouts (the engine's default
-edges, on the CPU) of 1 MP crops of camera photos, encoded by fpng with the photo's colour kept there (before
-session 24) and with (0, 0, 0, 0) there (the render's output since): CPU time per encode (median of 20) and size.
+edges, on the CPU) of 1 MP (or --megapixels) crops of camera photos, encoded by fpng with the photo's colour kept
+there (before session 24) and with (0, 0, 0, 0) there (the render's output since): CPU time per encode (median of
+20) and size.
 
-    python scripts/bench_clear_pixels.py [--photos DIR] [--count 6]
+    python scripts/bench_clear_pixels.py [--photos DIR] [--count 6] [--megapixels 1]
 
 Prints a markdown table."""
 
@@ -38,12 +39,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--count", type=int, default=6)
+    parser.add_argument("--megapixels", type=float, default=1.0, help="crop size, as the batch bench's (default 1)")
     args = parser.parse_args()
     pipe = Pipeline(device="cpu")
     print("| photo | transparent | photo's colour kept: ms, MB | (0, 0, 0, 0): ms, MB |\n| --- | ---: | --- | --- |")
     for i, path in enumerate(sorted(args.photos.glob("*.jpg"))[:args.count]):
         photo = np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
-        crop = _crop(photo, (1155, 866), np.random.default_rng(i))          # 1 MP, as the batch bench's
+        w = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))           # the batch bench's crop size
+        crop = _crop(photo, (w, w * 3 // 4), np.random.default_rng(i))
         result = pipe.matte(crop)
         rendered = pipe.render(result)
         clear = rendered.alpha == 0
