@@ -4,7 +4,8 @@
 Runs the command, samples every thread of it and of its descendant processes every 0.2 s (user + system time
 from /proc/<pid>/task/<tid>/stat; Linux only), names the Python threads with ``py-spy dump`` once a second, and
 prints CPU seconds by process and thread name, in all and per image, and the whole machine's busy share while
-the command ran. Threads with no Python name are native: OpenMP's team, CUDA's driver threads and the like.
+the command ran. Threads with no Python name are native, shown with the OS's name for them: CUDA's driver threads
+have their own (cuda-EvtHandlr, ...); OpenMP's team and other unnamed ones carry the process's (python3).
 
     python scripts/thread_cpu.py --images 2000 -- python -m matting.bench --batch --device cuda --count 2000
 """
@@ -65,8 +66,9 @@ def process_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of ``pid`` so far."""
+def thread_seconds(pid: int) -> dict[int, tuple[float, str]]:
+    """(CPU seconds (user + system) so far, the OS's name for it) of each thread of ``pid``. The OS names only
+    some native threads (CUDA's, for one); Python's and OpenMP's carry the process's name."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     try:
@@ -76,9 +78,10 @@ def thread_seconds(pid: int) -> dict[int, float]:
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
-        except OSError:
+                comm, _, rest = stat.read().partition("(")[2].rpartition(")")
+            fields = rest.split()
+            out[int(tid)] = ((int(fields[11]) + int(fields[12])) / tick, comm)
+        except (OSError, IndexError, ValueError):
             pass
     return out
 
@@ -109,6 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     seconds: dict[tuple[int, int], float] = {}
+    os_names: dict[tuple[int, int], str] = {}
     whole: dict[int, float] = {}   # per process, ended threads included
     kinds: dict[int, str] = {}
     names: dict[tuple[int, int], str] = {}
@@ -122,8 +126,8 @@ def main() -> None:
             total = process_seconds(pid)
             if total is not None:
                 whole[pid] = total
-            for tid, s in thread_seconds(pid).items():
-                seconds[(pid, tid)] = s
+            for tid, (s, comm) in thread_seconds(pid).items():
+                seconds[(pid, tid)], os_names[(pid, tid)] = s, comm
         if time.monotonic() - named_at > NAME_EVERY_S:
             named_at = time.monotonic()
             for pid in pids:
@@ -134,7 +138,8 @@ def main() -> None:
     groups: collections.Counter = collections.Counter()
     for (pid, tid), s in seconds.items():
         kind = kinds.get(pid, "?")
-        name = names.get((pid, tid)) or ("(native)" if kind in ("main", "engine") else "")
+        name = names.get((pid, tid)) or (f"(native: {os_names.get((pid, tid), '?')})" if kind in ("main", "engine")
+                                         else "")
         groups[(kind, re.sub(r"[-_]\d+$", "", name))] += s   # the threads of one pool together
     for pid, total in whole.items():   # threads that ended between two samples, and their last 0.2 s
         unseen = total - sum(s for (p, _), s in seconds.items() if p == pid)
