@@ -124,3 +124,6 @@ def test_images_are_made_once_and_made_again_when_the_run_asks_for_others(tmp_pa
     bench_batch.reuse_or_make_images(folder, 3, 8.0, photos)
     bench_batch.reuse_or_make_images(folder, 2, 8.0, photos)           # fewer: made again, the rest removed
     assert made == [(3, 1.0), (3, 8.0), (3, 8.0), (2, 8.0)] and len(list(folder.glob("img_*.jpg"))) == 2
+    (folder / "mine.txt").write_text("the caller's")                    # the folder is the caller's: kept
+    bench_batch.reuse_or_make_images(folder, 4, 8.0, photos)
+    assert (folder / "mine.txt").read_text() == "the caller's" and len(list(folder.glob("img_*.jpg"))) == 4

@@ -95,8 +95,8 @@ def reuse_or_make_images(folder: Path, count: int, megapixels: float, photos: Pa
         made = {}
     if {k: made.get(k) for k in wanted} == wanted and len(list(folder.glob("img_*.jpg"))) == count:
         return made["source"]
-    if folder.exists():
-        shutil.rmtree(folder)
+    for old in folder.glob("img_*.jpg"):   # only the bench's own files: the folder is the caller's
+        old.unlink()
     source = make_images(folder, count, megapixels, photos)
     stamp.write_text(json.dumps({**wanted, "source": source}))
     return source
