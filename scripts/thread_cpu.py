@@ -18,7 +18,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from matting.bench.batch import MachineCPU  # noqa: E402
 
 SAMPLE_S = 0.2
 NAME_EVERY_S = 1.0
@@ -56,34 +62,33 @@ def process_kind(pid: int) -> str:
     return "main" if "python" in line else line[:30]
 
 
-def process_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) of ``pid`` so far, its threads that have ended included (None when gone)."""
+def cpu_seconds(stat_path: str) -> tuple[float, str] | None:
+    """(CPU seconds (user + system) so far, the OS's name) from a /proc stat file of a process or a thread; None
+    when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
+        with open(stat_path) as stat:
+            comm, _, rest = stat.read().partition("(")[2].rpartition(")")
+        fields = rest.split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), comm
+    except (OSError, IndexError, ValueError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` so far, its threads that have ended included (None when gone)."""
+    seconds = cpu_seconds(f"/proc/{pid}/stat")
+    return None if seconds is None else seconds[0]
 
 
 def thread_seconds(pid: int) -> dict[int, tuple[float, str]]:
-    """(CPU seconds (user + system) so far, the OS's name for it) of each thread of ``pid``. The OS names only
-    some native threads (CUDA's, for one); Python's and OpenMP's carry the process's name."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
+    """(CPU seconds so far, the OS's name for it) of each thread of ``pid``. The OS names only some native threads
+    (CUDA's, for one); Python's and OpenMP's carry the process's name."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                comm, _, rest = stat.read().partition("(")[2].rpartition(")")
-            fields = rest.split()
-            out[int(tid)] = ((int(fields[11]) + int(fields[12])) / tick, comm)
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
+        return {}
+    found = {int(tid): cpu_seconds(f"/proc/{pid}/task/{tid}/stat") for tid in tids}
+    return {tid: seconds for tid, seconds in found.items() if seconds is not None}
 
 
 def python_thread_names(spy: str, pid: int) -> dict[int, str]:
@@ -94,13 +99,6 @@ def python_thread_names(spy: str, pid: int) -> dict[int, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {int(tid): name for tid, name in DUMP_THREAD.findall(dump)}
-
-
-def machine_busy() -> tuple[int, int]:
-    """(all, idle) jiffies of the whole machine so far."""
-    with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    return sum(values), values[3] + values[4]
 
 
 def main() -> None:
@@ -116,25 +114,25 @@ def main() -> None:
     whole: dict[int, float] = {}   # per process, ended threads included
     kinds: dict[int, str] = {}
     names: dict[tuple[int, int], str] = {}
-    start = machine_busy()
-    proc = subprocess.Popen(command)
-    named_at = 0.0
-    while proc.poll() is None:
-        pids = descendants(proc.pid)
-        for pid in pids:
-            kinds.setdefault(pid, process_kind(pid))
-            total = process_seconds(pid)
-            if total is not None:
-                whole[pid] = total
-            for tid, (s, comm) in thread_seconds(pid).items():
-                seconds[(pid, tid)], os_names[(pid, tid)] = s, comm
-        if time.monotonic() - named_at > NAME_EVERY_S:
-            named_at = time.monotonic()
+    with MachineCPU() as machine:
+        proc = subprocess.Popen(command)
+        named_at = 0.0
+        while proc.poll() is None:
+            pids = descendants(proc.pid)
             for pid in pids:
-                if kinds[pid] in ("main", "engine"):
-                    names.update({(pid, tid): name for tid, name in python_thread_names(args.py_spy, pid).items()})
-        time.sleep(SAMPLE_S)
-    end = machine_busy()
+                kinds.setdefault(pid, process_kind(pid))
+                total = process_seconds(pid)
+                if total is not None:
+                    whole[pid] = total
+                for tid, (s, comm) in thread_seconds(pid).items():
+                    seconds[(pid, tid)], os_names[(pid, tid)] = s, comm
+            if time.monotonic() - named_at > NAME_EVERY_S:
+                named_at = time.monotonic()
+                for pid in pids:
+                    if kinds[pid] in ("main", "engine"):
+                        names.update({(pid, tid): name
+                                      for tid, name in python_thread_names(args.py_spy, pid).items()})
+            time.sleep(SAMPLE_S)
     groups: collections.Counter = collections.Counter()
     for (pid, tid), s in seconds.items():
         kind = kinds.get(pid, "?")
@@ -146,9 +144,9 @@ def main() -> None:
         if unseen > 0:
             groups[(kinds.get(pid, "?"), "(ended between samples)")] += unseen
     total = sum(groups.values())
-    busy = 1 - (end[1] - start[1]) / max(1, end[0] - start[0])
+    busy = "?" if machine.busy is None else f"{machine.busy:.0%}"
     print(f"\nCPU seconds in all: {total:.1f}, {1000 * total / args.images:.2f} ms per image ({args.images} images); "
-          f"the machine was {busy:.0%} busy from start to end (start-up included)")
+          f"the machine was {busy} busy from start to end (start-up included)")
     print("| process | threads | CPU s | ms per image |\n| --- | --- | ---: | ---: |")
     for (kind, name), s in groups.most_common(args.top):
         print(f"| {kind} | {name} | {s:.2f} | {1000 * s / args.images:.2f} |")
