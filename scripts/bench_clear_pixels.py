@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from matting.bench.batch import PHOTOS, _crop  # noqa: E402
+from matting.bench.batch import PHOTOS, _crop, landscape_size  # noqa: E402
 from matting.encode import encode_png  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 
@@ -45,8 +45,7 @@ def main() -> None:
     print("| photo | transparent | photo's colour kept: ms, MB | (0, 0, 0, 0): ms, MB |\n| --- | ---: | --- | --- |")
     for i, path in enumerate(sorted(args.photos.glob("*.jpg"))[:args.count]):
         photo = np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
-        w = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))           # the batch bench's crop size
-        crop = _crop(photo, (w, w * 3 // 4), np.random.default_rng(i))
+        crop = _crop(photo, landscape_size(args.megapixels), np.random.default_rng(i))   # the batch bench's size
         result = pipe.matte(crop)
         rendered = pipe.render(result)
         clear = rendered.alpha == 0

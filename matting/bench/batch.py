@@ -68,8 +68,8 @@ def make_images(folder: Path, count: int, megapixels: float, photos: Path, seed:
     rng = np.random.default_rng(seed)
     if not loaded:
         loaded = [_synthetic((2400, 1800), rng) for _ in range(8)]
-    w = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
-    plans = [(i, loaded[i % len(loaded)], (w, w * 3 // 4) if rng.integers(0, 4) else (w * 3 // 4, w),
+    w, h = landscape_size(megapixels)
+    plans = [(i, loaded[i % len(loaded)], (w, h) if rng.integers(0, 4) else (h, w),
               int(rng.integers(0, 2**31))) for i in range(count)]  # mostly landscape, like a camera roll
 
     def make(plan) -> None:
@@ -82,6 +82,12 @@ def make_images(folder: Path, count: int, megapixels: float, photos: Path, seed:
     with ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="bench-prepare") as pool:
         list(pool.map(make, plans))
     return origin
+
+
+def landscape_size(megapixels: float) -> tuple[int, int]:
+    """(w, h) of a 4:3 landscape crop of about ``megapixels``."""
+    w = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    return w, w * 3 // 4
 
 
 def reuse_or_make_images(folder: Path, count: int, megapixels: float, photos: Path) -> str:
