@@ -196,9 +196,10 @@ def _outputs(photo: torch.Tensor, alpha: torch.Tensor, photo_u8_of, settings: Ed
         if clear_hidden:
             # A fully transparent pixel of a file carries no colour, (0, 0, 0, 0), as other cutout tools write it:
             # nobody sees it, and the PNG is smaller and faster to make (scripts/bench_clear_pixels.py, six 1 MP
-            # camera-photo cutouts: fpng 2.3-4.4 against 4.3-4.8 ms, files 5-81 % smaller; session 24). Previews
-            # keep the photo's colour: the page's JPEG of the edge colour would ring against black. Each pixel as
-            # one 32-bit word: a sixth of the time of the byte-wise fill on one CPU thread (1 ms for 1 MP).
+            # camera-photo cutouts on a 2-core Intel Xeon with AMX: fpng 2.3-4.4 against 4.3-4.8 ms, files 5-81 %
+            # smaller; session 24). Previews keep the photo's colour: the page's JPEG of the edge colour would ring
+            # against black. Each pixel as one 32-bit word: a sixth of the time of the byte-wise fill on one thread
+            # of that CPU (1 ms for 1 MP).
             rgba.view(torch.int32).masked_fill_((alpha_u8 == 0).unsqueeze(-1), 0)
     composite = None
     if bg is not None:
