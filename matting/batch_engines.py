@@ -51,14 +51,17 @@ def chunk_size(batch_size: int) -> int:
     return max(4, 2 * batch_size)
 
 
-GPU_ENGINES, GPU_ENGINES_MIN_CORES = 2, 12
+# Engine processes on a CUDA GPU by the host's CPU cores (the most cores first): each engine needs cores for its
+# decoders and encoders. H200 host, 16 cores, 2000 1 MP photos, alternating in one call (session 25): three engines
+# 465.2, 468.0, 440.1, 440.2 images/s against two's 401.0, 418.9, 423.6, 391.7. Before the cleared pixels and the
+# numpy upload (session 22) a third engine gained at most 2 %: the cores were then all busy.
+GPU_ENGINES_BY_CORES = ((16, 3), (12, 2))
 
 
 def default_engines(device) -> int:
-    """The engine processes a batch gets when --engines is not given: two on a CUDA GPU with 12 or more CPU cores
-    (H200 host, 16 cores, three calls: 442.5-461.5 against 263.9-347.8 images/s with one, docs/BENCHMARKS.md
-    session 22; a third added 2 % or lost some), one elsewhere (on a CPU one engine already uses every core, and a
-    small host has no cores for a second engine's decoders and encoders)."""
+    """The engine processes a batch gets when --engines is not given: on a CUDA GPU three with 16 or more CPU
+    cores, two with 12 to 15 (GPU_ENGINES_BY_CORES); one elsewhere (on a CPU one engine already uses every core,
+    and a small host has no cores for a second engine's decoders and encoders)."""
     from .batch_runtime import cpu_cores
     from .device import resolve_device
 
@@ -66,7 +69,9 @@ def default_engines(device) -> int:
         chosen = resolve_device(device)
     except MattingError:
         return 1   # the Pipeline says what is wrong with the device
-    return GPU_ENGINES if chosen.type == "cuda" and cpu_cores() >= GPU_ENGINES_MIN_CORES else 1
+    if chosen.type != "cuda":
+        return 1
+    return next((engines for cores, engines in GPU_ENGINES_BY_CORES if cpu_cores() >= cores), 1)
 
 
 @contextmanager
