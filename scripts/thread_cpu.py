@@ -8,12 +8,20 @@ the command ran. Threads with no Python name are native, shown with the OS's nam
 have their own (cuda-EvtHandlr, ...); OpenMP's team and other unnamed ones carry the process's (python3).
 
     python scripts/thread_cpu.py --images 2000 -- python -m matting.bench --batch --device cuda --count 2000
+
+Every process's start-up (imports, the model, CUDA) is in those seconds too. To leave it out, profile a short run
+with ``--save`` and subtract it from a long one with ``--minus``: the rows are then the long run's extra CPU per
+extra image.
+
+    python scripts/thread_cpu.py --images 200 --save short.json -- python -m matting.bench ... --count 200
+    python scripts/thread_cpu.py --images 2000 --minus short.json -- python -m matting.bench ... --count 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import re
 import shutil
@@ -106,6 +114,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, required=True, help="images the command processes (for per image)")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy, to name threads")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--save", type=Path, help="write this run's CPU seconds by process and thread (JSON)")
+    parser.add_argument("--minus", type=Path, help="a shorter run's --save: show this run's CPU beyond it, per "
+                                                   "image beyond its images (start-up left out)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -143,13 +154,25 @@ def main() -> None:
         unseen = total - sum(s for (p, _), s in seconds.items() if p == pid)
         if unseen > 0:
             groups[(kinds.get(pid, "?"), "(ended between samples)")] += unseen
+    if args.save:
+        args.save.write_text(json.dumps({"images": args.images,
+                                         "groups": [[kind, name, s] for (kind, name), s in groups.items()]}))
+    images, what = args.images, "(start-up included)"
+    if args.minus:
+        shorter = json.loads(args.minus.read_text())
+        images -= shorter["images"]
+        if images <= 0:
+            raise SystemExit(f"--minus {args.minus} has {shorter['images']} images, this run {args.images}: "
+                             "the shorter run goes in --minus")
+        groups.subtract({(kind, name): s for kind, name, s in shorter["groups"]})
+        what = f"beyond the {shorter['images']} images of {args.minus} (start-up left out)"
     total = sum(groups.values())
     busy = "?" if machine.busy is None else f"{machine.busy:.0%}"
-    print(f"\nCPU seconds in all: {total:.1f}, {1000 * total / args.images:.2f} ms per image ({args.images} images); "
-          f"the machine was {busy} busy from start to end (start-up included)")
+    print(f"\nCPU seconds in all: {total:.1f}, {1000 * total / images:.2f} ms per image ({images} images) {what}; "
+          f"the machine was {busy} busy from start to end")
     print("| process | threads | CPU s | ms per image |\n| --- | --- | ---: | ---: |")
     for (kind, name), s in groups.most_common(args.top):
-        print(f"| {kind} | {name} | {s:.2f} | {1000 * s / args.images:.2f} |")
+        print(f"| {kind} | {name} | {s:.2f} | {1000 * s / images:.2f} |")
 
 
 if __name__ == "__main__":
