@@ -417,3 +417,34 @@ def test_an_input_that_cannot_be_found_fails_alone_and_the_inputs_after_it_still
     write(src / "p.jpg", image_bytes(seed=9))
     summary = run_batch([tmp_path / "missing.jpg", src], tmp_path / "out", pipeline=pipe)
     assert (summary.done, summary.failed) == (1, 1) and by_name(summary)["p.jpg"].status == "done"
+
+
+def test_every_image_of_a_batch_gets_the_matte_it_gets_alone(device, tmp_path):
+    """On each device the tests have (on CUDA the real GPU path: the inference thread's stream, render threads on
+    streams of their own taking stacks of same-size images, page-locked downloads, encoder helpers): each image's
+    matte file holds what the Pipeline renders for that image alone. A render that read another image's matte, or
+    one the network had not finished, would be far off; batching the network moves a level or two (fp16 on CUDA)."""
+    from PIL import ImageOps
+
+    from matting.pipeline import Pipeline
+
+    pipe = Pipeline(device=str(device))
+    examples = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.[jp][pn]g"))
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):   # two sizes, so that same-size images share render stacks; each picture distinct
+        photo = Image.open(examples[i % len(examples)]).convert("RGB").resize((320, 240) if i % 2 else (240, 320))
+        photo = (photo, ImageOps.mirror(photo), ImageOps.flip(photo))[(i // len(examples)) % 3]
+        photo.save(src / f"p{i:02d}.jpg", quality=95)
+    summary = run_batch([src], tmp_path / "out", pipeline=pipe, kinds=("cutout", "alpha"), batch_size=4)
+    assert summary.done == 12 and summary.failed == 0
+    settings = EdgeSettings()
+    for path in sorted(src.glob("*.jpg")):
+        alone = pipe.render(pipe.matte(path.read_bytes()), settings, want_rgba=False).alpha.astype(int)
+        batched = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}_alpha.png")).astype(int)
+        assert batched.shape == alone.shape, path.name
+        diff = np.abs(batched - alone)
+        assert diff.max() <= 3 and (diff > 0).mean() < 0.02, (path.name, diff.max(), (diff > 0).mean())
+        assert alone.std() > 20, path.name   # a real matte, not a flat one that would match anything
+        cutout = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}.png"))
+        assert np.array_equal(cutout[..., 3], batched), path.name   # the cutout is the same render's
