@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from matting.batch_runtime import warm_up  # noqa: E402
-from matting.bench.batch import make_images  # noqa: E402
+from matting.bench.batch import PHOTOS, make_images  # noqa: E402
 from matting.decode import decode_image  # noqa: E402
 from matting.pipeline import Pipeline  # noqa: E402
 from matting.settings import EdgeSettings  # noqa: E402
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--count", type=int, default=64, help="images per pass")
     parser.add_argument("--stack", type=int, default=16, help="images per network batch and render")
-    parser.add_argument("--photos", type=Path, default=Path("../shared/evaldata/photos"),
+    parser.add_argument("--photos", type=Path, default=PHOTOS,
                         help="photos to crop (synthetic pictures where there are none)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
