@@ -168,7 +168,7 @@ def main() -> None:
         what = f"beyond the {shorter['images']} images of {args.minus} (start-up left out)"
     total = sum(groups.values())
     busy = "?" if machine.busy is None else f"{machine.busy:.0%}"
-    print(f"\nCPU seconds in all: {total:.1f}, {1000 * total / images:.2f} ms per image ({images} images) {what}; "
+    print(f"\nCPU seconds in all: {total:.2f}, {1000 * total / images:.2f} ms per image ({images} images) {what}; "
           f"the machine was {busy} busy from start to end")
     print("| process | threads | CPU s | ms per image |\n| --- | --- | ---: | ---: |")
     for (kind, name), s in groups.most_common(args.top):
