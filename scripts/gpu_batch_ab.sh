@@ -4,7 +4,7 @@
 # images/s over one session). Prints one line per run: images/s, the first image's time, and each stage's busy
 # share. Needs fpng importable (carry its wheel: .whl/ or the Ray slim tarball's folder on PYTHONPATH), or the
 # encoders are threads. A variant "rev:<commit>" runs that commit's engine (its matting/ and assets/, extracted
-# with git archive) instead of the working tree's; "now" is the working tree as it is. Each line also says how busy
+# with git archive, once per commit) instead of the working tree's; "now" is the working tree as it is. Each line also says how busy
 # the whole machine's cores were and what limited the run (bench --batch's limit line).
 #   VARIANTS="MATTING_REFINE_GRAPHS=1 MATTING_REFINE_GRAPHS=0" ROUNDS=2 PHOTOS=<photos> bash scripts/gpu_batch_ab.sh
 #   VARIANTS="now rev:9d86552" BENCH_ARGS="--engines 2" bash scripts/gpu_batch_ab.sh
@@ -18,8 +18,10 @@ for round in $(seq 1 "$ROUNDS"); do
     json="$OUT/${variant//[^A-Za-z0-9_]/_}_$round.json"
     dir=$PWD; setting="NONE=1"
     case $variant in
-      rev:*) dir="$OUT/${variant//[^A-Za-z0-9_]/_}"
-             [ -d "$dir" ] || { mkdir -p "$dir" && git archive "${variant#rev:}" matting assets | tar -x -C "$dir"; } ;;
+      # named by the commit, not the name given: a branch that moved since an earlier run is extracted afresh
+      rev:*) commit=$(git rev-parse --short=12 "${variant#rev:}^{commit}") || { echo "[$variant] no such commit"; continue; }
+             dir="$OUT/rev_$commit"
+             [ -d "$dir" ] || { mkdir -p "$dir" && git archive "$commit" matting assets | tar -x -C "$dir"; } ;;
       now) ;;
       *) setting=$variant ;;
     esac
