@@ -121,16 +121,18 @@ def test_a_render_says_where_it_waited(pipe, monkeypatch):
     result = pipe.matte(EXAMPLES / "coffee.png")
     turn = threading.Lock()
     monkeypatch.setattr(pipe, "device_turn", lambda _result, first=False: turn)   # turns as on a GPU
-    taken = threading.Event()
+    taken, rendering = threading.Event(), threading.Event()
 
-    def hold():   # another thread's turn, 150 ms long
+    def hold():   # another thread's turn, 150 ms from when the render is called (however late this thread wakes)
         with turn:
             taken.set()
+            rendering.wait(5)
             time.sleep(0.15)
 
     other = threading.Thread(target=hold)
     other.start()
     taken.wait(5)
+    rendering.set()
     rendered = pipe.render(result, EdgeSettings(), preview=True)
     other.join()
     waits = rendered.waits
