@@ -46,7 +46,8 @@ from . import batch_runtime as rt
 from .batch_encode import give_back, make_encoder, take_kept_encoder
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
-from .batch_outputs import COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, open_sink, write_atomic
+from .batch_outputs import (COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, inputs_in_folder, open_sink,
+                            refuse_output_that_is_an_input, write_atomic)
 from .batch_timeline import Timeline
 from .crop import CropMargin, crop_box, cut_to
 from .decode import decode_image
@@ -151,6 +152,7 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
 
         pipeline = get_pipeline()
     start = time.perf_counter()
+    refuse_output_that_is_an_input(inputs, output)
     sink = open_sink(output, overwrite)
     found = discover(inputs, recursive=recursive, exclude=Path(output) if sink.folder == Path(output) else None)
     results: list[BatchResult] = []
@@ -233,11 +235,18 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool,
     way); outputs that an earlier recipe made and this run will not make again are removed (batch_manifest.py)."""
     usable = [item for item in found.items if item.error is None]
     names = dict(zip(map(id, usable), allocate_names([i.rel for i in usable], kinds, composite_format)))
+    guarded = (inputs_in_folder([i.path for i in usable if i.path is not None], sink.folder)
+               if hasattr(sink, "overwrites") else set())   # input files the output folder holds
     jobs, early = [], []
     for order, item in enumerate(found.items):
         job = _Job(item, names.get(id(item), {}), order)
         if item.error is not None:
             early.append(job.outcome("failed", item.error, code="input_error"))
+            continue
+        clash = sink.overwrites(job.names.values(), guarded) if guarded else None
+        if clash is not None:
+            early.append(job.outcome("failed", f"its output {clash} would overwrite an input file in the output "
+                                               f"folder (name another output folder)", code="write_error"))
             continue
         job.stamp = input_stamp(item)
         existing = [name for name in job.names.values() if sink.has(name)]

@@ -17,11 +17,14 @@ Rules:
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import glob
 import os
 import re
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,7 +33,7 @@ from .errors import InputError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 # Zip bomb guards: an image entry larger than this is refused before decompressing it (400 MB holds a
-# 100-megapixel RGBA TIFF, the engine's pixel limit), ...
+# 100-megapixel RGBA TIFF, the engine's pixel limit); a file on disk likewise, before it is read, ...
 MAX_ENTRY_BYTES = 400 << 20
 # ... as is one whose compression ratio is beyond what image data reaches (checked above MIN_RATIO_BYTES only:
 # a small entry cannot hurt, whatever its ratio), ...
@@ -68,15 +71,37 @@ class InputItem:
 
 def read_file(path: Path) -> bytes:
     """A batch input file's bytes, or an InputError saying in one line why not (the local engine's readers and
-    the Ray workers')."""
+    the Ray workers'). Only regular files are read, and none larger than MAX_ENTRY_BYTES: a pipe would block the
+    reader for ever, and /dev/zero or a huge sparse file would fill the memory before any decoder could refuse it.
+    Opened without blocking, so that a pipe is seen for what it is instead of waiting for a writer."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"a link to {os.readlink(path)}, which does not exist") from None
         raise InputError("file not found (deleted while the batch ran?)") from None
     except IsADirectoryError:
         raise InputError("not a file but a folder") from None
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError("not a file but a folder")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError("not a regular file (a pipe, a device or a socket)")
+        if info.st_size > MAX_ENTRY_BYTES:
+            raise InputError(f"the file is {info.st_size / 2**20:,.0f} MB, over the limit of "
+                             f"{MAX_ENTRY_BYTES >> 20} MB for one image")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_ENTRY_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_ENTRY_BYTES:
+        raise InputError(f"the file grew past the limit of {MAX_ENTRY_BYTES >> 20} MB while it was read")
+    return data
 
 
 def source_of(item: InputItem) -> dict:
@@ -134,7 +159,8 @@ class ZipInput:
         try:
             with self.zip.open(info) as handle:
                 data = handle.read(info.file_size + 1)  # never more than declared, whatever the stream says
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
+                zlib.error) as exc:   # zlib.error: damaged deflate data
             raise InputError(f"cannot read this entry of {self.path.name}: {exc}") from None
         if len(data) > info.file_size:
             raise InputError(f"this entry of {self.path.name} holds more data than it declares (zip bomb?)")
@@ -172,13 +198,19 @@ def discover(inputs, *, recursive: bool = False, exclude: Path | None = None) ->
 def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
     from .batch_urls import is_url
 
+    if not text.strip():   # an unset shell variable: Path("") would be the working folder
+        found.items.append(_failed("(empty name)", "an empty input name: give a file, a folder, a pattern or a .zip"))
+        return
     if is_url(text):
         return _add_url(text, recursive, found)
     path = Path(text)
     if path.is_dir():
-        items = _walk(path, PurePosixPath(), recursive, skip)
+        unreadable: list[tuple[str, str]] = []
+        items = _walk(path, PurePosixPath(), recursive, skip, unreadable)
         found.items.extend(items)
-        if not items:
+        for name, reason in unreadable:
+            found.items.append(_failed(name, reason))
+        if not items and not unreadable:
             hint = "" if recursive else "; add -r to look in sub-folders"
             found.items.append(_failed(text, f"no images in this folder (looked for "
                                        f"{', '.join(sorted(IMAGE_EXTENSIONS))}{hint})"))
@@ -186,9 +218,13 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
         if _is_zip_name(path):
             _add_zip(path, found)
         else:
-            found.items.append(InputItem(path.name, PurePosixPath(_safe_stem(path.stem)), path=path))
+            found.items.append(_file_item(path, PurePosixPath(path.name)))
     elif _GLOB_MAGIC.search(text):
         _add_glob(text, recursive, skip, found)
+    elif path.is_symlink():
+        found.items.append(_failed(text, f"a link to {os.readlink(path)}, which does not exist"))
+    elif path.exists():
+        found.items.append(_failed(text, "not a regular file (a pipe, a device or a socket)"))
     else:
         found.items.append(_failed(text, "file or folder not found"))
 
@@ -210,25 +246,63 @@ def _add_url(url: str, recursive: bool, found: Discovery) -> None:
 
 def _add_glob(pattern: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
     base = _glob_base(pattern)
-    matches = sorted(glob.glob(pattern, recursive=True))
     before = len(found.items)
-    for match in map(Path, matches):
+    for match in map(Path, _glob(pattern, base)):
         rel = _relative(match, base)
         if match.is_dir():
             if not _excluded(match, skip):
                 found.items.extend(_walk(match, rel, recursive, skip))
-        elif _is_zip_name(match):
+        elif _is_zip_name(match) and match.is_file():
             _add_zip(match, found)
         elif _is_image_name(match.name) and not match.name.startswith("."):
-            found.items.append(InputItem(str(rel), rel.with_suffix(""), path=match))
+            found.items.append(_file_item(match, rel))
     if len(found.items) == before:
         found.items.append(_failed(pattern, "no images match this pattern"))
 
 
-def _walk(folder: Path, prefix: PurePosixPath, recursive: bool, skip: Path | None) -> list[InputItem]:
-    """Image files under ``folder``, sorted, hidden ones and the excluded folder left out."""
+def _glob(pattern: str, base: Path) -> list[str]:
+    """glob.glob's matches, sorted; but "**" walks the folders without following links to folders (glob.glob
+    follows them, so a link to a parent folder made it list the same photos without end)."""
+    parts = Path(pattern).parts[len(base.parts) if base != Path(".") else 0:]
+    if "**" not in parts:
+        return sorted(glob.glob(pattern))
+    matches = []
+    for root, dirs, files in os.walk(base):   # followlinks=False
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))   # as glob: hidden folders are not walked
+        root_parts = Path(root).relative_to(base).parts
+        for name in dirs + sorted(files):
+            if _parts_match(parts, root_parts + (name,)):
+                matches.append(os.path.join(root, name))
+    return sorted(matches)
+
+
+def _parts_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """``parts`` (a path's folder names and its name) match ``pattern``'s parts, where "**" stands for any number
+    of folders (none included) and the others are fnmatch patterns; as in glob, a wildcard matches no hidden
+    name."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_parts_match(rest, parts[i:]) for i in range(len(parts) + 1))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _parts_match(rest, parts[1:])
+
+
+def _walk(folder: Path, prefix: PurePosixPath, recursive: bool, skip: Path | None,
+          unreadable: list | None = None) -> list[InputItem]:
+    """Image files under ``folder``, sorted, hidden ones and the excluded folder left out. Folders that cannot be
+    listed go into ``unreadable`` as (name, reason), to be reported rather than passed over in silence."""
     items = []
-    for root, dirs, files in os.walk(folder):  # followlinks=False: a link loop cannot trap us
+
+    def cannot_list(error: OSError) -> None:
+        if unreadable is not None:
+            where = Path(error.filename or folder)
+            name = str(prefix / where.relative_to(folder)) if where != folder else str(folder)
+            unreadable.append((name, f"cannot read this folder: {error.strerror or error}"))
+
+    for root, dirs, files in os.walk(folder, onerror=cannot_list):  # followlinks=False: no link loop traps us
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(root_path / d, skip)) \
             if recursive else []
@@ -236,8 +310,30 @@ def _walk(folder: Path, prefix: PurePosixPath, recursive: bool, skip: Path | Non
             if file.startswith(".") or not _is_image_name(file):
                 continue
             rel = prefix / PurePosixPath(*(root_path / file).relative_to(folder).parts)
-            items.append(InputItem(str(rel), rel.with_suffix(""), path=root_path / file))
+            items.append(_file_item(root_path / file, rel))
     return items
+
+
+def _file_item(path: Path, rel: PurePosixPath) -> InputItem:
+    """A file's item: shown by ``rel`` with unprintable characters escaped (a newline would break the one-line
+    reports), its outputs named by ``rel`` with undecodable bytes replaced (a name of bytes that are not UTF-8,
+    which the record of outputs and zip members cannot hold)."""
+    rel = PurePosixPath(_decodable(str(rel)))
+    stem = rel.with_suffix("") if rel.stem not in ("", ".", "..") else rel.with_name(_safe_stem(rel.stem))
+    return InputItem(shown_name(str(rel)), stem, path=path)
+
+
+def _decodable(name: str) -> str:
+    """A file name read from the disk with undecodable bytes (Python keeps them as lone surrogates) made valid:
+    each such byte becomes U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def shown_name(name: str) -> str:
+    """A name as it is reported: control characters (a newline, a tab) written as escapes, on one line."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def _add_zip(path: Path, found: Discovery) -> None:

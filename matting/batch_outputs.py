@@ -72,6 +72,34 @@ def write_atomic(target: Path, data: bytes) -> Path:
     return target
 
 
+def refuse_output_that_is_an_input(inputs, output: str | os.PathLike) -> None:
+    """OutputError, before anything is opened or written, when the output is no name at all or is itself one of
+    the inputs (a folder given as both, or an input .zip named as the output): its cutouts would replace the
+    photos. Single photos inside the output folder are guarded one by one (inputs_in_folder)."""
+    text = os.fspath(output)
+    if not text.strip():
+        raise OutputError("the output is an empty name: name a folder, or a path ending in .zip")
+    target = Path(text).resolve()
+    for raw in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
+        raw = os.fspath(raw)
+        if raw.strip() and "://" not in raw and Path(raw).exists() and Path(raw).resolve() == target:
+            raise OutputError(f"the output {text} is also an input: the cutouts would overwrite the photos "
+                              f"(name another folder or .zip)")
+
+
+def inputs_in_folder(paths, root: Path) -> set[Path]:
+    """The input files among ``paths`` that lie in the output folder ``root``, as the paths an output written there
+    would replace (their folders resolved, once per folder): what a planned output must never be."""
+    root = root.resolve()
+    folders: dict[Path, Path] = {}
+    inside = set()
+    for path in paths:
+        folder = folders.setdefault(path.parent, Path(os.path.realpath(path.parent)))
+        if folder == root or root in folder.parents:
+            inside.add(folder / path.name)
+    return inside
+
+
 def open_sink(output: str | os.PathLike, overwrite: bool = False) -> "FolderSink | ZipSink":
     path = Path(output)
     if path.suffix.lower() == ".zip" and not path.is_dir():
@@ -114,6 +142,11 @@ class FolderSink:
     def remove(self, name: PurePosixPath | str) -> None:
         """A stale output goes (batch_manifest.py)."""
         self._path(PurePosixPath(name)).unlink(missing_ok=True)
+
+    def overwrites(self, names, inputs: set[Path]) -> PurePosixPath | None:
+        """The first of ``names`` whose file would be one of ``inputs`` (inputs_in_folder), else None."""
+        root = self.root.resolve()
+        return next((name for name in names if root.joinpath(*name.parts) in inputs), None)
 
     def _path(self, name: PurePosixPath) -> Path:
         if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive

@@ -40,13 +40,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _output_path(text: str) -> Path:
+    if not text.strip():   # Path("") would be the working folder, where the inputs may be
+        raise argparse.ArgumentTypeError("an empty name: name a folder, or a path ending in .zip")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m matting", description="Cut the subject out of photos.",
                                      epilog="Exit status: 0 all done or skipped, 1 some inputs failed, "
                                             "2 usage or setup error, 130 interrupted.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders, glob patterns or .zip archives")
-    parser.add_argument("-o", "--output", type=Path, required=True,
+    parser.add_argument("-o", "--output", type=_output_path, required=True,
                         help="output folder (created if needed), or a path ending in .zip")
     parser.add_argument("-r", "--recursive", action="store_true", help="also take images in sub-folders")
     parser.add_argument("--overwrite", action="store_true",
@@ -88,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
                              "or 16 without fpng); with --ray, tasks at once (default: the CPUs the actors leave)")
     engine.add_argument("--engines", type=_positive_int, default=None,
-                        help="engine processes sharing the device, each with its own copy of the model (default: 2 "
-                             "on a GPU with 12 or more CPU cores, else 1; docs/CLI.md)")
+                        help="engine processes sharing the device, each with its own copy of the model (default: 3 "
+                             "on a GPU with 16 or more CPU cores, 2 with 12 to 15, else 1; docs/CLI.md)")
     engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     engine.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="run the stages on Ray (pip install -r requirements-ray.txt): no ADDRESS starts a "

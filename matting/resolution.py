@@ -23,7 +23,12 @@ DEFAULT_MAX_SIDE = 4096
 
 def resolve_max_side(value: int | None = None) -> int:
     if value is None:
-        value = int(os.environ.get(MAX_SIDE_ENV, DEFAULT_MAX_SIDE))
+        text = os.environ.get(MAX_SIDE_ENV, "").strip()
+        try:
+            value = int(text) if text else DEFAULT_MAX_SIDE
+        except ValueError:
+            raise InvalidParameterError(f"{MAX_SIDE_ENV} must be a whole number of pixels (64 to 32768), "
+                                        f"got {text!r}") from None
     if not 64 <= int(value) <= 32768:
         raise InvalidParameterError(f"max side must be between 64 and 32768 pixels, got {value}")
     return int(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, replace
 
 from .errors import InvalidParameterError
@@ -65,7 +67,7 @@ def _check_range(name: str, value, low, high) -> None:
 def parse_color(value) -> Color:
     """'#RRGGBB', '#RGB', 'rgb(r, g, b)', 'r,g,b' or a 3-tuple of 0..255 ints -> (r, g, b)."""
     if isinstance(value, (tuple, list)) and len(value) == 3:
-        rgb = tuple(int(round(float(c))) for c in value)
+        rgb = _channels(value)
     elif isinstance(value, str):
         text = value.strip().lower()
         if text.startswith("#") and len(text) in (4, 7):
@@ -77,12 +79,20 @@ def parse_color(value) -> Color:
         else:
             text = text.removeprefix("rgba(").removeprefix("rgb(").rstrip(")")
             parts = [p for p in text.replace(" ", "").split(",") if p]
-            try:
-                rgb = tuple(int(round(float(p))) for p in parts[:3]) if len(parts) in (3, 4) else None
-            except ValueError:
-                rgb = None
+            rgb = _channels(parts[:3]) if len(parts) in (3, 4) else None
     else:
         rgb = None
     if rgb is None or not all(0 <= c <= 255 for c in rgb):
         raise InvalidParameterError(f"not a colour: {value!r} (use #RRGGBB or r,g,b with values 0-255)")
     return rgb  # type: ignore[return-value]
+
+
+def _channels(values) -> tuple[int, ...] | None:
+    """Three channel values as whole numbers, or None where one is no finite number ("x", inf, nan)."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(n) for n in numbers):
+        return None
+    return tuple(int(round(n)) for n in numbers)
