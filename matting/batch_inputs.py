@@ -22,13 +22,13 @@ import functools
 import glob
 import os
 import re
-import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError
+from .regular_file import FileTooLarge, NotRegularFile, read_regular_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
@@ -42,6 +42,7 @@ MIN_RATIO_BYTES = 1 << 20
 # ... and entries past this many uncompressed bytes in one archive.
 MAX_ARCHIVE_BYTES = 32 << 30
 
+NOT_REGULAR = "not a regular file (a pipe, a device or a socket)"
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -71,37 +72,22 @@ class InputItem:
 
 def read_file(path: Path) -> bytes:
     """A batch input file's bytes, or an InputError saying in one line why not (the local engine's readers and
-    the Ray workers'). Only regular files are read, and none larger than MAX_ENTRY_BYTES: a pipe would block the
-    reader for ever, and /dev/zero or a huge sparse file would fill the memory before any decoder could refuse it.
-    Opened without blocking, so that a pipe is seen for what it is instead of waiting for a writer."""
+    the Ray workers'). Only a regular file of at most MAX_ENTRY_BYTES is read (regular_file.py says why)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        return read_regular_file(path, MAX_ENTRY_BYTES)
     except FileNotFoundError:
         if os.path.islink(path):
             raise InputError(f"a link to {os.readlink(path)}, which does not exist") from None
         raise InputError("file not found (deleted while the batch ran?)") from None
     except IsADirectoryError:
         raise InputError("not a file but a folder") from None
+    except NotRegularFile:
+        raise InputError(NOT_REGULAR) from None
+    except FileTooLarge as exc:
+        raise InputError(f"the file is {exc.size / 2**20:,.0f} MB, over the limit of {exc.limit >> 20} MB for one "
+                         f"image") from None
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError("not a file but a folder")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError("not a regular file (a pipe, a device or a socket)")
-        if info.st_size > MAX_ENTRY_BYTES:
-            raise InputError(f"the file is {info.st_size / 2**20:,.0f} MB, over the limit of "
-                             f"{MAX_ENTRY_BYTES >> 20} MB for one image")
-        with open(fd, "rb", closefd=False) as handle:
-            data = handle.read(MAX_ENTRY_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_ENTRY_BYTES:
-        raise InputError(f"the file grew past the limit of {MAX_ENTRY_BYTES >> 20} MB while it was read")
-    return data
 
 
 def source_of(item: InputItem) -> dict:
@@ -224,7 +210,7 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
     elif path.is_symlink():
         found.items.append(_failed(text, f"a link to {os.readlink(path)}, which does not exist"))
     elif path.exists():
-        found.items.append(_failed(text, "not a regular file (a pipe, a device or a socket)"))
+        found.items.append(_failed(text, NOT_REGULAR))
     else:
         found.items.append(_failed(text, "file or folder not found"))
 

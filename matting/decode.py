@@ -60,6 +60,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .notices import Notice
+from .regular_file import FileTooLarge, NotRegularFile, read_regular_file
 
 try:  # AVIF arrived in Pillow 11.3; optional so an older Pillow still imports this module
     from PIL import AvifImagePlugin  # noqa: F401
@@ -76,6 +77,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# A file is read only up to this size: 400 MB holds a 100 MP RGBA TIFF (DEFAULT_MAX_PIXELS), as the batch's
+# limit for a file or a zip entry does (batch_inputs.MAX_ENTRY_BYTES).
+MAX_FILE_BYTES = 400 << 20
 
 
 # Pillow formats we let Pillow identify, in the order tried. Everything else Pillow knows
@@ -252,15 +256,23 @@ def _read_path(path: str | os.PathLike, name: str | None) -> tuple[bytes, str | 
         text = os.fsdecode(text)
     name = name or os.path.basename(text) or None
     shown = _one_line(text, 200)
+    if "\x00" in text:
+        raise InvalidParameterError("a file name cannot hold a NUL character",
+                                    source=name.replace("\x00", "\\x00"))
     try:
-        with open(text, "rb") as handle:
-            return handle.read(), name
+        return read_regular_file(text, MAX_FILE_BYTES), name
     except FileNotFoundError:
         raise InvalidParameterError(f"file not found: {shown}", source=name) from None
     except IsADirectoryError:
         raise InvalidParameterError(f"not a file but a folder: {shown}", source=name) from None
     except PermissionError:
         raise InvalidParameterError(f"no permission to read the file: {shown}", source=name) from None
+    except NotRegularFile:
+        raise InvalidParameterError(f"not a regular file (a pipe, a device or a socket): {shown}",
+                                    source=name) from None
+    except FileTooLarge as exc:
+        raise InvalidParameterError(f"the file is {exc.size / 2**20:,.0f} MB, over the limit of "
+                                    f"{exc.limit >> 20} MB for one image: {shown}", source=name) from None
     except OSError as exc:
         raise InvalidParameterError(f"cannot read the file: {_reason(exc)}", source=name) from exc
 
@@ -273,6 +285,8 @@ def _read_file_object(handle: Any, name: str | None) -> tuple[bytes, str | None]
         data = handle.read()
     except OSError as exc:
         raise InvalidParameterError(f"cannot read the file: {_reason(exc)}", source=name) from exc
+    except ValueError as exc:   # e.g. "read of closed file"
+        raise InvalidParameterError(f"cannot read the file object: {exc}", source=name) from None
     if isinstance(data, str):
         raise InvalidParameterError(
             "the file was opened in text mode; open it in binary mode ('rb')", source=name

@@ -13,7 +13,7 @@ from . import foreground, ops
 from .errors import InvalidParameterError
 from .host_copy import upload
 from .result import MatteResult
-from .settings import Color, EdgeSettings
+from .settings import Color, EdgeSettings, parse_color
 
 Background = Color | np.ndarray | torch.Tensor | None
 
@@ -133,8 +133,12 @@ def background_tensor(background: Background, size_hw: tuple[int, int], device: 
     """None, an (r, g, b) colour 0..255, or an image (H, W, 3) uint8 -> (1, 3, H, W) float, or None."""
     if background is None:
         return None
-    if isinstance(background, tuple):
-        return upload(torch.tensor(background, dtype=torch.float32).view(1, 3, 1, 1) / 255.0, device)
+    if isinstance(background, (tuple, list, str)):   # a colour: checked, so 300 or "red" is refused, not clamped
+        colour = parse_color(background)
+        return upload(torch.tensor(colour, dtype=torch.float32).view(1, 3, 1, 1) / 255.0, device)
+    if not isinstance(background, (np.ndarray, torch.Tensor)):
+        raise InvalidParameterError(f"a background is a colour (#RRGGBB or r, g, b) or an image array, "
+                                    f"not {type(background).__name__}")
     image = upload(background, device)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise InvalidParameterError("a background image must be (H, W, 3) or (H, W, 4)")

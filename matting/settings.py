@@ -56,8 +56,8 @@ class EdgeSettings:
 
 
 def _check_range(name: str, value, low, high) -> None:
-    try:
-        ok = low <= float(value) <= high
+    try:   # a number, not text that reads as one ("2" would pass here and fail in the render)
+        ok = not isinstance(value, (str, bytes)) and low <= float(value) <= high
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -222,3 +222,35 @@ def test_a_max_side_in_the_environment_that_is_no_whole_number_is_refused_clearl
         resolve_max_side()
     monkeypatch.setenv("MATTING_MAX_SIDE", "  ")
     assert resolve_max_side() == 4096
+
+
+# ---------------------------------------------------------------- the engine's own API
+@posix_only
+def test_the_engine_refuses_a_pipe_a_device_and_a_nul_in_a_name_in_one_line(tmp_path, pipe):
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    for path in (tmp_path / "pipe.png", tmp_path / "zero.png"):
+        with pytest.raises(InvalidParameterError, match=r"not a regular file \(a pipe, a device or a socket\)"):
+            pipe.matte(path)
+    with pytest.raises(InvalidParameterError, match=r"^a\\x00.png: a file name cannot hold a NUL character$"):
+        pipe.matte("a\x00.png")
+    closed = io.BytesIO(b"x")
+    closed.close()
+    with pytest.raises(InvalidParameterError, match="^cannot read the file object: I/O operation on closed file"):
+        pipe.matte(closed)
+
+
+def test_a_render_takes_a_colour_as_text_or_numbers_and_refuses_one_out_of_range(tmp_path, pipe):
+    from matting.settings import EdgeSettings
+
+    result = pipe.matte(photo(tmp_path / "a.png"))
+    white = pipe.render(result, background="#fff").composite
+    assert np.array_equal(white, pipe.render(result, background=[255, 255, 255]).composite)
+    assert np.array_equal(white, pipe.render(result, background=(255, 255, 255)).composite)
+    for bad in ("red", (300, 0, 0), (-1, 0, 0), (float("nan"), 0, 0), (1, 2)):
+        with pytest.raises(InvalidParameterError, match="^not a colour: "):
+            pipe.render(result, background=bad)
+    with pytest.raises(InvalidParameterError, match="^a background is a colour .* not bytes$"):
+        pipe.render(result, background=b"xx")
+    with pytest.raises(InvalidParameterError, match="^feather must be between 0.0 and 100.0, got '2'$"):
+        EdgeSettings(feather="2")

@@ -1,0 +1,43 @@
+"""Reading an input file safely: only a regular file, and only up to a size limit.
+
+A pipe (FIFO) named like a photo would block its reader for ever waiting for a writer, and a link to /dev/zero or
+a huge sparse file would fill the memory before any decoder could refuse it. The file is opened without blocking,
+so a pipe is seen for what it is, and checked before a byte is read. Callers turn the errors into their own
+one-line messages (batch_inputs.read_file, decode's paths).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+
+class NotRegularFile(OSError):
+    """A pipe, a device or a socket."""
+
+
+class FileTooLarge(OSError):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes, over the limit of {limit}")
+        self.size, self.limit = size, limit
+
+
+def read_regular_file(path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``; IsADirectoryError, NotRegularFile, FileTooLarge (larger than
+    ``limit`` bytes, or grown past it while read) or the OSError of opening or reading it."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile("not a regular file")
+        if info.st_size > limit:
+            raise FileTooLarge(info.st_size, limit)
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FileTooLarge(len(data), limit)
+    return data
