@@ -233,17 +233,26 @@ def _add_url(url: str, recursive: bool, found: Discovery) -> None:
 def _add_glob(pattern: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
     base = _glob_base(pattern)
     before = len(found.items)
+    seen: set[Path] = set()   # "dir/**" matches a sub-folder and the photos in it: each photo is taken once
     for match in map(Path, _glob(pattern, base)):
         rel = _relative(match, base)
         if match.is_dir():
             if not _excluded(match, skip):
-                found.items.extend(_walk(match, rel, recursive, skip))
+                found.items.extend(item for item in _walk(match, rel, recursive, skip) if _first(item.path, seen))
         elif _is_zip_name(match) and match.is_file():
             _add_zip(match, found)
-        elif _is_image_name(match.name) and not match.name.startswith("."):
+        elif _is_image_name(match.name) and not match.name.startswith(".") and _first(match, seen):
             found.items.append(_file_item(match, rel))
     if len(found.items) == before:
         found.items.append(_failed(pattern, "no images match this pattern"))
+
+
+def _first(path: Path, seen: set[Path]) -> bool:
+    key = Path(os.path.normpath(path))
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def _glob(pattern: str, base: Path) -> list[str]:
@@ -256,7 +265,8 @@ def _glob(pattern: str, base: Path) -> list[str]:
     for root, dirs, files in os.walk(base):   # followlinks=False
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))   # as glob: hidden folders are not walked
         root_parts = Path(root).relative_to(base).parts
-        for name in dirs + sorted(files):
+        folders = [d for d in dirs if not os.path.islink(os.path.join(root, d))]   # a link is not walked into
+        for name in folders + sorted(files):
             if _parts_match(parts, root_parts + (name,)):
                 matches.append(os.path.join(root, name))
     return sorted(matches)
