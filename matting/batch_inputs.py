@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError
-from .regular_file import FileTooLarge, NotRegularFile, read_regular_file
+from .regular_file import MAX_FILE_BYTES, FileTooLarge, NotRegularFile, read_regular_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 # Zip bomb guards: an image entry larger than this is refused before decompressing it (400 MB holds a
 # 100-megapixel RGBA TIFF, the engine's pixel limit); a file on disk likewise, before it is read, ...
-MAX_ENTRY_BYTES = 400 << 20
+MAX_ENTRY_BYTES = MAX_FILE_BYTES
 # ... as is one whose compression ratio is beyond what image data reaches (checked above MIN_RATIO_BYTES only:
 # a small entry cannot hurt, whatever its ratio), ...
 MAX_RATIO = 200

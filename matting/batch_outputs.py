@@ -27,6 +27,7 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .batch_urls import is_url
 from .errors import OutputError
 
 KINDS = ("cutout", "alpha", "composite")
@@ -82,7 +83,7 @@ def refuse_output_that_is_an_input(inputs, output: str | os.PathLike) -> None:
     target = Path(text).resolve()
     for raw in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
         raw = os.fspath(raw)
-        if raw.strip() and "://" not in raw and Path(raw).exists() and Path(raw).resolve() == target:
+        if raw.strip() and not is_url(raw) and Path(raw).exists() and Path(raw).resolve() == target:
             raise OutputError(f"the output {text} is also an input: the cutouts would overwrite the photos "
                               f"(name another folder or .zip)")
 

@@ -60,7 +60,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .notices import Notice
-from .regular_file import FileTooLarge, NotRegularFile, read_regular_file
+from .regular_file import MAX_FILE_BYTES, FileTooLarge, NotRegularFile, read_regular_file
 
 try:  # AVIF arrived in Pillow 11.3; optional so an older Pillow still imports this module
     from PIL import AvifImagePlugin  # noqa: F401
@@ -77,9 +77,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000
-# A file is read only up to this size: 400 MB holds a 100 MP RGBA TIFF (DEFAULT_MAX_PIXELS), as the batch's
-# limit for a file or a zip entry does (batch_inputs.MAX_ENTRY_BYTES).
-MAX_FILE_BYTES = 400 << 20
 
 
 # Pillow formats we let Pillow identify, in the order tried. Everything else Pillow knows

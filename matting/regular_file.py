@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import stat
 
+# 400 MB holds a 100 MP RGBA TIFF (decode's DEFAULT_MAX_PIXELS): the most an image file or zip entry may hold.
+MAX_FILE_BYTES = 400 << 20
+
 
 class NotRegularFile(OSError):
     """A pipe, a device or a socket."""
