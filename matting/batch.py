@@ -95,6 +95,7 @@ class BatchSummary:
     total: int = 0                   # items found, including those a cancel left untouched
     stage_threads: dict[str, int] = field(default_factory=dict)  # threads serving each stage
     stage_groups: list[tuple[str, ...]] = field(default_factory=list)  # stages served by the same threads
+    repeats: int = 0                 # images named again by a later input, done once (batch_inputs.py)
 
     def utilisation(self) -> dict[str, float]:
         """Busy fraction of each stage's threads over the run."""
@@ -187,7 +188,8 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     return BatchSummary(results=results, **counts, seconds=seconds, images_per_second=counts["done"] / seconds,
                         stage_busy=run.busy() if run else {}, cancelled=bool(run and run.cancelled),
                         total=len(found.items), stage_threads=run.threads() if run else {},
-                        stage_groups=list(getattr(run, "groups", lambda: [])()) if run else [])
+                        stage_groups=list(getattr(run, "groups", lambda: [])()) if run else [],
+                        repeats=found.repeats)
 
 
 def _check_options(kinds, composite_format: str, background):

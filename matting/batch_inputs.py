@@ -10,6 +10,7 @@ Rules:
 - Folders are walked one level deep unless ``recursive``; zips are always taken whole (an archive is one upload).
 - Each item carries ``rel``: where its outputs go, relative to the output root, without suffix. For a folder, a
   zip or a glob it keeps the sub-folders ("a/x"); for an explicit file it is the stem ("x").
+- A photo named by two inputs (a pattern and a file in it, a zip given twice) is taken once, where it came first.
 - Zip entry names are never used as disk paths as they are: "..", ".", empty parts, leading slashes and drive
   letters are dropped ("../x.jpg" -> "x", "C:\\a\\x.jpg" -> "a/x"). Entries that declare a huge size, compress
   suspiciously well (zip bombs) or are encrypted fail on their own; the rest of the archive goes on.
@@ -160,6 +161,7 @@ class ZipInput:
 class Discovery:
     items: list[InputItem]
     archives: list[ZipInput]
+    repeats: int = 0                # images named again by a later input ("*.jpg a.jpg"), taken once
 
     def close(self) -> None:
         for archive in self.archives:
@@ -178,7 +180,35 @@ def discover(inputs, *, recursive: bool = False, exclude: Path | None = None) ->
     skip = exclude.resolve() if exclude is not None else None
     for raw in inputs:
         _discover_one(os.fspath(raw), recursive, skip, found)
+    _take_each_once(found)
     return found
+
+
+def _take_each_once(found: Discovery) -> None:
+    """An image that two inputs name ("photos/*.jpg photos/a.jpg", a folder and a pattern in it, a zip given
+    twice) is done once, where it was first found: done twice it cost the time again and wrote a second set of
+    outputs under another name (x_2). Paths compare as absolute, normalised names (no file is opened: a folder of
+    a million photos stays a list); two links to one photo are two names and are both done."""
+    seen: set = set()
+    kept = []
+    for item in found.items:
+        key = _identity(item)
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        kept.append(item)
+    found.repeats += len(found.items) - len(kept)
+    found.items[:] = kept
+
+
+def _identity(item: InputItem):
+    if item.error is not None:
+        return None   # each failure is reported as it was named
+    if item.member is not None:
+        return ("zip", os.path.abspath(item.archive.path), item.member.filename)
+    if item.url is not None:
+        return ("url", item.url)
+    return ("file", os.path.abspath(item.path))
 
 
 def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discovery) -> None:

@@ -205,6 +205,8 @@ def _print_summary(summary, pipeline, engines: int = 1) -> None:
     engines_note = _engines_used(summary, pipeline, engines)
     line = (f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.1f} images/s; {pipeline.summary()}{engines_note})")
+    if summary.repeats:
+        line += f"; {summary.repeats} named again by a later input, done once"
     if summary.cancelled:
         line += f"; stopped early, {summary.total - len(summary.results)} not started: run again to resume"
     elif summary.skipped and not summary.done and not summary.failed:

@@ -96,6 +96,24 @@ def test_a_photo_whose_output_would_replace_it_fails_alone_and_the_others_come_o
     assert digest(a) == before and Image.open(tmp_path / "b.png").mode == "RGBA" and b.exists()
 
 
+def test_a_photo_named_by_two_inputs_is_done_once_and_the_summary_says_so(tmp_path, pipe, monkeypatch):
+    """"shots/*.png shots/a.png ./shots": done three times before, the second and third as a_2 and a_3."""
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "shots" / "a.png"), photo(tmp_path / "shots" / "b.png", seed=1)
+    with zipfile.ZipFile(tmp_path / "more.zip", "w") as archive:
+        archive.write(tmp_path / "shots" / "a.png", "a.png")
+    code, err = cli(["shots/*.png", "shots/a.png", "./shots", str(tmp_path / "shots" / "b.png"), "more.zip",
+                     "more.zip", "-o", "out"], pipe)
+    assert code == 0
+    # the zip's a.png is another file (its outputs a_2): taken once, however often the zip is named
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == [
+        "a.png", "a_2.png", "b.png"]
+    assert err[-1].startswith("3 done, 0 skipped, 0 failed")
+    assert "; 5 named again by a later input, done once" in err[-1]
+    # a failure is reported each time it is named
+    assert [item.error is not None for item in discover(["missing.png", "missing.png"]).items] == [True, True]
+
+
 # ---------------------------------------------------------------- inputs that would hang or fill the memory
 @posix_only
 def test_a_pipe_in_a_folder_fails_at_once_and_the_photo_beside_it_comes_out(tmp_path, pipe):

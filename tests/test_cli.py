@@ -392,7 +392,7 @@ def test_the_summary_line_counts_and_explains(capsys):
     ok = SimpleNamespace(status="done", name="a.jpg", error=None)
     bad = SimpleNamespace(status="failed", name="b.jpg", error="not an image")
     base = dict(done=1, skipped=0, failed=1, seconds=2.0, images_per_second=0.5, total=5, cancelled=False,
-                results=[ok, bad])
+                results=[ok, bad], repeats=0)
     _print_summary(SimpleNamespace(**base), pipe)
     err = capsys.readouterr().err.splitlines()
     assert err == ["failed: b.jpg: not an image",
@@ -429,7 +429,7 @@ def fake_batch(monkeypatch, outcomes, *, cancelled=False, raises=None):
             kwargs["on_result"](result, i, len(outcomes))
         count = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
         return SimpleNamespace(results=results, cancelled=cancelled, total=len(outcomes) + 2 * cancelled,
-                               seconds=1.0, images_per_second=2.0, **count)
+                               seconds=1.0, images_per_second=2.0, repeats=0, **count)
 
     monkeypatch.setattr(matting.batch, "run_batch", run_batch)
     return seen
@@ -509,7 +509,7 @@ def test_ctrl_c_during_a_run_asks_the_batch_to_stop(monkeypatch, capsys):
         signal.raise_signal(signal.SIGINT)
         assert cancel.is_set()
         return SimpleNamespace(results=[], cancelled=True, total=3, seconds=0.1, images_per_second=0.0, done=0,
-                               skipped=0, failed=0)
+                               skipped=0, failed=0, repeats=0)
 
     monkeypatch.setattr(matting.batch, "run_batch", run_batch)
     assert run(run_args(), SimpleNamespace(summary=lambda: "e"), EdgeSettings(), ("cutout",), None) == 130
