@@ -90,14 +90,17 @@ def refuse_output_that_is_an_input(inputs, output: str | os.PathLike) -> None:
 
 def inputs_in_folder(paths, root: Path) -> set[Path]:
     """The input files among ``paths`` that lie in the output folder ``root``, as the paths an output written there
-    would replace (their folders resolved, once per folder): what a planned output must never be."""
+    would replace (their folders resolved, once per folder; a link, the file it points to): what a planned output
+    must never be."""
     root = root.resolve()
     folders: dict[Path, Path] = {}
     inside = set()
     for path in paths:
         folder = folders.setdefault(path.parent, Path(os.path.realpath(path.parent)))
-        if folder == root or root in folder.parents:
-            inside.add(folder / path.name)
+        # a photo found elsewhere through a link to a file in the output folder would be replaced there too
+        where = Path(os.path.realpath(path)) if path.is_symlink() else folder / path.name
+        if where.parent == root or root in where.parents:
+            inside.add(where)
     return inside
 
 

@@ -96,6 +96,21 @@ def test_a_photo_whose_output_would_replace_it_fails_alone_and_the_others_come_o
     assert digest(a) == before and Image.open(tmp_path / "b.png").mode == "RGBA" and b.exists()
 
 
+@posix_only
+def test_a_photo_reached_through_a_link_from_another_folder_is_not_overwritten(tmp_path, pipe, monkeypatch):
+    """"picks/a.png" is a link to "out/a.png": a.png's cutout, written to out/a.png, would replace the photo."""
+    monkeypatch.chdir(tmp_path)
+    a = photo(tmp_path / "out" / "a.png")
+    before = digest(a)
+    (tmp_path / "picks").mkdir()
+    (tmp_path / "picks" / "a.png").symlink_to(a)
+    photo(tmp_path / "picks" / "b.png", seed=1)
+    summary = run_batch(["picks"], "out", pipeline=pipe)
+    assert [(r.name, r.status, r.error_code) for r in summary.results] == [
+        ("a.png", "failed", "write_error"), ("b.png", "done", None)]
+    assert digest(a) == before and Image.open(tmp_path / "out" / "b.png").mode == "RGBA"
+
+
 def test_a_photo_named_by_two_inputs_is_done_once_and_the_summary_says_so(tmp_path, pipe, monkeypatch):
     """"shots/*.png shots/a.png ./shots": done three times before, the second and third as a_2 and a_3."""
     monkeypatch.chdir(tmp_path)
