@@ -423,7 +423,9 @@ def test_every_image_of_a_batch_gets_the_matte_it_gets_alone(device, tmp_path):
     """On each device the tests have (on CUDA the real GPU path: the inference thread's stream, render threads on
     streams of their own taking stacks of same-size images, page-locked downloads, encoder helpers): each image's
     matte file holds what the Pipeline renders for that image alone. A render that read another image's matte, or
-    one the network had not finished, would be far off; batching the network moves a level or two (fp16 on CUDA)."""
+    one the network had not finished, would be far off (a mix-up moves the alpha by 252-255 levels). With one image
+    per network call the files are exactly the single renders; batching the network changes its fp16 sums on CUDA
+    (on the H200: 1 level on up to 3.2 % of a matte's pixels, 2 on 0.43 % of one, session 27), not on the CPU."""
     from PIL import ImageOps
 
     from matting.pipeline import Pipeline
@@ -436,15 +438,20 @@ def test_every_image_of_a_batch_gets_the_matte_it_gets_alone(device, tmp_path):
         photo = Image.open(examples[i % len(examples)]).convert("RGB").resize((320, 240) if i % 2 else (240, 320))
         photo = (photo, ImageOps.mirror(photo), ImageOps.flip(photo))[(i // len(examples)) % 3]
         photo.save(src / f"p{i:02d}.jpg", quality=95)
-    summary = run_batch([src], tmp_path / "out", pipeline=pipe, kinds=("cutout", "alpha"), batch_size=4)
-    assert summary.done == 12 and summary.failed == 0
+    for batch_size in (1, 4):
+        summary = run_batch([src], tmp_path / f"out{batch_size}", pipeline=pipe, kinds=("cutout", "alpha"),
+                            batch_size=batch_size)
+        assert summary.done == 12 and summary.failed == 0
     settings = EdgeSettings()
     for path in sorted(src.glob("*.jpg")):
         alone = pipe.render(pipe.matte(path.read_bytes()), settings, want_rgba=False).alpha.astype(int)
-        batched = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}_alpha.png")).astype(int)
+        assert alone.std() > 20, path.name   # a real matte, not a flat one that would match anything
+        one = np.asarray(Image.open(tmp_path / "out1" / f"{path.stem}_alpha.png")).astype(int)
+        assert np.array_equal(one, alone), (path.name, np.abs(one - alone).max())
+        batched = np.asarray(Image.open(tmp_path / "out4" / f"{path.stem}_alpha.png")).astype(int)
         assert batched.shape == alone.shape, path.name
         diff = np.abs(batched - alone)
-        assert diff.max() <= 3 and (diff > 0).mean() < 0.02, (path.name, diff.max(), (diff > 0).mean())
-        assert alone.std() > 20, path.name   # a real matte, not a flat one that would match anything
-        cutout = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}.png"))
+        assert diff.max() <= 3 and (diff > 1).mean() < 0.01 and (diff > 0).mean() < 0.1, \
+            (path.name, diff.max(), (diff > 1).mean(), (diff > 0).mean())
+        cutout = np.asarray(Image.open(tmp_path / "out4" / f"{path.stem}.png"))
         assert np.array_equal(cutout[..., 3], batched), path.name   # the cutout is the same render's
