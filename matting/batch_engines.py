@@ -54,12 +54,14 @@ def chunk_size(batch_size: int) -> int:
 # Engine processes on a CUDA GPU by the host's CPU cores (the most cores first): each engine needs cores for its
 # decoders and encoders. H200 host, 16 cores, 2000 1 MP photos, alternating in one call (session 25): three engines
 # 465.2, 468.0, 440.1, 440.2 images/s against two's 401.0, 418.9, 423.6, 391.7. Before the cleared pixels and the
-# numpy upload (session 22) a third engine gained at most 2 %: the cores were then all busy.
-GPU_ENGINES_BY_CORES = ((16, 3), (12, 2))
+# numpy upload (session 22) a third engine gained at most 2 %: the cores were then all busy. Each engine's
+# inference thread is the busiest (upload + infer 82-87 %) with the cores 70 % busy, so a fourth engine with 3
+# decoders and encoders each (default_workers) instead of 4 gained in 5 of 6 alternating pairs (session 27).
+GPU_ENGINES_BY_CORES = ((16, 4), (12, 2))
 
 
 def default_engines(device) -> int:
-    """The engine processes a batch gets when --engines is not given: on a CUDA GPU three with 16 or more CPU
+    """The engine processes a batch gets when --engines is not given: on a CUDA GPU four with 16 or more CPU
     cores, two with 12 to 15 (GPU_ENGINES_BY_CORES); one elsewhere (on a CPU one engine already uses every core,
     and a small host has no cores for a second engine's decoders and encoders)."""
     from .batch_runtime import cpu_cores
@@ -86,6 +88,7 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
 
     if engines < 1:
         raise MattingError(f"--engines must be at least 1, got {engines}")
+    workers = workers or engine_workers(options.get("device"), engines)
     pool = EnginePool(options, engines - 1, batch_size, workers) if engines > 1 else None   # they load while we do
     kept = None
     try:
@@ -97,10 +100,10 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
         if wait:
             pool.wait_ready()
 
-        def executor(pipe, sink, jobs, settings, kinds, background, batch_size, workers, cancel, crop=None,
+        def executor(pipe, sink, jobs, settings, kinds, background, batch_size, run_workers, cancel, crop=None,
                      record=None, timeline=None):
-            return EnginesRun(pool, pipe, sink, jobs, settings, kinds, background, batch_size, workers, cancel,
-                              crop, record, timeline)
+            return EnginesRun(pool, pipe, sink, jobs, settings, kinds, background, batch_size,
+                              run_workers or workers, cancel, crop, record, timeline)
 
         executor.pool = pool   # for whoever wants to wait for the helpers later (pool.wait_ready)
         yield pipeline, executor
@@ -108,6 +111,19 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
         if pool is not None:
             pool.close()
         drop_kept_encoder(kept)
+
+
+def engine_workers(device, engines: int) -> int | None:
+    """Decoders and encoders per engine when ``engines`` share the host (batch_runtime.default_workers); None with
+    one engine or a device that cannot be had: each run's own default."""
+    from .device import resolve_device
+
+    if engines < 2:
+        return None
+    try:
+        return rt.default_workers(resolve_device(device), engines)
+    except MattingError:
+        return None   # the Pipeline says what is wrong with the device
 
 
 def keep_run_encoders(device, workers: int | None):

@@ -243,6 +243,33 @@ def test_an_engine_keeps_its_encoder_helpers_for_its_runs_and_closes_them_at_its
     assert encoder_helpers() == before
 
 
+@pytest.mark.parametrize("given, run_given, expected", [(None, None, 3), (5, None, 5), (None, 2, 2)])
+def test_engines_take_their_share_of_the_cores_unless_told(monkeypatch, given, run_given, expected):
+    """Without --workers each of four engines gets default_workers(device, 4) decoders and encoders: the helpers,
+    the kept encoder helpers and this process's own run alike; a count given (to the engines or the run) wins."""
+    import matting.batch_engines as be
+    import matting.pipeline
+
+    seen = {}
+
+    class Pool:
+        def __init__(self, options, count, batch_size, workers):
+            seen["helpers"] = workers
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(be, "EnginePool", Pool)
+    monkeypatch.setattr(be, "keep_run_encoders", lambda device, workers: seen.setdefault("kept", workers))
+    monkeypatch.setattr(be, "drop_kept_encoder", lambda kept: None)
+    monkeypatch.setattr(be, "EnginesRun", lambda *args: seen.setdefault("run", args[8]))
+    monkeypatch.setattr(be.rt, "default_workers", lambda device, engines=1: {1: 4, 4: 3}[engines])
+    monkeypatch.setattr(matting.pipeline, "Pipeline", lambda **options: "pipe")
+    with batch_engines(OPTIONS, engines=4, workers=given) as (pipeline, executor):
+        executor(pipeline, None, [], None, (), None, 16, run_given, threading.Event())
+    assert seen == {"helpers": given or 3, "kept": given or 3, "run": expected}
+
+
 def _children_running(module: str) -> set[int]:
     import psutil
 

@@ -593,7 +593,7 @@ def test_ray_asked_for_without_ray_installed_is_a_setup_error_with_what_to_do(mo
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("device_type, cores, expected", [("cuda", 64, 3), ("cuda", 16, 3), ("cuda", 15, 2),
+@pytest.mark.parametrize("device_type, cores, expected", [("cuda", 64, 4), ("cuda", 16, 4), ("cuda", 15, 2),
                                                           ("cuda", 12, 2), ("cuda", 11, 1), ("cpu", 64, 1)])
 def test_engines_default_by_the_cores_there_are_to_feed_them_on_a_gpu(monkeypatch, device_type, cores, expected):
     import torch
