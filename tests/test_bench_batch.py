@@ -8,6 +8,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from matting.bench.batch import PeakRSS
 
@@ -73,6 +74,29 @@ def test_a_rows_jpeg_decoder_is_its_own_beside_its_png_encoder(monkeypatch):
     bench_batch.run_ours(None, None, None, 1, None, None)
     assert seen == [("device", "device"), ("device", "cpu"), (None, "cpu")]
     assert "MATTING_JPEG_DECODER" not in os.environ and os.environ["MATTING_PNG_ENCODER"] == "cpu"
+
+
+def test_the_bench_starts_the_engines_the_command_line_would(monkeypatch, tmp_path):
+    """Without --engines the bench measures what `python -m matting` runs by default (default_engines), so its
+    figure is the one users get; a count given is used as it is."""
+    from matting.bench import batch as bench_batch
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def run_ours(images, out, args, engines, *rest):
+        seen.append(engines)
+        raise Stop
+
+    monkeypatch.setattr(bench_batch, "reuse_or_make_images", lambda *args: "made")
+    monkeypatch.setattr(bench_batch, "run_ours", run_ours)
+    monkeypatch.setattr(bench_batch, "default_engines", lambda device: 4 if device == "cuda" else 1)
+    for argv in (["--device", "cuda"], ["--device", "cpu"], ["--device", "cuda", "--engines", "2"]):
+        with pytest.raises(Stop):
+            bench_batch.main(["--keep", str(tmp_path), *argv])
+    assert seen == [4, 1, 2]
 
 
 def test_the_machines_busy_share_counts_idle_and_io_wait_as_free():

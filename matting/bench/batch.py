@@ -41,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..batch_engines import default_engines
 from ..batch_timeline import Timeline
 from ..process import configure_process
 from ..settings import EdgeSettings
@@ -530,9 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--megapixels", type=float, default=1.0, help="size of each image (default 1.0)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (16 GPU, 1 CPU)")
     parser.add_argument("--workers", type=int, default=None, help="default: the engine's (CPU cores)")
-    parser.add_argument("--engines", type=int, nargs="+", default=[1], metavar="N",
+    parser.add_argument("--engines", type=int, nargs="+", default=None, metavar="N",
                         help="engine processes sharing the device (matting.batch_engines); several counts run one "
-                             "after the other on the same images, side by side (default 1)")
+                             "after the other on the same images, side by side (default: the command line's, "
+                             "4 on a GPU with 16 or more CPU cores, 1 on the CPU)")
     parser.add_argument("--png-encoder", choices=["cpu", "device"], nargs="+", default=[None],
                         help="where PNG outputs are encoded (MATTING_PNG_ENCODER); several: each engine count with "
                              "each, side by side (default: the engine's own choice)")
@@ -568,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         source = reuse_or_make_images(images, args.count, args.megapixels, args.photos)
         print(f"{args.count} images ready in {time.perf_counter() - start:.1f} s: {source}", file=sys.stderr)
+        counts = args.engines or [default_engines(args.device)]   # what `python -m matting` would start
         plan = [(n, encoder, decoder) for decoder in args.jpeg_decoder for encoder in args.png_encoder
-                for n in args.engines]
+                for n in counts]
         outs = [work / f"ours_{i}_{n}" for i, (n, _, _) in enumerate(plan)]   # a count may come twice: 1 1 2
         runs = []
         for out, (n, encoder, decoder) in zip(outs, plan):
