@@ -55,8 +55,9 @@ def chunk_size(batch_size: int) -> int:
 # decoders and encoders. H200 host, 16 cores, 2000 1 MP photos, alternating in one call (session 25): three engines
 # 465.2, 468.0, 440.1, 440.2 images/s against two's 401.0, 418.9, 423.6, 391.7. Before the cleared pixels and the
 # numpy upload (session 22) a third engine gained at most 2 %: the cores were then all busy. Each engine's
-# inference thread is the busiest (upload + infer 82-87 %) with the cores 70 % busy, so a fourth engine with 3
-# decoders and encoders each (default_workers) instead of 4 gained in 5 of 6 alternating pairs (session 27).
+# inference thread is the busiest (upload + infer 82-87 %) with the cores 70 % busy, and a fourth engine gained:
+# 1 MP, four of 3 decoders and encoders against three of 4, 8 of 9 alternating pairs; 8 MP, four of 4 (the
+# default, default_workers) 79.6, 85.0 against three's 68.4, 70.8 (session 27, docs/BENCHMARKS.md).
 GPU_ENGINES_BY_CORES = ((16, 4), (12, 2))
 
 

@@ -6,7 +6,8 @@
 # encoders are threads. A variant "rev:<commit>" runs that commit's engine (its matting/ and assets/, extracted
 # with git archive, once per commit) instead of the working tree's; "now" is the working tree as it is. Each line also says how busy
 # the whole machine's cores were and what limited the run (bench --batch's limit line). "dir:<folder>" runs the
-# engine in that folder (a tree prepared by hand: a lent machine's copy holds only the checked-out branch's commits).
+# engine in that folder (a tree prepared by hand: a lent machine's copy holds only the checked-out branch's commits,
+# and its .git can be older than the working tree sent with it, so copy the working tree there, not HEAD).
 # A variant may end in "@" and bench options of its own, commas for spaces ("now@--engines,4,--workers,3"), added
 # after BENCH_ARGS.
 #   VARIANTS="MATTING_REFINE_GRAPHS=1 MATTING_REFINE_GRAPHS=0" ROUNDS=2 PHOTOS=<photos> bash scripts/gpu_batch_ab.sh

@@ -35,11 +35,12 @@ def test_workers_follow_the_cores_and_the_encoder(monkeypatch, cores, processes,
 
 
 @pytest.mark.parametrize("cores, engines, processes, workers", [
-    (16, 4, True, 3), (16, 3, True, 4), (12, 2, True, 4), (16, 4, False, 3), (64, 4, False, 15), (6, 4, True, 2),
+    (16, 4, True, 4), (16, 3, True, 4), (12, 2, True, 4), (16, 8, True, 2), (16, 4, False, 4), (64, 4, False, 16),
+    (6, 4, True, 2),
 ])
 def test_engines_sharing_a_gpu_host_share_its_cores(monkeypatch, cores, engines, processes, workers):
-    """Each engine keeps a core for its inference thread; the rest go to the decoders and encoders, never more
-    than one engine would take, never fewer than 2. The CPU's count does not depend on engines."""
+    """Each engine takes at most its share of the cores for its decoders and encoders, never more than one engine
+    would take, never fewer than 2. The CPU's count does not depend on engines."""
     monkeypatch.setattr(rt, "cpu_cores", lambda: cores)
     monkeypatch.setattr(rt, "uses_processes", lambda device: processes)
     assert rt.default_workers(CUDA, engines) == workers
