@@ -270,6 +270,21 @@ def test_engines_take_their_share_of_the_cores_unless_told(monkeypatch, given, r
     assert seen == {"helpers": given or 3, "kept": given or 3, "run": expected}
 
 
+def test_chunks_shrink_as_the_run_drains_so_the_engines_end_together():
+    from matting.batch_engines import next_chunk
+
+    assert next_chunk(16, 2000, 4) == 32   # two network batches while plenty is left
+    assert next_chunk(16, 50, 4) == 7      # a small run is spread: a share of what is left, not 32 to one helper
+    assert [next_chunk(16, left, 4) for left in (256, 255, 100, 9, 8, 1)] == [32, 32, 13, 2, 1, 1]
+    assert next_chunk(1, 100, 2) == 4      # the CPU's batch of one: chunks of 4 as before
+    # handed out one after another, 50 images go 7, 6, 5, 5, 4, ...: the largest chunk is 7, not 32
+    left, taken = 50, []
+    while left:
+        taken.append(min(left, next_chunk(16, left, 4)))
+        left -= taken[-1]
+    assert max(taken) == 7 and sum(taken) == 50
+
+
 def _children_running(module: str) -> set[int]:
     import psutil
 
