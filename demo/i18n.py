@@ -280,6 +280,7 @@ _NOTICES: dict[str, dict[str, str]] = {
         "tiff_pages": "多页 TIFF：只使用第一页",
         "multi_frame": "多帧图像：只使用当前帧",
         "gpu_out_of_memory": "GPU 内存不足，这张图片改用 CPU 处理。",
+        "decoder_warning": "解码器警告：{detail}（图片仍已读取）",
         "redone": "已重新生成：原有输出是用其他设置、其他模型或旧版输入生成的",
         "removed": "已删除 {name}：它用其他设置生成，这次没有要求输出",
     },

@@ -51,6 +51,7 @@ from .decode_failures import (
     identify_failure,
     too_large_from_bomb,
 )
+from .decode_warnings import caught
 from .errors import (
     CorruptImageError,
     EmptyInputError,
@@ -450,6 +451,13 @@ def _scan_png(data: bytes) -> _PngLayout:
 
 
 def _decode_bytes(data: bytes, max_pixels: int, name: str | None) -> DecodedImage:
+    with caught() as warned:   # Pillow's warnings about this image become its notices, naming it
+        result = _decode_bytes_quietly(data, max_pixels, name)
+    result.notices.extend(Notice("decoder_warning", detail=text) for text in dict.fromkeys(warned))
+    return result
+
+
+def _decode_bytes_quietly(data: bytes, max_pixels: int, name: str | None) -> DecodedImage:
     header, image, png = _probe(data, name)
     try:
         _check_dimensions(header.width, header.height, max_pixels, name)

@@ -17,6 +17,7 @@ TEMPLATES = {
     "reduced": ("Large image: {w0} x {h0} was reduced to {w1} x {h1} for processing (limit {limit} px on the "
                 "longer side, to keep it fast and within memory; raise it with --max-side)."),
     "gpu_out_of_memory": "The GPU ran out of memory; this image was processed on the CPU.",
+    "decoder_warning": "{detail} (the image was read anyway)",   # Pillow's words (decode_warnings.py)
     # the batch's, about its outputs
     "redone": "redone: its outputs were made with other settings, another model or an older input",
     "removed": "removed {name}: made with other settings, and not asked for now",

@@ -291,7 +291,7 @@ def test_engine_notices_follow_the_visitors_language():
     reduced = Notice("reduced", w0=8000, h0=6000, w1=4096, h1=3072, limit=4096)
     assert "8000 × 6000" in zh.notice(reduced) and "4096 像素" in zh.notice(reduced)
     assert "8000 × 6000" in en.notice(reduced) and "4096 px" in en.notice(reduced)
-    params = {"label": "WebP", "name": "x.png", "w0": 2, "h0": 2, "w1": 1, "h1": 1, "limit": 1}
+    params = {"label": "WebP", "name": "x.png", "w0": 2, "h0": 2, "w1": 1, "h1": 1, "limit": 1, "detail": "x"}
     for code in TEMPLATES:  # a notice added to the engine without Chinese words fails here
         notice = Notice(code, **{key: params[key] for key in re.findall(r"{(\w+)}", TEMPLATES[code])})
         assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.notice(notice)), notice

@@ -960,3 +960,45 @@ def test_notices_are_codes_with_parameters_and_their_english_sentence():
     assert back == notice and (back.code, back.params) == ("animated", {"label": "GIF"})
     with pytest.raises(KeyError):
         Notice("no_such_notice")
+
+
+# ---------------------------------------------------------------- decoders' warnings
+def _jpeg_with_corrupt_exif(seed: int = 0) -> bytes:
+    image = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    data = out.getvalue()
+    exif = b"Exif\x00\x00" + b"II*\x00\x08\x00\x00\x00" + b"\xff\xff" + b"\x00" * 20   # 65535 entries, 20 bytes
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:]
+
+
+def test_a_decoders_warning_becomes_a_notice_of_that_image_each_time_and_prints_nothing(capfd):
+    """Pillow's "Corrupt EXIF data" went to stderr naming Pillow's source file, once per process: now each image
+    that has it gets it as a notice (its name is said where notices are shown), from any thread, and the other
+    images of a batch get none."""
+    from matting.notices import Notice
+
+    def notices(data: bytes, name: str) -> list[Notice]:
+        return [n for n in decode_image(data, name=name).notices if n.code == "decoder_warning"]
+
+    bad, good = _jpeg_with_corrupt_exif(), encode(Image.new("RGB", (48, 40)), "JPEG")
+    first = notices(bad, "a.jpg")
+    assert len(first) == 1 and first[0].startswith("Corrupt EXIF data") and "\n" not in first[0]
+    assert first[0].endswith("(the image was read anyway)")
+    assert notices(bad, "b.jpg") == first   # the second time too, not once per process
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(notices, [bad, good] * 8, [f"p{i}.jpg" for i in range(16)]))
+    assert found == [first, []] * 8
+    assert "EXIF" not in capfd.readouterr().err
+
+
+def test_a_warning_outside_a_decode_is_shown_as_python_shows_it():
+    import warnings
+
+    from matting.decode_warnings import caught
+
+    with caught() as inside:
+        warnings.warn("collected here", UserWarning)
+    with pytest.warns(UserWarning, match="not ours"):
+        warnings.warn("not ours", UserWarning)
+    assert inside == ["collected here"]

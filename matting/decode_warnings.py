@@ -1,0 +1,54 @@
+"""Warnings a decoder raises about one image become that image's notices.
+
+Pillow warns about damaged metadata it then ignores ("Corrupt EXIF data. Expecting to read 12 bytes but only got
+8."): on stderr that line named Pillow's own source file, not the photo, and Python showed it once per process, so
+in a batch only the first such photo was mentioned, by nobody's name. While ``caught()`` is open in a thread, the
+warnings raised in that thread are collected instead of printed; every other thread's, and any outside it, are
+shown as before. Pillow's UserWarnings are let through each time (not once per process) so that every photo's
+are seen; outside ``caught()`` they print as Python prints them. (libpng's warnings, from OpenCV's C code, go to
+stderr directly and cannot be caught here.)
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_local = threading.local()
+_lock = threading.Lock()
+_PILLOW = r"PIL\."
+
+
+def _ensure_hook() -> None:
+    """A showwarning that hands a thread's warnings to its open ``caught()``, and Pillow's UserWarnings shown each
+    time. Checked at each ``caught()``, not set once: warnings.catch_warnings (pytest's, a caller's) puts back
+    what it found when it ends, which may drop either."""
+    with _lock:
+        if not getattr(warnings.showwarning, "_collects", False):
+            shown = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                collected = getattr(_local, "collected", None)
+                if collected is None:
+                    shown(message, category, filename, lineno, file, line)
+                else:
+                    collected.append(" ".join(str(message).split()))
+            show._collects = True
+            warnings.showwarning = show
+        if not any(action == "always" and category is UserWarning and module is not None and module.pattern == _PILLOW
+                   for action, _, category, module, _ in warnings.filters):
+            warnings.filterwarnings("always", category=UserWarning, module=_PILLOW)
+
+
+@contextmanager
+def caught() -> Iterator[list[str]]:
+    """The warnings raised in this thread while open, each as one line of text (its order kept, repeats kept)."""
+    _ensure_hook()
+    outer = getattr(_local, "collected", None)
+    _local.collected = collected = []
+    try:
+        yield collected
+    finally:
+        _local.collected = outer
