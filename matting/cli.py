@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per network call (default 16 on a GPU, 1 on the CPU)")
     engine.add_argument("--workers", type=_positive_int, default=None,
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
-                             "at most the cores / engines, or 16 without fpng); with --ray, tasks at once (default: the CPUs the actors leave)")
+                             "at most the cores / engines, or 16 without fpng); with --ray, tasks at once "
+                             "(default: the CPUs the actors leave)")
     engine.add_argument("--engines", type=_positive_int, default=None,
                         help="engine processes sharing the device, each with its own copy of the model (default: 4 "
                              "on a GPU with 16 or more CPU cores, 2 with 12 to 15, else 1; docs/CLI.md)")
