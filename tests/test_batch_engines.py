@@ -277,7 +277,7 @@ def test_chunks_shrink_as_the_run_drains_so_the_engines_end_together():
     assert next_chunk(16, 50, 4) == 7      # a small run is spread: a share of what is left, not 32 to one helper
     assert [next_chunk(16, left, 4) for left in (256, 255, 100, 9, 8, 1)] == [32, 32, 13, 2, 1, 1]
     assert next_chunk(1, 100, 2) == 4      # the CPU's batch of one: chunks of 4 as before
-    # handed out one after another, 50 images go 7, 6, 5, 5, 4, ...: the largest chunk is 7, not 32
+    # handed out one after another, 50 images go 7, 6, 5, 4, 4, 3, ...: the largest chunk is 7, not 32
     left, taken = 50, []
     while left:
         taken.append(min(left, next_chunk(16, left, 4)))
