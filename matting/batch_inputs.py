@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError
-from .regular_file import MAX_FILE_BYTES, FileTooLarge, NotRegularFile, read_regular_file
+from .regular_file import MAX_FILE_BYTES, NOT_REGULAR, FileTooLarge, NotRegularFile, read_regular_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
@@ -43,7 +43,6 @@ MIN_RATIO_BYTES = 1 << 20
 # ... and entries past this many uncompressed bytes in one archive.
 MAX_ARCHIVE_BYTES = 32 << 30
 
-NOT_REGULAR = "not a regular file (a pipe, a device or a socket)"
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -82,11 +81,8 @@ def read_file(path: Path) -> bytes:
         raise InputError("file not found (deleted while the batch ran?)") from None
     except IsADirectoryError:
         raise InputError("not a file but a folder") from None
-    except NotRegularFile:
-        raise InputError(NOT_REGULAR) from None
-    except FileTooLarge as exc:
-        raise InputError(f"the file is {exc.size / 2**20:,.0f} MB, over the limit of {exc.limit >> 20} MB for one "
-                         f"image") from None
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise InputError(str(exc)) from None
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
 

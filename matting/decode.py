@@ -265,12 +265,8 @@ def _read_path(path: str | os.PathLike, name: str | None) -> tuple[bytes, str | 
         raise InvalidParameterError(f"not a file but a folder: {shown}", source=name) from None
     except PermissionError:
         raise InvalidParameterError(f"no permission to read the file: {shown}", source=name) from None
-    except NotRegularFile:
-        raise InvalidParameterError(f"not a regular file (a pipe, a device or a socket): {shown}",
-                                    source=name) from None
-    except FileTooLarge as exc:
-        raise InvalidParameterError(f"the file is {exc.size / 2**20:,.0f} MB, over the limit of "
-                                    f"{exc.limit >> 20} MB for one image: {shown}", source=name) from None
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise InvalidParameterError(f"{exc}: {shown}", source=name) from None
     except OSError as exc:
         raise InvalidParameterError(f"cannot read the file: {_reason(exc)}", source=name) from exc
 

@@ -3,7 +3,7 @@
 A pipe (FIFO) named like a photo would block its reader for ever waiting for a writer, and a link to /dev/zero or
 a huge sparse file would fill the memory before any decoder could refuse it. The file is opened without blocking,
 so a pipe is seen for what it is, and checked before a byte is read. Callers turn the errors into their own
-one-line messages (batch_inputs.read_file, decode's paths).
+one-line messages from these errors' own (batch_inputs.read_file, decode's paths).
 """
 
 from __future__ import annotations
@@ -15,13 +15,21 @@ import stat
 MAX_FILE_BYTES = 400 << 20
 
 
+NOT_REGULAR = "not a regular file (a pipe, a device or a socket)"
+
+
 class NotRegularFile(OSError):
-    """A pipe, a device or a socket."""
+    """A pipe, a device or a socket; str() is the user's one line."""
+
+    def __init__(self):
+        super().__init__(NOT_REGULAR)
 
 
 class FileTooLarge(OSError):
+    """str() is the user's one line."""
+
     def __init__(self, size: int, limit: int):
-        super().__init__(f"{size} bytes, over the limit of {limit}")
+        super().__init__(f"the file is {size / 2**20:,.0f} MB, over the limit of {limit >> 20} MB for one image")
         self.size, self.limit = size, limit
 
 
@@ -34,7 +42,7 @@ def read_regular_file(path, limit: int) -> bytes:
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(21, "Is a directory", os.fspath(path))
         if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFile("not a regular file")
+            raise NotRegularFile()
         if info.st_size > limit:
             raise FileTooLarge(info.st_size, limit)
         with open(fd, "rb", closefd=False) as handle:
