@@ -77,7 +77,7 @@ def read_file(path: Path) -> bytes:
         return read_regular_file(path, MAX_ENTRY_BYTES)
     except FileNotFoundError:
         if os.path.islink(path):
-            raise InputError(f"a link to {os.readlink(path)}, which does not exist") from None
+            raise InputError(_dangling(path)) from None
         raise InputError("file not found (deleted while the batch ran?)") from None
     except IsADirectoryError:
         raise InputError("not a file but a folder") from None
@@ -174,26 +174,31 @@ def discover(inputs, *, recursive: bool = False, exclude: Path | None = None) ->
         inputs = [inputs]
     found = Discovery([], [])
     skip = exclude.resolve() if exclude is not None else None
-    for raw in inputs:
+    origin: list[int] = []   # which input found each item
+    for index, raw in enumerate(inputs):
         _discover_one(os.fspath(raw), recursive, skip, found)
-    _take_each_once(found)
+        origin += [index] * (len(found.items) - len(origin))
+    _take_each_once(found, origin)
     return found
 
 
-def _take_each_once(found: Discovery) -> None:
+def _take_each_once(found: Discovery, origin: list[int]) -> None:
     """An image that two inputs name ("photos/*.jpg photos/a.jpg", a folder and a pattern in it, a zip given
     twice) is done once, where it was first found: done twice it cost the time again and wrote a second set of
-    outputs under another name (x_2). Paths compare as absolute, normalised names (no file is opened: a folder of
-    a million photos stays a list); two links to one photo are two names and are both done."""
-    seen: set = set()
+    outputs under another name (x_2); those are counted in ``repeats``. One input may find a photo twice too
+    ("photos/**" matches a sub-folder and the photos in it): taken once, not counted. Paths compare as absolute,
+    normalised names (no file is opened: a folder of a million photos stays a list); two links to one photo are
+    two names and are both done."""
+    first: dict = {}   # identity -> the input that found it first
     kept = []
-    for item in found.items:
+    for item, index in zip(found.items, origin):
         key = _identity(item)
-        if key is not None and key in seen:
+        if key in first:
+            found.repeats += first[key] != index
             continue
-        seen.add(key)
+        if key is not None:
+            first[key] = index
         kept.append(item)
-    found.repeats += len(found.items) - len(kept)
     found.items[:] = kept
 
 
@@ -234,7 +239,7 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
     elif _GLOB_MAGIC.search(text):
         _add_glob(text, recursive, skip, found)
     elif path.is_symlink():
-        found.items.append(_failed(text, f"a link to {os.readlink(path)}, which does not exist"))
+        found.items.append(_failed(text, _dangling(path)))
     elif path.exists():
         found.items.append(_failed(text, NOT_REGULAR))
     else:
@@ -259,26 +264,17 @@ def _add_url(url: str, recursive: bool, found: Discovery) -> None:
 def _add_glob(pattern: str, recursive: bool, skip: Path | None, found: Discovery) -> None:
     base = _glob_base(pattern)
     before = len(found.items)
-    seen: set[Path] = set()   # "dir/**" matches a sub-folder and the photos in it: each photo is taken once
-    for match in map(Path, _glob(pattern, base)):
+    for match in map(Path, _glob(pattern, base)):   # a photo matched twice is taken once (_take_each_once)
         rel = _relative(match, base)
         if match.is_dir():
             if not _excluded(match, skip):
-                found.items.extend(item for item in _walk(match, rel, recursive, skip) if _first(item.path, seen))
+                found.items.extend(_walk(match, rel, recursive, skip))
         elif _is_zip_name(match) and match.is_file():
             _add_zip(match, found)
-        elif _is_image_name(match.name) and not match.name.startswith(".") and _first(match, seen):
+        elif _is_image_name(match.name) and not match.name.startswith("."):
             found.items.append(_file_item(match, rel))
     if len(found.items) == before:
         found.items.append(_failed(pattern, "no images match this pattern"))
-
-
-def _first(path: Path, seen: set[Path]) -> bool:
-    key = Path(os.path.normpath(path))
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
 
 
 def _glob(pattern: str, base: Path) -> list[str]:
@@ -448,6 +444,10 @@ def _relative(path: Path, base: Path) -> PurePosixPath:
 
 def _excluded(path: Path, skip: Path | None) -> bool:
     return skip is not None and path.resolve() == skip
+
+
+def _dangling(link) -> str:
+    return f"a link to {os.readlink(link)}, which does not exist"
 
 
 def _failed(name: str, message: str) -> InputItem:
