@@ -318,7 +318,7 @@ class _Run:
                         or make_encoder(self.pipe.device, self.workers))
         self._size_encoding(self.encoder.processes)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="matting-decode")
-        self.render_pool = (ThreadPoolExecutor(rt.GPU_RENDER_THREADS, thread_name_prefix="matting-render",
+        self.render_pool = (ThreadPoolExecutor(rt.render_threads(self.pipe.device), thread_name_prefix="matting-render",
                                                initializer=rt.enter_own_stream, initargs=(self.pipe.device,))
                             if self.gpu else None)
         self.post_pool = ThreadPoolExecutor(self.encode_threads, thread_name_prefix="matting-post")
@@ -380,7 +380,7 @@ class _Run:
 
     def threads(self) -> dict[str, int]:
         return {"read": self.workers, "decode": self.workers, "upload": self.streams, "infer": self.streams,
-                "render": rt.GPU_RENDER_THREADS if self.gpu else self.streams, "encode": self.encode_threads,
+                "render": rt.render_threads(self.pipe.device) if self.gpu else self.streams, "encode": self.encode_threads,
                 "write": self.encode_threads}
 
     def groups(self) -> list[tuple[str, ...]]:

@@ -29,6 +29,9 @@ def is_gpu(device) -> bool:
     return getattr(device, "type", str(device)) == "cuda"
 
 
+# Inference threads (each its own CUDA stream) per engine process on a GPU: 1 unless set; with several engine
+# processes time-sliced on one GPU, fewer processes with more streams may feed it better (issue 17, to measure)
+GPU_INFER_THREADS_ENV = "MATTING_GPU_INFER_THREADS"
 PNG_ENCODER_ENV = "MATTING_PNG_ENCODER"   # "device": PNG outputs encoded on the GPU (matting.png_device); "cpu"
 
 
@@ -67,9 +70,14 @@ def default_workers(device=None, engines: int = 1) -> int:
 
 
 def inference_threads(device) -> int:
-    if is_gpu(device):
-        return 1  # one stream of graph replays; more threads would only contend for the same GPU
+    if is_gpu(device):   # one stream of graph replays per engine process; the variable is there to measure more
+        return max(1, int(os.environ.get(GPU_INFER_THREADS_ENV) or 1))
     return min(CPU_INFER_THREADS or cpu_cores(), cpu_cores())
+
+
+def render_threads(device) -> int:
+    """Render threads of a GPU batch: GPU_RENDER_THREADS for each inference thread (its mattes come in turn)."""
+    return GPU_RENDER_THREADS * inference_threads(device)
 
 
 # On the CPU, one single-threaded forward per core beats one forward spread over all cores (measured on 2 cores:

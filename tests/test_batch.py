@@ -304,10 +304,10 @@ def test_exif_rotated_input_gives_upright_output(pipe, tmp_path):
     assert Image.open(tmp_path / "out" / "rotated_alpha.png").size == (H, W)
 
 
-@pytest.mark.parametrize("decontaminate", [False, True])
-def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decontaminate):
+@pytest.mark.parametrize("decontaminate, streams", [(False, 1), (True, 1), (False, 2)])
+def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decontaminate, streams):
     """The GPU path (render threads taking whole batches, same-size images rendered as one stack, encoder
-    processes) must write what the plain path writes; forced here on the CPU."""
+    processes; with ``streams`` inference threads) must write what the plain path writes; forced on the CPU."""
     import matting.batch_runtime as rt
 
     src = tmp_path / "in"
@@ -323,8 +323,11 @@ def test_gpu_style_run_gives_identical_files(pipe, tmp_path, monkeypatch, decont
     plain = run_batch([src], tmp_path / "plain", pipeline=pipe, kinds=kinds, settings=settings)
     monkeypatch.setattr(rt, "is_gpu", lambda device: True)
     monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "2")
+    monkeypatch.setenv(rt.GPU_INFER_THREADS_ENV, str(streams))
     gpu_style = run_batch([src], tmp_path / "gpu", pipeline=pipe, kinds=kinds, settings=settings)
-    assert plain.done == gpu_style.done == 3 and gpu_style.stage_threads["render"] == rt.GPU_RENDER_THREADS
+    assert plain.done == gpu_style.done == 3
+    assert gpu_style.stage_threads["render"] == streams * rt.GPU_RENDER_THREADS
+    assert gpu_style.stage_threads["infer"] == streams
     for name in ("a.png", "a_alpha.png", "b.png", "b_alpha.png", "c.png", "c_alpha.png"):
         assert (tmp_path / "plain" / name).read_bytes() != b""
         a = np.asarray(Image.open(tmp_path / "plain" / name)).astype(int)

@@ -57,6 +57,15 @@ def test_inference_threads_one_on_a_gpu_one_per_core_on_a_cpu(monkeypatch):
     assert rt.cpu_cores() >= 1
 
 
+def test_more_inference_threads_on_a_gpu_only_when_asked_each_with_its_render_threads(monkeypatch):
+    monkeypatch.delenv(rt.GPU_INFER_THREADS_ENV, raising=False)
+    assert rt.render_threads(CUDA) == rt.GPU_RENDER_THREADS
+    monkeypatch.setenv(rt.GPU_INFER_THREADS_ENV, "3")
+    assert rt.inference_threads(CUDA) == 3 and rt.render_threads(CUDA) == 3 * rt.GPU_RENDER_THREADS
+    monkeypatch.setattr(rt, "cpu_cores", lambda: 6)
+    assert rt.inference_threads(CPU) == 6   # the CPU's count is its own
+
+
 def test_a_shared_setting_is_restored_once_when_the_last_holder_ends():
     value = {"v": "original"}
     setting = rt.SharedSetting(lambda: value["v"], lambda v: value.__setitem__("v", v))
