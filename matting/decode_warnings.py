@@ -5,7 +5,7 @@ Pillow warns about damaged metadata it then ignores ("Corrupt EXIF data. Expecti
 in a batch only the first such photo was mentioned, by nobody's name. While ``caught()`` is open in a thread, the
 warnings raised in that thread are collected instead of printed; every other thread's, and any outside it, are
 shown as before. Pillow's UserWarnings are let through each time (not once per process) so that every photo's
-are seen; outside ``caught()`` they print as Python prints them. (libpng's warnings, from OpenCV's C code, go to
+are seen; outside ``caught()`` they print once per text and place, as Python's default would. (libpng's warnings, from OpenCV's C code, go to
 stderr directly and cannot be caught here.)
 """
 
@@ -15,10 +15,12 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 _local = threading.local()
 _lock = threading.Lock()
 _PILLOW = r"PIL\."
+_shown_outside: set[tuple] = set()   # Pillow's UserWarnings already printed outside caught()
 
 
 def _ensure_hook() -> None:
@@ -32,6 +34,8 @@ def _ensure_hook() -> None:
             def show(message, category, filename, lineno, file=None, line=None):
                 collected = getattr(_local, "collected", None)
                 if collected is None:
+                    if _printed_before(message, category, filename, lineno):
+                        return
                     shown(message, category, filename, lineno, file, line)
                 else:
                     collected.append(" ".join(str(message).split()))
@@ -40,6 +44,19 @@ def _ensure_hook() -> None:
         if not any(action == "always" and category is UserWarning and module is not None and module.pattern == _PILLOW
                    for action, _, category, module, _ in warnings.filters):
             warnings.filterwarnings("always", category=UserWarning, module=_PILLOW)
+
+
+def _printed_before(message, category, filename, lineno) -> bool:
+    """Outside caught(), a Pillow UserWarning (let through each time for caught()'s sake) that was printed already:
+    the once per text and place that Python's default filter gives every other warning."""
+    if not (issubclass(category, UserWarning) and "PIL" in Path(filename).parts):
+        return False
+    key = (str(message), category, filename, lineno)
+    with _lock:
+        if key in _shown_outside:
+            return True
+        _shown_outside.add(key)
+    return False
 
 
 @contextmanager

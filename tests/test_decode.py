@@ -1002,3 +1002,20 @@ def test_a_warning_outside_a_decode_is_shown_as_python_shows_it():
     with pytest.warns(UserWarning, match="not ours"):
         warnings.warn("not ours", UserWarning)
     assert inside == ["collected here"]
+
+
+def test_pillows_warning_outside_a_decode_is_printed_once_as_python_would(tmp_path):
+    """caught() lets Pillow's UserWarnings through every time so that each photo gets its notice; outside a decode
+    (the web framework opening an upload, say) the same warning must still print once, not at every image.
+    In a fresh interpreter: pytest records warnings instead of printing them."""
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.jpg").write_bytes(_jpeg_with_corrupt_exif())
+    script = ("import io, sys\nfrom PIL import Image\nfrom matting.decode import decode_image\n"
+              "data = open(sys.argv[1], 'rb').read()\ndecode_image(data)\n"
+              "for _ in range(3):\n    Image.open(io.BytesIO(data)).getexif()\n")
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bad.jpg")], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("Corrupt EXIF data") == 1, run.stderr
