@@ -1,0 +1,70 @@
+"""The start of a batch run, where its whole-run rate loses to its steady one (issue 17): on the H200, 2000 1 MP
+crops took 3.80 s (526.6 images/s) at a steady 604.6 images/s, the first image out after 0.53 s: the start is the
+whole gap. For runs on warm engines (models loaded, graphs captured, encoder helpers started, as the bench has
+them) this prints, from the moment run_batch is called: when each stage first started and first finished (every
+engine's stages: the helpers report theirs), when the first results came, and how many were done at each step.
+
+    python scripts/batch_start.py /tmp/crops --device cuda [--engines 4] [--workers 4] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from matting.batch import run_batch, warm_up  # noqa: E402
+from matting.batch_engines import batch_engines, default_engines  # noqa: E402
+from matting.batch_timeline import Timeline  # noqa: E402
+
+
+def one_run(images: Path, pipe, executor, workers: int | None) -> tuple:
+    timeline, finished = Timeline(), []
+    with tempfile.TemporaryDirectory() as out:
+        called = time.perf_counter()
+        summary = run_batch([images], Path(out) / "out", pipeline=pipe, executor=executor, workers=workers,
+                            timeline=timeline, on_result=lambda *_: finished.append(time.perf_counter()))
+    return summary, timeline, [t - called for t in finished], called
+
+
+def report(summary, timeline: Timeline, finished: list[float], called: float, step_s: float) -> None:
+    steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else 0.0
+    print(f"{summary.done} done in {summary.seconds:.3f} s = {summary.images_per_second:.1f} images/s; steady "
+          f"{steady:.1f}; first results at " + ", ".join(f"{t * 1e3:.0f}" for t in finished[:5]) + " ms; "
+          f"the last at {finished[-1] * 1e3:.0f} ms" if finished else "nothing finished")
+    first: dict[str, list[float]] = {}
+    for stage, start, end in timeline.spans:
+        held = first.setdefault(stage, [start, end, 0])
+        held[0], held[1] = min(held[0], start), min(held[1], end)
+        held[2] += 1
+    print("| stage | first start ms | first end ms | spans |\n| --- | ---: | ---: | ---: |")
+    for stage, (start, end, count) in sorted(first.items(), key=lambda kv: kv[1][0]):
+        print(f"| {stage} | {(start - called) * 1e3:.1f} | {(end - called) * 1e3:.1f} | {count} |")
+    steps = [step_s * i for i in range(1, int(round(1.0 / step_s)) + 1)]
+    print("done by: " + ", ".join(f"{t * 1e3:.0f} ms {sum(f <= t for f in finished)}" for t in steps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", type=Path, help="a folder of images (the bench's --images folder)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--engines", type=int, default=None, help="default: the command line's")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--step-ms", type=float, default=100.0, help="the done-by counts' step, up to 1 s")
+    args = parser.parse_args()
+    engines = args.engines or default_engines(args.device)
+    with batch_engines({"device": args.device}, engines, None, wait=True, workers=args.workers) as (pipe, executor):
+        warm_up(pipe)
+        print(f"{engines} engines on {pipe.device}; {len(list(args.images.iterdir()))} files in {args.images}")
+        for run in range(1, args.runs + 1):
+            print(f"\nrun {run}:")
+            report(*one_run(args.images, pipe, executor, args.workers), step_s=args.step_ms / 1e3)
+
+
+if __name__ == "__main__":
+    main()
