@@ -30,6 +30,7 @@ per device and their measurements: batch_runtime.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -237,21 +238,24 @@ def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool,
     way); outputs that an earlier recipe made and this run will not make again are removed (batch_manifest.py)."""
     usable = [item for item in found.items if item.error is None]
     names = dict(zip(map(id, usable), allocate_names([i.rel for i in usable], kinds, composite_format)))
-    guarded = (inputs_in_folder([i.path for i in usable if i.path is not None], sink.folder)
-               if hasattr(sink, "overwrites") else set())   # input files the output folder holds
+
+    @functools.cache
+    def guarded() -> set[Path]:   # input files the output folder holds; only an output that exists can be one
+        return inputs_in_folder([i.path for i in usable if i.path is not None], sink.folder)
+
     jobs, early = [], []
     for order, item in enumerate(found.items):
         job = _Job(item, names.get(id(item), {}), order)
         if item.error is not None:
             early.append(job.outcome("failed", item.error, code="input_error"))
             continue
-        clash = sink.overwrites(job.names.values(), guarded) if guarded else None
+        existing = [name for name in job.names.values() if sink.has(name)]
+        clash = sink.overwrites(existing, guarded()) if existing and hasattr(sink, "overwrites") else None
         if clash is not None:
             early.append(job.outcome("failed", f"its output {clash} would overwrite an input file in the output "
                                                f"folder (name another output folder)", code="write_error"))
             continue
         job.stamp = input_stamp(item)
-        existing = [name for name in job.names.values() if sink.has(name)]
         if not overwrite and len(existing) == len(job.names) and all(
                 manifest.made_same(name, item.name, job.stamp, recipe) for name in existing):
             early.append(job.outcome("skipped", outputs=[sink.shown(name) for name in existing]))

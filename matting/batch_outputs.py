@@ -96,7 +96,9 @@ def inputs_in_folder(paths, root: Path) -> set[Path]:
     folders: dict[Path, Path] = {}
     inside = set()
     for path in paths:
-        folder = folders.setdefault(path.parent, Path(os.path.realpath(path.parent)))
+        folder = folders.get(path.parent)
+        if folder is None:   # not setdefault: its default, a realpath (an lstat per part), would run every time
+            folder = folders[path.parent] = Path(os.path.realpath(path.parent))
         # a photo found elsewhere through a link to a file in the output folder would be replaced there too
         where = Path(os.path.realpath(path)) if path.is_symlink() else folder / path.name
         if where.parent == root or root in where.parents:
@@ -121,6 +123,7 @@ class FolderSink:
             raise OutputError(f"cannot create the output folder {root}: {exc.strerror or exc}") from None
         self.root = root
         self.folder = root
+        self._resolved: Path | None = None   # root, links resolved (overwrites)
 
     def has(self, name: PurePosixPath) -> bool:
         return self._path(name).is_file()
@@ -149,8 +152,9 @@ class FolderSink:
 
     def overwrites(self, names, inputs: set[Path]) -> PurePosixPath | None:
         """The first of ``names`` whose file would be one of ``inputs`` (inputs_in_folder), else None."""
-        root = self.root.resolve()
-        return next((name for name in names if root.joinpath(*name.parts) in inputs), None)
+        if self._resolved is None:   # once: planning asks for every image whose outputs exist
+            self._resolved = self.root.resolve()
+        return next((name for name in names if self._resolved.joinpath(*name.parts) in inputs), None)
 
     def _path(self, name: PurePosixPath) -> Path:
         if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive

@@ -111,6 +111,33 @@ def test_a_photo_reached_through_a_link_from_another_folder_is_not_overwritten(t
     assert digest(a) == before and Image.open(tmp_path / "out" / "b.png").mode == "RGBA"
 
 
+def test_the_guard_looks_only_where_an_output_exists_and_resolves_each_folder_once(tmp_path, pipe, monkeypatch):
+    """Planning a run of thousands of photos stats each few times (on the H200 host the run's start, about 0.3 s
+    before the first image was read, was the whole gap between its rate and the steady one): into a fresh folder
+    no input is resolved at all; where outputs exist, each input folder's real path is looked up once, not once
+    per photo."""
+    import matting.batch as batch
+    import matting.batch_outputs as batch_outputs
+
+    for i in range(3):
+        photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    looked = []
+    monkeypatch.setattr(batch, "inputs_in_folder", lambda *a: looked.append(a) or set())
+    assert run_batch([tmp_path / "in"], tmp_path / "out", pipeline=pipe).done == 3
+    assert looked == []   # nothing in "out" yet: no output can be an input
+    monkeypatch.undo()
+    folders = []
+    real = os.path.realpath
+
+    def realpath(path, *args, **kwargs):
+        if sys._getframe(1).f_code is batch_outputs.inputs_in_folder.__code__:
+            folders.append(str(path))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(batch_outputs.os.path, "realpath", realpath)
+    again = run_batch([tmp_path / "in"], tmp_path / "out", pipeline=pipe)
+    assert again.skipped == 3 and folders.count(str(tmp_path / "in")) == 1
+
+
 def test_a_photo_named_by_two_inputs_is_done_once_and_the_summary_says_so(tmp_path, pipe, monkeypatch):
     """"shots/*.png shots/a.png ./shots": done three times before, the second and third as a_2 and a_3."""
     monkeypatch.chdir(tmp_path)
