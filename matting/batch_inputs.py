@@ -324,11 +324,11 @@ def _walk(folder: Path, prefix: PurePosixPath, recursive: bool, skip: Path | Non
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(root_path / d, skip)) \
             if recursive else []
+        rel_root = prefix.joinpath(*root_path.relative_to(folder).parts)   # once per folder: thousands of files
         for file in sorted(files):
             if file.startswith(".") or not _is_image_name(file):
                 continue
-            rel = prefix / PurePosixPath(*(root_path / file).relative_to(folder).parts)
-            items.append(_file_item(root_path / file, rel))
+            items.append(_file_item(root_path / file, rel_root / file))
     return items
 
 
