@@ -283,6 +283,7 @@ class EnginesRun:
         self._busy: dict[str, float] = {}
         self._threads: dict[str, int] = {}
         self._checked = 0.0   # when _stop_silent_helpers last looked
+        self._real_folders: dict[str, str] = {}   # the inputs' folders, looked up once (source_of)
         self.cancelled = False
 
     def take(self, count: int) -> list[_Job]:
@@ -486,7 +487,7 @@ class EnginesRun:
         """What a helper needs to run ``job``: where it reads and writes. A folder output's files are named here
         (the helper's encoders write them); a zip output's members come back as bytes."""
         folder = hasattr(self.sink, "prepared")
-        return {"order": job.order, "name": job.item.name, "source": source_of(job.item),
+        return {"order": job.order, "name": job.item.name, "source": source_of(job.item, self._real_folders),
                 "names": {kind: str(name) for kind, name in job.names.items()},
                 "targets": {str(name): str(self.sink.prepared(name)) for name in job.names.values()}
                 if folder else None,

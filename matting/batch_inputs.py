@@ -87,14 +87,27 @@ def read_file(path: Path) -> bytes:
         raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
 
 
-def source_of(item: InputItem) -> dict:
+def source_of(item: InputItem, folders: dict[str, str] | None = None) -> dict:
     """Where ``item``'s bytes are, as plain data another process reads them from (read_source): an absolute path, a
-    zip's path and the member's header offset (names may repeat), or a URL."""
+    zip's path and the member's header offset (names may repeat), or a URL. ``folders``: the real paths of the
+    folders a run has looked up so far, kept by the run, so that each folder is looked up once (a realpath is an
+    lstat per part of the name; a run hands out thousands of photos)."""
     if item.archive is not None:
-        return {"zip": str(Path(item.archive.path).resolve()), "offset": item.member.header_offset}
+        return {"zip": _absolute(item.archive.path, folders), "offset": item.member.header_offset}
     if item.url is not None:
         return {"url": item.url}
-    return {"path": str(Path(item.path).resolve())}
+    return {"path": _absolute(item.path, folders)}
+
+
+def _absolute(path, folders: dict[str, str] | None) -> str:
+    path = Path(path)
+    if folders is None:
+        return str(path.resolve())
+    parent = str(path.parent)
+    real = folders.get(parent)
+    if real is None:
+        real = folders[parent] = os.path.realpath(parent)
+    return os.path.join(real, path.name)   # a link as a file name is read through: the same bytes
 
 
 def read_source(source: dict) -> bytes:

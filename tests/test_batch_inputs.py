@@ -246,3 +246,28 @@ def test_a_missing_input_and_a_file_turned_folder_are_named(tmp_path):
         item.read_bytes()
     (tmp_path / "empty").mkdir()
     assert discover([tmp_path / "empty"]).items[0].name == str(tmp_path / "empty")
+
+
+def test_a_source_for_another_process_names_the_same_file_and_looks_each_folder_up_once(tmp_path, monkeypatch):
+    """The helper engines are handed thousands of photos: with the run's folder cache each folder's real path is
+    looked up once (not a realpath per photo) and every source still reads the photo's own bytes, from any working
+    folder, through a linked folder too."""
+    import matting.batch_inputs as batch_inputs
+    from matting.batch_inputs import read_source, source_of
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        (real / f"p{i}.jpg").write_bytes(b"photo %d" % i)
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    items = discover(["linked", "real"]).items   # relative names, one through a link
+    looked = []
+    resolve = os.path.realpath
+    monkeypatch.setattr(batch_inputs.os.path, "realpath", lambda p, *a, **k: looked.append(str(p)) or resolve(p))
+    folders: dict[str, str] = {}
+    sources = [source_of(item, folders) for item in items]
+    assert sorted(looked) == ["linked", "real"]
+    monkeypatch.chdir("/")
+    assert [read_source(s) for s in sources] == [b"photo %d" % i for i in range(3)] * 2
+    assert all(Path(s["path"]).is_absolute() for s in sources)
