@@ -2,7 +2,8 @@
 crops took 3.80 s (526.6 images/s) at a steady 604.6 images/s, the first image out after 0.53 s: the start is the
 whole gap. For runs on warm engines (models loaded, graphs captured, encoder helpers started, as the bench has
 them) this prints, from the moment run_batch is called: when each stage first started and first finished (every
-engine's stages: the helpers report theirs), when the first results came, and how many were done at each step.
+engine's stages: the helpers report theirs), when the first results came, how many were done at each step, and
+then the planning alone (discovery and the outputs' plan, what comes before any stage), timed by part.
 
     python scripts/batch_start.py /tmp/crops --device cuda [--engines 4] [--workers 4] [--runs 3]
 """
@@ -29,6 +30,28 @@ def one_run(images: Path, pipe, executor, workers: int | None) -> tuple:
         summary = run_batch([images], Path(out) / "out", pipeline=pipe, executor=executor, workers=workers,
                             timeline=timeline, on_result=lambda *_: finished.append(time.perf_counter()))
     return summary, timeline, [t - called for t in finished], called
+
+
+def planning_alone(images: Path, pipe) -> str:
+    """What run_batch does before any engine starts, timed by part on a fresh output folder: listing the inputs,
+    then planning their outputs (names, what exists, the record)."""
+    from matting.batch import _plan, discover
+    from matting.batch_manifest import Manifest, recipe_of
+    from matting.batch_outputs import open_sink
+    from matting.settings import EdgeSettings
+
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        sink = open_sink(Path(out) / "out")
+        found = discover([images], exclude=Path(out) / "out")
+        listed = time.perf_counter()
+        manifest = Manifest.load(sink, False)
+        jobs, _ = _plan(found, sink, ("cutout",), "jpg", False, manifest,
+                        recipe_of(pipe, EdgeSettings(), None, "jpg", None))
+        planned = time.perf_counter()
+        found.close(), manifest.close(), sink.close()
+    return (f"planning alone: {len(jobs)} jobs; discover {(listed - started) * 1e3:.1f} ms, plan "
+            f"{(planned - listed) * 1e3:.1f} ms")
 
 
 def report(summary, timeline: Timeline, finished: list[float], called: float, step_s: float) -> None:
@@ -64,6 +87,7 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             print(f"\nrun {run}:")
             report(*one_run(args.images, pipe, executor, args.workers), step_s=args.step_ms / 1e3)
+            print(planning_alone(args.images, pipe))
 
 
 if __name__ == "__main__":
