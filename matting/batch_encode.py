@@ -30,6 +30,7 @@ import numpy as np
 
 from .batch_outputs import write_atomic
 from .encode import encode, encode_jpeg, encode_png
+from .env_numbers import whole_number
 from .errors import MattingError
 from .helper_process import start_helper
 
@@ -229,9 +230,9 @@ def uses_processes(device) -> bool:
     """Helper processes on a GPU run with fpng (see the module doc), threads otherwise."""
     from . import encode
 
-    wanted = os.environ.get(PROCESSES_ENV)
-    if wanted is not None:
-        return int(wanted) > 0
+    wanted = whole_number(PROCESSES_ENV, -1)
+    if wanted >= 0:
+        return wanted > 0
     return getattr(device, "type", str(device)) == "cuda" and encode._fpng is not None
 
 
@@ -240,8 +241,8 @@ def encoder_processes(device, workers: int) -> int:
     ``MATTING_ENCODE_PROCESSES`` when set, else one per worker."""
     if not uses_processes(device):
         return 0
-    wanted = os.environ.get(PROCESSES_ENV)
-    return max(0, int(wanted)) if wanted is not None else workers
+    wanted = whole_number(PROCESSES_ENV, -1)
+    return wanted if wanted >= 0 else workers
 
 
 def make_encoder(device, workers: int) -> ThreadEncoder | ProcessEncoder:

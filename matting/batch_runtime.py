@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .batch_encode import uses_processes
+from .env_numbers import decimal_number, whole_number
 from .settings import EdgeSettings
 
 
@@ -71,7 +72,7 @@ def default_workers(device=None, engines: int = 1) -> int:
 
 def inference_threads(device) -> int:
     if is_gpu(device):   # one stream of graph replays per engine process; the variable is there to measure more
-        return max(1, int(os.environ.get(GPU_INFER_THREADS_ENV) or 1))
+        return whole_number(GPU_INFER_THREADS_ENV, 1, minimum=1)
     return min(CPU_INFER_THREADS or cpu_cores(), cpu_cores())
 
 
@@ -126,17 +127,23 @@ _TORCH_THREADS = _torch_threads_setting()
 
 # On a GPU the render thread dispatches hundreds of small kernels per image, taking the GIL back after each; when
 # a decode thread is running Python meanwhile, the default 5 ms switch interval is what it may wait each time.
-GPU_SWITCH_INTERVAL = float(os.environ.get("MATTING_GIL_SWITCH_S", "0.0005"))
+GIL_SWITCH_ENV = "MATTING_GIL_SWITCH_S"   # seconds; 0 leaves Python's own interval
+
+
+def gpu_switch_interval() -> float:
+    return decimal_number(GIL_SWITCH_ENV, 0.0005)
+
 _SWITCH_INTERVAL = SharedSetting(sys.getswitchinterval, sys.setswitchinterval)
 
 
 @contextmanager
 def gil_switch(device):
     """A shorter GIL switch interval for the length of a GPU batch (ref-counted, restored afterwards)."""
-    if not is_gpu(device) or GPU_SWITCH_INTERVAL <= 0:
+    interval = gpu_switch_interval() if is_gpu(device) else 0
+    if interval <= 0:
         yield
         return
-    with _SWITCH_INTERVAL.held(GPU_SWITCH_INTERVAL):
+    with _SWITCH_INTERVAL.held(interval):
         yield
 
 

@@ -24,7 +24,6 @@ system at the same path on every node, or object-store URLs for the inputs (docs
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -34,18 +33,26 @@ from dataclasses import dataclass
 from . import batch_runtime as rt
 from .batch import STAGES, BatchResult, failure_reason
 from .batch_inputs import source_of
+from .env_numbers import whole_number
 from .errors import MattingError
 from .ray_runtime import cluster_cpus, cluster_gpus, ray_session
 from .ray_stages import MatteActor, decode_matte_encode, keep_row, pack, ready_worker, unpack
 
+
 # Calls an actor takes at once: its network and render run one batch at a time, while the next batches' arrays
 # arrive and the last one's leave beside it (one at a time, the actor sat idle half the time).
-ACTOR_CALLS = int(os.environ.get("MATTING_RAY_ACTOR_CALLS", 4))
+def actor_calls() -> int:
+    return whole_number("MATTING_RAY_ACTOR_CALLS", 4, minimum=1)
+
+
 # Actors sharing one GPU: an actor's process also converts and copies every batch's pixels in and out of Ray's
 # object store, so one alone leaves the GPU waiting (H200, 1 MP, measured with the three operators of sessions 14-19
 # while their CPU tasks were still capped at 4 per stage: 150 images/s steady with one, 170 with two, 150 with
 # three; docs/SCALE.md).
-ACTORS_PER_GPU = int(os.environ.get("MATTING_RAY_ACTORS_PER_GPU", 2))
+def actors_per_gpu() -> int:
+    return whole_number("MATTING_RAY_ACTORS_PER_GPU", 2, minimum=1)
+
+
 # A task hands its finished images to the driver in groups of this many (the first alone), each group its own
 # block: the first images come out while the rest still encode, without a block per image (which costs the
 # driver a few ms each).
@@ -71,7 +78,8 @@ class ClusterPlan:
         if wanted not in ("auto", "cuda", "cpu"):
             raise MattingError(f"--device {device}: on Ray the device is auto, cuda or cpu")
         if gpus and wanted != "cpu":
-            return cls("cuda", gpus * ACTORS_PER_GPU, 1 / ACTORS_PER_GPU, 1, cpus)
+            per_gpu = actors_per_gpu()
+            return cls("cuda", gpus * per_gpu, 1 / per_gpu, 1, cpus)
         # CPU actors: at most half the cores, so the tasks (decoding, encoding) always have cores to run on.
         actors = max(1, cpus // 16)
         return cls("cpu", actors, 0, max(1, cpus // (2 * actors)), cpus)
@@ -97,7 +105,7 @@ class MattePool:
 
     def __init__(self, ray, plan: ClusterPlan, options: dict, batch_size: int):
         self.ray, self.batch_size = ray, batch_size
-        remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=ACTOR_CALLS,
+        remote = ray.remote(MatteActor).options(**plan.actor_resources, max_concurrency=actor_calls(),
                                                 max_restarts=-1, max_task_retries=-1)
         self.actors = [remote.remote(options, batch_size) for _ in range(plan.actors)]
         # Meanwhile, ready the worker processes the tasks will run in (Ray Data imported): the first image of a

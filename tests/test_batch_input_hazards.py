@@ -277,6 +277,13 @@ def test_a_colour_that_is_no_finite_number_is_refused_clearly(colour):
         parse_color(colour)
 
 
+def test_an_encoder_count_in_the_environment_that_is_no_number_is_one_line_and_exit_2(tmp_path, pipe, monkeypatch):
+    """It was a ValueError traceback from deep in the batch."""
+    monkeypatch.setenv("MATTING_ENCODE_PROCESSES", "two")
+    code, lines = cli([str(photo(tmp_path / "a.png")), "-o", str(tmp_path / "out")], pipe)
+    assert (code, lines) == (2, ["error: MATTING_ENCODE_PROCESSES must be a whole number of at least 0, got 'two'"])
+
+
 @pytest.mark.parametrize("value", ["abc", "1e9", "12.5"])
 def test_a_max_side_in_the_environment_that_is_no_whole_number_is_refused_clearly(value, monkeypatch):
     monkeypatch.setenv("MATTING_MAX_SIDE", value)

@@ -83,7 +83,7 @@ def test_a_shared_setting_is_restored_once_when_the_last_holder_ends():
 def test_a_gpu_batch_shortens_the_gil_switch_and_a_cpu_batch_takes_one_torch_thread():
     before_switch, before_threads = sys.getswitchinterval(), torch.get_num_threads()
     with rt.gil_switch(CUDA):
-        assert sys.getswitchinterval() == pytest.approx(rt.GPU_SWITCH_INTERVAL)
+        assert sys.getswitchinterval() == pytest.approx(rt.gpu_switch_interval())
     with rt.gil_switch(CPU):
         assert sys.getswitchinterval() == before_switch
     assert sys.getswitchinterval() == before_switch

@@ -413,7 +413,7 @@ def test_on_a_gpu_batches_render_together_in_the_render_threads(tmp_path, fake_g
     assert {name.split("_")[0] for name in pipe.threads("render_many")} == {"matting-render"}
     assert pipe.names("render") == [] and max(map(len, pipe.names("render_many"))) > 1
     assert max(map(len, pipe.names("infer"))) <= 4
-    assert switch and all(s == pytest.approx(rt.GPU_SWITCH_INTERVAL) for s in switch)
+    assert switch and all(s == pytest.approx(rt.gpu_switch_interval()) for s in switch)
     streams = fake_gpu.streams
     assert [s for s in streams if s[0] == "own_stream"] == [("own_stream", fake_gpu.device, "matting-infer-0")]
     entered = [s for s in streams if s[0] == "enter_own_stream"]

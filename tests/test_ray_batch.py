@@ -308,12 +308,12 @@ class _Cluster:
 
 def test_the_actors_take_their_cpus_and_the_tasks_the_rest():
     from matting.errors import MattingError
-    from matting.ray_batch import ACTORS_PER_GPU, ClusterPlan
+    from matting.ray_batch import ClusterPlan, actors_per_gpu
     from matting.ray_stages import actor_threads
 
     h200 = ClusterPlan.of(_Cluster(16, 1), None)
-    assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", ACTORS_PER_GPU, 1 / ACTORS_PER_GPU)
-    assert h200.task_cpus == h200.tasks(None) == 16 - ACTORS_PER_GPU   # a task per CPU the actors leave
+    assert (h200.device, h200.actors, h200.gpus_per_actor) == ("cuda", actors_per_gpu(), 1 / actors_per_gpu())
+    assert h200.task_cpus == h200.tasks(None) == 16 - actors_per_gpu()   # a task per CPU the actors leave
     assert h200.tasks(3) == 3   # --workers: that many
     laptop = ClusterPlan.of(_Cluster(2), None)   # one CPU actor with one core; one task
     assert (laptop.device, laptop.actors, laptop.cpus_per_actor, laptop.tasks(None)) == ("cpu", 1, 1, 1)
