@@ -10,27 +10,22 @@ from .errors import InvalidParameterError
 
 def whole_number(name: str, default: int, minimum: int = 0) -> int:
     """``$name`` as a whole number of at least ``minimum``; ``default`` when unset or empty."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise InvalidParameterError(f"{name} must be a whole number of at least {minimum}, got {text!r}")
-    return value
+    return _read(name, default, minimum, int, "a whole number")
 
 
 def decimal_number(name: str, default: float, minimum: float = 0.0) -> float:
     """``$name`` as a finite number of at least ``minimum``; ``default`` when unset or empty."""
+    return _read(name, default, minimum, float, "a number")
+
+
+def _read(name: str, default, minimum, parse, kind: str):
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
         value = None
-    if value is None or not minimum <= value < float("inf"):
-        raise InvalidParameterError(f"{name} must be a number of at least {minimum:g}, got {text!r}")
+    if value is None or not minimum <= value < float("inf"):   # NaN fails both comparisons
+        raise InvalidParameterError(f"{name} must be {kind} of at least {minimum:g}, got {text!r}")
     return value
