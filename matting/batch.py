@@ -383,9 +383,9 @@ class _Run:
             return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}
 
     def threads(self) -> dict[str, int]:
+        render = rt.render_threads(self.pipe.device) if self.gpu else self.streams
         return {"read": self.workers, "decode": self.workers, "upload": self.streams, "infer": self.streams,
-                "render": rt.render_threads(self.pipe.device) if self.gpu else self.streams, "encode": self.encode_threads,
-                "write": self.encode_threads}
+                "render": render, "encode": self.encode_threads, "write": self.encode_threads}
 
     def groups(self) -> list[tuple[str, ...]]:
         """The stages each set of threads serves: the decode pool, the inference threads (which on the CPU also

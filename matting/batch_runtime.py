@@ -30,8 +30,9 @@ def is_gpu(device) -> bool:
     return getattr(device, "type", str(device)) == "cuda"
 
 
-# Inference threads (each its own CUDA stream) per engine process on a GPU: 1 unless set; with several engine
-# processes time-sliced on one GPU, fewer processes with more streams may feed it better (issue 17, to measure)
+# Inference threads (each its own CUDA stream) per engine process on a GPU: 1 unless set. Fewer processes with
+# more streams lost on the H200 (two processes of 2 streams 373-387 images/s against four of 1, 498-509; session 28):
+# one process's threads share one interpreter lock. Kept for such measurements.
 GPU_INFER_THREADS_ENV = "MATTING_GPU_INFER_THREADS"
 PNG_ENCODER_ENV = "MATTING_PNG_ENCODER"   # "device": PNG outputs encoded on the GPU (matting.png_device); "cpu"
 
@@ -71,7 +72,7 @@ def default_workers(device=None, engines: int = 1) -> int:
 
 
 def inference_threads(device) -> int:
-    if is_gpu(device):   # one stream of graph replays per engine process; the variable is there to measure more
+    if is_gpu(device):   # one stream of graph replays per engine process (GPU_INFER_THREADS_ENV)
         return whole_number(GPU_INFER_THREADS_ENV, 1, minimum=1)
     return min(CPU_INFER_THREADS or cpu_cores(), cpu_cores())
 
@@ -132,6 +133,7 @@ GIL_SWITCH_ENV = "MATTING_GIL_SWITCH_S"   # seconds; 0 leaves Python's own inter
 
 def gpu_switch_interval() -> float:
     return decimal_number(GIL_SWITCH_ENV, 0.0005)
+
 
 _SWITCH_INTERVAL = SharedSetting(sys.getswitchinterval, sys.setswitchinterval)
 

@@ -5,8 +5,8 @@ Pillow warns about damaged metadata it then ignores ("Corrupt EXIF data. Expecti
 in a batch only the first such photo was mentioned, by nobody's name. While ``caught()`` is open in a thread, the
 warnings raised in that thread are collected instead of printed; every other thread's, and any outside it, are
 shown as before. Pillow's UserWarnings are let through each time (not once per process) so that every photo's
-are seen; outside ``caught()`` they print once per text and place, as Python's default would. (libpng's warnings, from OpenCV's C code, go to
-stderr directly and cannot be caught here.)
+are seen; outside ``caught()`` they print once per text and place, as Python's default would. (libpng's warnings,
+from OpenCV's C code, go to stderr directly and cannot be caught here.)
 """
 
 from __future__ import annotations
