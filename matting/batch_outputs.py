@@ -124,7 +124,6 @@ class FolderSink:
         self.root = root
         self.folder = root
         self._resolved: Path | None = None   # root, links resolved (overwrites)
-        self._made: set[Path] = set()         # output folders made by prepared
 
     def has(self, name: PurePosixPath) -> bool:
         return self._path(name).is_file()
@@ -136,9 +135,7 @@ class FolderSink:
     def prepared(self, name: PurePosixPath) -> Path:
         """The file an output goes to, its folder created: encoder processes write there themselves."""
         target = self._path(name)
-        if target.parent not in self._made:   # a folder once per run, not a mkdir (and a stat) per image
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(target.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)   # each time: a folder deleted mid-run comes back
         return target
 
     def close(self) -> None:

@@ -47,15 +47,26 @@ def _ensure_hook() -> None:
 
 
 def _printed_before(message, category, filename, lineno) -> bool:
-    """Outside caught(), a Pillow UserWarning (let through each time for caught()'s sake) that was printed already:
-    the once per text and place that Python's default filter gives every other warning."""
-    if not (issubclass(category, UserWarning) and "PIL" in Path(filename).parts):
+    """Outside caught(), a Pillow UserWarning that only our filter let through (each time, for caught()'s sake) and
+    that was printed already: the once per text and place that Python's default gives every other warning. One let
+    through by a filter of the user's own (``python -W always``, a ``simplefilter("always")``) prints each time."""
+    if not (issubclass(category, UserWarning) and "PIL" in Path(filename).parts
+            and _ours_let_through(str(message), category, "PIL." + Path(filename).stem, lineno)):
         return False
     key = (str(message), category, filename, lineno)
     with _lock:
         if key in _shown_outside:
             return True
         _shown_outside.add(key)
+    return False
+
+
+def _ours_let_through(text: str, category, module: str, lineno: int) -> bool:
+    """Whether the first filter that matches this warning (Python applies the first) is the one _ensure_hook adds."""
+    for action, message, kind, where, line in warnings.filters:
+        if ((message is None or message.match(text)) and issubclass(category, kind)
+                and (where is None or where.match(module)) and line in (0, lineno)):
+            return action == "always" and kind is UserWarning and where is not None and where.pattern == _PILLOW
     return False
 
 

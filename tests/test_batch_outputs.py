@@ -183,3 +183,15 @@ def test_the_manifest_survives_overwrite_on_a_fresh_folder_and_a_cut_line(tmp_pa
     manifest.add(PurePosixPath("c.png"), "c.jpg", "s", "r")
     assert set(Manifest.load(sink, overwrite=False).records) == {"a.png", "c.png"}
     assert Manifest.load(sink, overwrite=True).records == {} and not sink.manifest_path.exists()
+
+
+def test_an_output_folder_deleted_during_a_run_is_made_again(tmp_path):
+    """prepared() makes the folder each time it is asked: one deleted while a run goes on (a user tidying up)
+    comes back for the next image instead of every later image of that folder failing."""
+    import shutil
+
+    sink = FolderSink(tmp_path / "out")
+    assert sink.prepared(PurePosixPath("sub/a.png")).parent.is_dir()
+    shutil.rmtree(tmp_path / "out" / "sub")
+    target = sink.prepared(PurePosixPath("sub/b.png"))
+    assert target.parent.is_dir() and target == tmp_path / "out" / "sub" / "b.png"

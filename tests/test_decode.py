@@ -1012,10 +1012,13 @@ def test_pillows_warning_outside_a_decode_is_printed_once_as_python_would(tmp_pa
     import sys
 
     (tmp_path / "bad.jpg").write_bytes(_jpeg_with_corrupt_exif())
-    script = ("import io, sys\nfrom PIL import Image\nfrom matting.decode import decode_image\n"
+    script = ("import io, sys, warnings\nfrom PIL import Image\nfrom matting.decode import decode_image\n"
               "data = open(sys.argv[1], 'rb').read()\ndecode_image(data)\n"
-              "for _ in range(3):\n    Image.open(io.BytesIO(data)).getexif()\n")
+              "for _ in range(3):\n    Image.open(io.BytesIO(data)).getexif()\n"
+              "print('--', file=sys.stderr)\nwarnings.simplefilter('always')\n"   # the user's own filter wins
+              "for _ in range(2):\n    Image.open(io.BytesIO(data)).getexif()\n")
     run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bad.jpg")], capture_output=True, text=True,
                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
-    assert run.stderr.count("Corrupt EXIF data") == 1, run.stderr
+    ours, users = run.stderr.split("--\n")
+    assert (ours.count("Corrupt EXIF data"), users.count("Corrupt EXIF data")) == (1, 2), run.stderr
