@@ -93,13 +93,15 @@ def source_of(item: InputItem, folders: dict[str, str] | None = None) -> dict:
     folders a run has looked up so far, kept by the run, so that each folder is looked up once (a realpath is an
     lstat per part of the name; a run hands out thousands of photos)."""
     if item.archive is not None:
-        return {"zip": _absolute(item.archive.path, folders), "offset": item.member.header_offset}
+        return {"zip": in_real_folder(item.archive.path, folders), "offset": item.member.header_offset}
     if item.url is not None:
         return {"url": item.url}
-    return {"path": _absolute(item.path, folders)}
+    return {"path": in_real_folder(item.path, folders)}
 
 
-def _absolute(path, folders: dict[str, str] | None) -> str:
+def in_real_folder(path, folders: dict[str, str] | None) -> str:
+    """``path`` absolute, its folder's links resolved (the file's own name kept): each folder looked up once in
+    ``folders``, the caller's cache (None: resolved outright, the file's own link too)."""
     path = Path(path)
     if folders is None:
         return str(path.resolve())

@@ -27,6 +27,7 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .batch_inputs import in_real_folder
 from .batch_urls import is_url
 from .errors import OutputError
 
@@ -93,14 +94,11 @@ def inputs_in_folder(paths, root: Path) -> set[Path]:
     would replace (their folders resolved, once per folder; a link, the file it points to): what a planned output
     must never be."""
     root = root.resolve()
-    folders: dict[Path, Path] = {}
+    folders: dict[str, str] = {}
     inside = set()
     for path in paths:
-        folder = folders.get(path.parent)
-        if folder is None:   # not setdefault: its default, a realpath (an lstat per part), would run every time
-            folder = folders[path.parent] = Path(os.path.realpath(path.parent))
         # a photo found elsewhere through a link to a file in the output folder would be replaced there too
-        where = Path(os.path.realpath(path)) if path.is_symlink() else folder / path.name
+        where = Path(os.path.realpath(path)) if path.is_symlink() else Path(in_real_folder(path, folders))
         if where.parent == root or root in where.parents:
             inside.add(where)
     return inside

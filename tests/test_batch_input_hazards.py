@@ -128,9 +128,10 @@ def test_the_guard_looks_only_where_an_output_exists_and_resolves_each_folder_on
     monkeypatch.undo()
     folders = []
     real = os.path.realpath
+    guard = (batch_outputs.inputs_in_folder.__code__, batch_inputs.in_real_folder.__code__)
 
     def realpath(path, *args, **kwargs):
-        if sys._getframe(1).f_code is batch_outputs.inputs_in_folder.__code__:
+        if sys._getframe(1).f_code in guard:   # the guard's own lookups (in_real_folder: each folder's)
             folders.append(str(path))
         return real(path, *args, **kwargs)
     monkeypatch.setattr(batch_outputs.os.path, "realpath", realpath)
