@@ -121,7 +121,7 @@ class FolderSink:
             raise OutputError(f"cannot create the output folder {root}: {exc.strerror or exc}") from None
         self.root = root
         self.folder = root
-        self._resolved: Path | None = None   # root, links resolved (overwrites)
+        self._resolved = root.resolve()   # for overwrites: once, not for every image whose outputs exist
 
     def has(self, name: PurePosixPath) -> bool:
         return self._path(name).is_file()
@@ -150,8 +150,6 @@ class FolderSink:
 
     def overwrites(self, names, inputs: set[Path]) -> PurePosixPath | None:
         """The first of ``names`` whose file would be one of ``inputs`` (inputs_in_folder), else None."""
-        if self._resolved is None:   # once: planning asks for every image whose outputs exist
-            self._resolved = self.root.resolve()
         return next((name for name in names if self._resolved.joinpath(*name.parts) in inputs), None)
 
     def _path(self, name: PurePosixPath) -> Path:

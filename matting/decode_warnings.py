@@ -41,19 +41,25 @@ def _ensure_hook() -> None:
                     collected.append(" ".join(str(message).split()))
             show._collects = True
             warnings.showwarning = show
-        if not any(action == "always" and category is UserWarning and module is not None and module.pattern == _PILLOW
-                   for action, _, category, module, _ in warnings.filters):
+        if not any(map(_is_ours, warnings.filters)):
             warnings.filterwarnings("always", category=UserWarning, module=_PILLOW)
+
+
+def _is_ours(rule) -> bool:
+    """Whether a warnings filter is the one _ensure_hook adds."""
+    action, _, category, module, _ = rule
+    return action == "always" and category is UserWarning and module is not None and module.pattern == _PILLOW
 
 
 def _printed_before(message, category, filename, lineno) -> bool:
     """Outside caught(), a Pillow UserWarning that only our filter let through (each time, for caught()'s sake) and
     that was printed already: the once per text and place that Python's default gives every other warning. One let
     through by a filter of the user's own (``python -W always``, a ``simplefilter("always")``) prints each time."""
-    if not (issubclass(category, UserWarning) and "PIL" in Path(filename).parts
-            and _ours_let_through(str(message), category, "PIL." + Path(filename).stem, lineno)):
+    source, text = Path(filename), str(message)
+    if not (issubclass(category, UserWarning) and "PIL" in source.parts
+            and _ours_let_through(text, category, "PIL." + source.stem, lineno)):
         return False
-    key = (str(message), category, filename, lineno)
+    key = (text, category, filename, lineno)
     with _lock:
         if key in _shown_outside:
             return True
@@ -63,10 +69,11 @@ def _printed_before(message, category, filename, lineno) -> bool:
 
 def _ours_let_through(text: str, category, module: str, lineno: int) -> bool:
     """Whether the first filter that matches this warning (Python applies the first) is the one _ensure_hook adds."""
-    for action, message, kind, where, line in warnings.filters:
+    for rule in warnings.filters:
+        _, message, kind, where, line = rule
         if ((message is None or message.match(text)) and issubclass(category, kind)
                 and (where is None or where.match(module)) and line in (0, lineno)):
-            return action == "always" and kind is UserWarning and where is not None and where.pattern == _PILLOW
+            return _is_ours(rule)
     return False
 
 
