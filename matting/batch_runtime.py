@@ -206,19 +206,17 @@ def warm_up(pipe, batch_size: int | None = None, settings: EdgeSettings | None =
 def warm_graphs(pipe, batch_size: int, settings: EdgeSettings | None = None) -> None:
     """Capture the CUDA graphs this run will use (the network's, and the refinement's for ``settings``) before
     any worker thread touches the GPU: a capture must not overlap other threads' CUDA calls. Graphs already
-    captured are reused, so this is cheap after the first run."""
+    captured are kept as they are, so after the first run this costs nothing on the GPU."""
     runner = getattr(pipe, "runner", None)
     if runner is None or not getattr(runner, "use_cuda_graphs", False):
         return
     if settings is not None and hasattr(pipe, "warm_refine_graphs"):
         pipe.warm_refine_graphs(settings)
-    import torch
-
     from .runner import GRAPH_BATCH_SIZES
 
-    h, w = runner.input_hw
-    for size in GRAPH_BATCH_SIZES:
-        if size > 1 and size // 2 >= batch_size:
-            break
-        runner(torch.zeros(size, 3, h, w, device=runner.device, dtype=runner.dtype))
-    torch.cuda.synchronize(runner.device)
+    # every size a run can use: the next power of two covers a partial batch
+    sizes = [size for size in GRAPH_BATCH_SIZES if size == 1 or size // 2 < batch_size]
+    if runner.capture_graphs(sizes):
+        import torch
+
+        torch.cuda.synchronize(runner.device)

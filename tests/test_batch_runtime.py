@@ -156,19 +156,25 @@ def test_a_torch_threads_setting_sets_torchs_thread_count_and_restores_it():
 
 
 class Runner:
-    """A runner that captures CUDA graphs: records the input of each call (on the meta device, so no memory)."""
+    """A runner that captures CUDA graphs (no GPU here): records the sizes it is asked to capture, as
+    ModelRunner.capture_graphs does (only those not held yet), and every call of the network itself."""
     use_cuda_graphs = True
-    input_hw = (4, 6)
-    device, dtype = torch.device("meta"), torch.float64
+    device = torch.device("meta")
 
     def __init__(self):
-        self.inputs = []
+        self.captured, self.asked, self.calls = [], [], 0
+
+    def capture_graphs(self, sizes):
+        self.asked.append(list(sizes))
+        new = [size for size in sizes if size not in self.captured]
+        self.captured += new
+        return new
 
     def __call__(self, x):
-        self.inputs.append((tuple(x.shape), x.device, x.dtype))
+        self.calls += 1
 
     def sizes(self):
-        return [shape[0] for shape, _, _ in self.inputs]
+        return self.captured
 
 
 @pytest.fixture
@@ -183,13 +189,47 @@ def synced(monkeypatch):
                                             (32, [1, 2, 4, 8, 16, 32])])
 def test_graphs_are_captured_up_to_the_batch_size(synced, batch, captured):
     """The CUDA graph of every batch size a run can use is captured up front (the next power of two covers a
-    partial batch), never one more, on the runner's input size, device and dtype, and waited for."""
+    partial batch), never one more, and waited for; the network itself is not run."""
     pipe = SimpleNamespace(runner=Runner())
     rt.warm_graphs(pipe, batch)
     assert pipe.runner.sizes() == captured
-    assert {inputs[1:] for inputs in pipe.runner.inputs} == {(Runner.device, Runner.dtype)}
-    assert {inputs[0][1:] for inputs in pipe.runner.inputs} == {(3, 4, 6)}
-    assert synced == [Runner.device]
+    assert synced == [Runner.device] and pipe.runner.calls == 0
+
+
+def test_a_later_run_captures_only_the_graphs_it_lacks_and_waits_for_nothing_else(synced):
+    """Each run of a batch warms its engine's graphs: a run of the same size afterwards captures nothing and does
+    not wait on the GPU (each of four engines replaying every graph delayed every run's first image on the H200);
+    a larger batch captures the new sizes only."""
+    pipe = SimpleNamespace(runner=Runner())
+    rt.warm_graphs(pipe, 4)
+    rt.warm_graphs(pipe, 4)
+    assert pipe.runner.sizes() == [1, 2, 4] and synced == [Runner.device]
+    rt.warm_graphs(pipe, 16)
+    assert pipe.runner.sizes() == [1, 2, 4, 8, 16] and synced == [Runner.device] * 2
+    assert pipe.runner.calls == 0
+
+
+def test_model_runner_captures_each_graph_once(monkeypatch):
+    """ModelRunner.capture_graphs: the sizes not held are captured (under the replay lock), held ones are not
+    captured or replayed again; the sizes captured now come back."""
+    from matting.models.registry import get_spec
+    from matting.runner import ModelRunner
+
+    spec = get_spec("u2netp")
+    runner = ModelRunner(torch.nn.Conv2d(3, 1, 1), spec, CPU, torch.float32, use_cuda_graphs=False)
+    captures = []
+
+    def graph_for(size):
+        assert runner._lock.locked() and torch.is_inference_mode_enabled()
+        captures.append(size)
+        runner._graphs[size] = ("graph", size)
+        return runner._graphs[size]
+
+    monkeypatch.setattr(runner, "_graph_for", graph_for)
+    monkeypatch.setattr(runner, "model", lambda x: pytest.fail("the network ran"))
+    assert runner.capture_graphs([1, 2, 4]) == [1, 2, 4]
+    assert runner.capture_graphs([1, 2, 4, 8]) == [8]
+    assert runner.capture_graphs([2, 8]) == [] and captures == [1, 2, 4, 8]
 
 
 def test_no_graphs_without_a_runner_that_uses_them(synced):
@@ -199,7 +239,7 @@ def test_no_graphs_without_a_runner_that_uses_them(synced):
     for pipe in (SimpleNamespace(runner=runner, warm_refine_graphs=refined.append), SimpleNamespace(),
                  SimpleNamespace(runner=SimpleNamespace())):
         rt.warm_graphs(pipe, 16, EdgeSettings())
-    assert runner.inputs == [] and synced == [] and refined == []
+    assert runner.asked == [] and synced == [] and refined == []
 
 
 def test_the_refinements_graphs_are_captured_for_the_runs_edges(synced):
@@ -209,7 +249,7 @@ def test_the_refinements_graphs_are_captured_for_the_runs_edges(synced):
     settings = EdgeSettings(refine_radius=7)
     rt.warm_graphs(pipe, 4, settings)
     rt.warm_graphs(pipe, 4)   # a caller with no settings: the network's only
-    assert refined == [settings] and pipe.runner.sizes() == [1, 2, 4, 1, 2, 4]
+    assert refined == [settings] and pipe.runner.asked == [[1, 2, 4], [1, 2, 4]]
 
 
 def test_warming_up_a_gpu_pipeline_captures_its_graphs_and_renders_one_image_outside_the_cache(pipe, synced):
