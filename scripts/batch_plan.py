@@ -1,0 +1,78 @@
+"""What a batch run does before its first image, by the number of photos: listing them (discovery) and planning
+their outputs (names, what exists, the record of outputs) for a fresh output folder, a rerun of the same recipe
+(every photo skipped) and a rerun with other edges (every photo redone, the earlier outputs found in the
+record). No image is read or made: the files are empty stand-ins with image names, and each output a rerun finds
+is an empty file. Prints a table of medians in ms.
+
+    python scripts/batch_plan.py --counts 2000 10000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from matting.batch import _plan  # noqa: E402
+from matting.batch_inputs import discover  # noqa: E402
+from matting.batch_manifest import Manifest, input_stamp  # noqa: E402
+from matting.batch_outputs import open_sink  # noqa: E402
+
+
+def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list]:
+    """(discovery ms, planning ms, the jobs) of one run's start into ``out``."""
+    sink = open_sink(out)
+    started = time.perf_counter()
+    found = discover([photos], exclude=out)
+    listed = time.perf_counter()
+    manifest = Manifest.load(sink, False)
+    jobs, early = _plan(found, sink, ("cutout",), "jpg", False, manifest, recipe)
+    planned = time.perf_counter()
+    found.close(), manifest.close(), sink.close()
+    return (listed - started) * 1e3, (planned - listed) * 1e3, jobs
+
+
+def record_outputs(out: Path, jobs, recipe: str) -> None:
+    """As a finished run leaves it: every output an (empty) file, each in the record."""
+    sink = open_sink(out)
+    manifest = Manifest.load(sink, False)
+    for job in jobs:
+        for name in job.names.values():
+            sink.prepared(name).write_bytes(b"")
+            manifest.add(name, job.item.name, input_stamp(job.item), recipe)
+    manifest.close(), sink.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print("| photos | discover | plan: fresh folder | plan: rerun, same edges | plan: rerun, other edges |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for count in args.counts:
+        with tempfile.TemporaryDirectory() as scratch:
+            photos = Path(scratch) / "photos"
+            photos.mkdir()
+            for i in range(count):
+                (photos / f"p{i:06d}.jpg").write_bytes(b"")
+            listing, fresh, same, other = [], [], [], []
+            for round_ in range(args.repeat):
+                out = Path(scratch) / f"out{round_}"
+                seconds, planned, jobs = timed_plan(photos, out, "first")
+                listing.append(seconds)
+                fresh.append(planned)
+                record_outputs(out, jobs, "first")
+                same.append(timed_plan(photos, out, "first")[1])
+                other.append(timed_plan(photos, out, "second")[1])
+        print(f"| {count} | " + " | ".join(f"{statistics.median(times):.1f}"
+                                           for times in (listing, fresh, same, other)) + " |")
+
+
+if __name__ == "__main__":
+    main()
