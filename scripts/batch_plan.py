@@ -64,9 +64,9 @@ def main() -> None:
             listing, fresh, same, other = [], [], [], []
             for round_ in range(args.repeat):
                 out = Path(scratch) / f"out{round_}"
-                seconds, planned, jobs = timed_plan(photos, out, "first")
-                listing.append(seconds)
-                fresh.append(planned)
+                listed_ms, planned_ms, jobs = timed_plan(photos, out, "first")
+                listing.append(listed_ms)
+                fresh.append(planned_ms)
                 record_outputs(out, jobs, "first")
                 same.append(timed_plan(photos, out, "first")[1])
                 other.append(timed_plan(photos, out, "second")[1])
