@@ -6,6 +6,7 @@ engine's stages: the helpers report theirs), when the first results came, how ma
 then the planning alone (discovery and the outputs' plan, what comes before any stage), timed by part.
 
     python scripts/batch_start.py /tmp/crops --device cuda [--engines 4] [--workers 4] [--runs 3]
+    python scripts/batch_start.py /tmp/crops --device cpu --runs 5 --first-only   # the first read alone
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,13 +25,25 @@ from matting.batch_engines import batch_engines, default_engines  # noqa: E402
 from matting.batch_timeline import Timeline  # noqa: E402
 
 
-def one_run(images: Path, pipe, executor, workers: int | None) -> tuple:
-    timeline, finished = Timeline(), []
+def one_run(images: Path, pipe, executor, workers: int | None, first_only: bool = False) -> tuple:
+    timeline, finished, cancel = Timeline(), [], threading.Event()
+
+    def on_result(*_):
+        finished.append(time.perf_counter())
+        if first_only:
+            cancel.set()
+
     with tempfile.TemporaryDirectory() as out:
         called = time.perf_counter()
         summary = run_batch([images], Path(out) / "out", pipeline=pipe, executor=executor, workers=workers,
-                            timeline=timeline, on_result=lambda *_: finished.append(time.perf_counter()))
+                            timeline=timeline, on_result=on_result, cancel=cancel)
     return summary, timeline, [t - called for t in finished], called
+
+
+def first_read(timeline: Timeline, finished: list[float], called: float) -> str:
+    reads = [start for stage, start, _ in timeline.spans if stage == "read"]
+    return (f"first read {(min(reads) - called) * 1e3:.1f} ms" if reads else "nothing read") + (
+        f", first result {finished[0] * 1e3:.1f} ms" if finished else "")
 
 
 def planning_alone(images: Path, pipe) -> str:
@@ -79,14 +93,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--step-ms", type=float, default=100.0, help="the done-by counts' step, up to 1 s")
+    parser.add_argument("--first-only", action="store_true",
+                        help="cancel each run at its first result and print only when the first image was read")
     args = parser.parse_args()
     engines = args.engines or default_engines(args.device)
     with batch_engines({"device": args.device}, engines, None, wait=True, workers=args.workers) as (pipe, executor):
         warm_up(pipe)
         print(f"{engines} engines on {pipe.device}; {len(list(args.images.iterdir()))} files in {args.images}")
         for run in range(1, args.runs + 1):
+            summary, timeline, finished, called = one_run(args.images, pipe, executor, args.workers, args.first_only)
+            if args.first_only:
+                print(f"run {run}: {first_read(timeline, finished, called)}")
+                continue
             print(f"\nrun {run}:")
-            report(*one_run(args.images, pipe, executor, args.workers), step_s=args.step_ms / 1e3)
+            report(summary, timeline, finished, called, step_s=args.step_ms / 1e3)
             print(planning_alone(args.images, pipe))
 
 
