@@ -23,9 +23,6 @@ Stages, each overlapping the others:
   one-line reason, and the batch goes on.
 - Cancel: once the event is set no stage starts new work on any image; what is already written stays valid
   (atomic writes) and run_batch returns after the threads have stopped, with ``cancelled=True``.
-- Planning (output names, resume, the record of outputs) runs in a thread beside the stages: the feeder takes
-  each job as it is planned (batch_feed.py), and inputs the plan settles (skipped, unreadable names) are
-  reported among the run's results. A cancel stops the plan too: the inputs it had not reached are not reported.
 
 Inputs: batch_inputs.py. Output names, resume and sinks: batch_outputs.py. Encoding: batch_encode.py. Defaults
 per device and their measurements: batch_runtime.py.
@@ -48,7 +45,6 @@ import numpy as np
 
 from . import batch_runtime as rt
 from .batch_encode import give_back, make_encoder, take_kept_encoder
-from .batch_feed import JobFeed, each_job
 from .batch_inputs import Discovery, InputItem, discover
 from .batch_manifest import Manifest, input_stamp, recipe_of
 from .batch_outputs import (COMPOSITE_FORMATS, KINDS, OutputError, allocate_names, inputs_in_folder, open_sink,
@@ -165,46 +161,25 @@ def run_batch(inputs, output, *, pipeline=None, settings: EdgeSettings | None = 
     run = None
     manifest = Manifest.load(sink, overwrite)
     recipe = recipe_of(pipeline, settings or EdgeSettings(), background, composite_format, crop)
-    total = len(found.items)
-    cancel = cancel or threading.Event()
-
-    def report(settled) -> None:
-        for result in settled:
+    try:
+        jobs, early = _plan(found, sink, kinds, composite_format, overwrite, manifest, recipe)
+        total = len(found.items)
+        for result in early:
             results.append(result)
             if on_result:
                 on_result(result, len(results), total)
-
-    # planned in a thread (batch_feed.py): the engines start on the first jobs while the rest are planned;
-    # executors that do not say they can take a feed (Ray's) get the whole plan as a list
-    feed = JobFeed(total)
-    planner = threading.Thread(target=feed.fill, name="matting-plan", daemon=True, args=(
-        _plan_steps(found, sink, kinds, composite_format, overwrite, manifest, recipe), cancel))
-    streamed = executor is None or getattr(executor, "streams_jobs", False)
-    try:
-        planner.start()
-        ready = feed.wait_for_job if streamed else feed.wait_for_end
-        while not ready(0.05):
-            report(feed.settled())   # inputs skipped or refused before the first job: counted as they are found
-        report(feed.settled())
-        if feed.has_jobs():
+        if jobs:
             device = pipeline.device
             # ``workers`` as given: None lets each executor choose (threads per pool here, Ray's own task count)
-            run = (executor or _Run)(pipeline, sink, feed if streamed else feed.take(len(feed)),
-                                     settings or EdgeSettings(), kinds, background,
-                                     batch_size or rt.default_batch_size(device), workers, cancel, crop,
-                                     (manifest, recipe), timeline=timeline)
+            run = (executor or _Run)(pipeline, sink, jobs, settings or EdgeSettings(), kinds, background,
+                                     batch_size or rt.default_batch_size(device), workers,
+                                     cancel or threading.Event(), crop, (manifest, recipe), timeline=timeline)
             with closing(run.results()) as stream:
                 for result in stream:
-                    report([result])
-            feed.attach(None)
-        planner.join()
-        report(feed.settled())   # with no run, or settled after a cancel stopped the run's taking
-        if feed.error is not None:
-            raise feed.error
+                    results.append(result)
+                    if on_result:
+                        on_result(result, len(results), total)
     finally:
-        feed.stop()
-        if planner.ident is not None:
-            planner.join()
         found.close()
         manifest.close()
         sink.close()
@@ -259,61 +234,43 @@ class _Job:
 
 
 def _plan(found: Discovery, sink, kinds, composite_format: str, overwrite: bool, manifest: Manifest, recipe: str):
-    """(jobs to run, results known at once): the whole plan (_plan_steps) at once."""
-    jobs, early = [], []
-    for job, result in _plan_steps(found, sink, kinds, composite_format, overwrite, manifest, recipe):
-        (jobs.append(job) if job is not None else early.append(result))
-    return jobs, early
-
-
-def _plan_steps(found: Discovery, sink, kinds, composite_format: str, overwrite: bool, manifest: Manifest,
-                recipe: str) -> Iterator[tuple]:
-    """Each item in turn as a job to run, (job, None), or a result known at once, (None, result): an input error,
-    outputs already made the same way. Outputs that an earlier recipe made and this run will not make again are
-    removed (batch_manifest.py); none this run writes, so a run may already be writing while this goes on."""
+    """Split the items into jobs to run and results known at once (input errors, outputs already made the same
+    way); outputs that an earlier recipe made and this run will not make again are removed (batch_manifest.py)."""
     usable = [item for item in found.items if item.error is None]
-    allocated = allocate_names([i.rel for i in usable], kinds, composite_format)
-    names = dict(zip(map(id, usable), allocated))
-    written = frozenset(str(name) for each in allocated for name in each.values())
+    names = dict(zip(map(id, usable), allocate_names([i.rel for i in usable], kinds, composite_format)))
 
     @functools.cache
     def guarded() -> set[Path]:   # input files the output folder holds; only an output that exists can be one
         return inputs_in_folder([i.path for i in usable if i.path is not None], sink.folder)
 
+    jobs, early = [], []
     for order, item in enumerate(found.items):
         job = _Job(item, names.get(id(item), {}), order)
         if item.error is not None:
-            yield None, job.outcome("failed", item.error, code="input_error")
+            early.append(job.outcome("failed", item.error, code="input_error"))
             continue
         existing = [name for name in job.names.values() if sink.has(name)]
         clash = sink.overwrites(existing, guarded()) if existing and hasattr(sink, "overwrites") else None
         if clash is not None:
-            yield None, job.outcome("failed", f"its output {clash} would overwrite an input file in the output "
-                                              f"folder (name another output folder)", code="write_error")
+            early.append(job.outcome("failed", f"its output {clash} would overwrite an input file in the output "
+                                               f"folder (name another output folder)", code="write_error"))
             continue
         job.stamp = input_stamp(item)
         if not overwrite and len(existing) == len(job.names) and all(
                 manifest.made_same(name, item.name, job.stamp, recipe) for name in existing):
-            yield None, job.outcome("skipped", outputs=[sink.shown(name) for name in existing])
+            early.append(job.outcome("skipped", outputs=[sink.shown(name) for name in existing]))
             continue
         if existing and not overwrite:
             job.notices.append(REDONE)
-        for name in manifest.stale(item.name, recipe, written):
+        for name in manifest.stale(item.name, recipe, job.names.values()):
             sink.remove(name)
             manifest.forget(name)
             job.notices.append(Notice("removed", name=name))
-        yield job, None
+        jobs.append(job)
+    return jobs, early
 
 
 REDONE = Notice("redone")
-
-
-@dataclass(frozen=True)
-class _Settled:
-    """A result the plan settled (batch_feed.py), among a run's messages: reported, not counted as a job's."""
-    result: BatchResult
-
-
 _DROPPED = object()   # a job abandoned after a cancel: counted, not reported
 _STOP = object()      # tells an inference thread that no more images will come
 RENDER_JOBS = 16      # GPU: at most this many images per render call (Pipeline.render_many stacks them)
@@ -325,9 +282,8 @@ class _Run:
     def __init__(self, pipe, sink, jobs: list[_Job], settings: EdgeSettings, kinds, background, batch_size: int,
                  workers: int | None, cancel: threading.Event, crop: CropMargin | None = None, record=None,
                  timeline: Timeline | None = None):
-        # a list, a JobFeed (jobs as they are planned: batch_feed.py), or any iterable with a len() of the jobs it
-        # has handed out (batch_engines.py: jobs taken from a queue shared with other engines); the feeder goes
-        # through it once
+        # a list, or any iterable with a len() of the jobs it has handed out (batch_engines.py: jobs taken from a
+        # queue shared with other engines); the feeder goes through it once
         self.pipe, self.sink, self.jobs = pipe, sink, jobs
         self.timeline = timeline
         self.crop = crop
@@ -373,8 +329,6 @@ class _Run:
         threads = [threading.Thread(target=self._feed, args=(decode_pool,), name="matting-feed", daemon=True)]
         threads += [threading.Thread(target=self._infer_loop, name=f"matting-infer-{i}", daemon=True)
                     for i in range(self.streams)]
-        if isinstance(self.jobs, JobFeed):   # the results its plan settles come out with the run's
-            self.jobs.attach(lambda result: self.finished.put(_Settled(result)))
         for thread in threads:
             thread.start()
         submitted, received = None, 0
@@ -383,9 +337,6 @@ class _Run:
                 message = self.finished.get()
                 if isinstance(message, int):  # the feeder is done: this many jobs were started
                     submitted = message
-                    continue
-                if isinstance(message, _Settled):
-                    yield message.result
                     continue
                 received += 1
                 self.slots.release()
@@ -423,7 +374,7 @@ class _Run:
             message = self.finished.get()
             if isinstance(message, int):
                 submitted = message
-            elif not isinstance(message, _Settled):
+            else:
                 received += 1
                 self.slots.release()
 
@@ -452,7 +403,7 @@ class _Run:
     def _feed(self, pool: ThreadPoolExecutor) -> None:
         futures, started = [], 0
         try:
-            for job in each_job(self.jobs, self.stopping):
+            for job in self.jobs:
                 job.timeline = self.timeline
                 while not self.slots.acquire(timeout=0.05):
                     if self.stopping():

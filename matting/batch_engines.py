@@ -25,13 +25,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import batch_runtime as rt
 from .batch import BatchResult, _Job, _Run, failure_reason, stage_groups
 from .batch_encode import drop_kept_encoder, keep_encoders
-from .batch_feed import JobFeed
 from .batch_inputs import source_of
 from .errors import MattingError
 from .helper_process import start_helper
@@ -115,7 +115,6 @@ def batch_engines(options: dict, engines: int = 1, batch_size: int | None = None
                               run_workers or workers, cancel, crop, record, timeline)
 
         executor.pool = pool   # for whoever wants to wait for the helpers later (pool.wait_ready)
-        executor.streams_jobs = True   # takes run_batch's jobs as they are planned (batch_feed.py)
         yield pipeline, executor
     finally:
         if pool is not None:
@@ -252,7 +251,7 @@ class EnginePool:
 
 
 class _Taken:
-    """This process's engine's jobs: taken from the run's feed one at a time as its feeder has room; len() is how
+    """This process's engine's jobs: taken from the run's queue one at a time as its feeder has room; len() is how
     many it has taken (batch._Run's contract)."""
 
     def __init__(self, run: "EnginesRun"):
@@ -271,16 +270,16 @@ class EnginesRun:
     """One batch over this process's engine and the pool's: the same interface as batch._Run (results, busy,
     threads, cancelled)."""
 
-    def __init__(self, pool: EnginePool, pipe, sink, jobs, settings, kinds, background, batch_size: int,
+    def __init__(self, pool: EnginePool, pipe, sink, jobs: list[_Job], settings, kinds, background, batch_size: int,
                  workers: int | None, cancel: threading.Event, crop=None, record=None, timeline=None):
-        """``jobs``: a JobFeed (as run_batch plans them) or a list."""
-        self.pool, self.pipe, self.sink = pool, pipe, sink
-        self.feed = jobs if isinstance(jobs, JobFeed) else JobFeed.of(jobs)   # not yet taken by any engine
+        self.pool, self.pipe, self.sink, self.jobs = pool, pipe, sink, jobs
         self.settings, self.kinds, self.background, self.crop = settings, kinds, background, crop
         self.batch_size, self.workers, self.user_cancel = batch_size, workers, cancel
         self.manifest, self.recipe = record if record else (None, "")
         self.record, self.timeline = record, timeline
         self.stop = threading.Event()   # our own engine's cancel: the user's, or the caller's abort
+        self._queue: deque[_Job] = deque(jobs)   # not yet taken by any engine
+        self._queue_lock = threading.Lock()
         self._busy: dict[str, float] = {}
         self._threads: dict[str, int] = {}
         self._checked = 0.0   # when _stop_silent_helpers last looked
@@ -288,23 +287,24 @@ class EnginesRun:
         self.cancelled = False
 
     def take(self, count: int) -> list[_Job]:
-        """Up to ``count`` jobs, waiting while they are being planned; [] when there are no more or we stop."""
-        return self.feed.take(count, self.stop.is_set)
+        if self.stop.is_set():
+            return []
+        with self._queue_lock:
+            return [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
 
     def _chunk(self) -> int:
-        return next_chunk(self.batch_size, self.feed.left(), 1 + len(self.pool.helpers))
+        return next_chunk(self.batch_size, len(self._queue), 1 + len(self.pool.helpers))
 
     def _give_back(self, jobs) -> None:
-        self.feed.give_back(jobs)
+        with self._queue_lock:
+            self._queue.extendleft(sorted(jobs, key=lambda job: job.order, reverse=True))
 
     # ------------------------------------------------------------ caller's thread
     def results(self) -> Iterator[BatchResult]:
         self.pool.runs += 1
         self.run_id = self.pool.runs
         self.pool.catch_up()
-        self.by_order: dict[int, _Job] = {}            # every job handed to a helper, by its order
-        # the results the plan settles come out with the run's, before our engine's end (batch_feed.py)
-        self.feed.attach(lambda result: self.pool.inbox.put((_LOCAL, ("settled", self.run_id, result))))
+        self.by_order = {job.order: job for job in self.jobs}
         self.handed: dict[int, dict[int, _Job]] = {}   # helper index -> its jobs not answered yet
         self.running: set[int] = set()                 # helpers with a share of this run, not ended
         self.heard: dict[int, float] = {}              # helper index -> when it last said something
@@ -326,9 +326,7 @@ class EnginesRun:
                 if sender == _LOCAL:
                     if message[1] != self.run_id:
                         continue   # an earlier run's, stopped early
-                    if message[0] == "settled":
-                        yield message[2]
-                    elif message[0] == "end":
+                    if message[0] == "end":
                         local_running = False
                         self._add(local.busy(), local.threads())
                     elif message[0] == "error":
@@ -343,7 +341,7 @@ class EnginesRun:
                         yield result
                 self._pass_on_cancel()
                 self._stop_silent_helpers()
-            left = self.take(len(self.feed))   # given back by a helper that died after this engine had finished
+            left = self.take(len(self.jobs))   # given back by a helper that died after this engine had finished
             if left:
                 rerun = self._local_run(left)
                 for result in rerun.results():
@@ -359,7 +357,7 @@ class EnginesRun:
                     self.pool.helpers[index].send(("cancel", self.run_id))
             pump.join()
             self._wait_for_helpers()
-            self.cancelled = self.user_cancel.is_set() or received < len(self.feed)
+            self.cancelled = self.user_cancel.is_set() or received < len(self.jobs)
 
     def busy(self) -> dict[str, float]:
         return {stage: seconds for stage, seconds in self._busy.items() if seconds > 0}
@@ -414,7 +412,6 @@ class EnginesRun:
     def _hand(self, helper: _Helper, jobs: list[_Job]) -> None:
         """Jobs to a helper (none: it has had the last)."""
         self.handed[helper.index].update((job.order, job) for job in jobs)
-        self.by_order.update((job.order, job) for job in jobs)
         helper.send(("jobs", self.run_id, [self._describe(job) for job in jobs]))
 
     def _stop_silent_helpers(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from itertools import islice
 from pathlib import Path, PurePosixPath
 
 
@@ -92,10 +91,8 @@ class Manifest:
             input_name, stamp, recipe)
 
     def stale(self, input_name: str, recipe: str, keep) -> list[PurePosixPath]:
-        """Outputs recorded for this input, made by another recipe, that this run does not write again: ``keep``
-        holds the names it writes (a set of str is used as it is: the plan passes one set for every photo)."""
-        if not isinstance(keep, (set, frozenset)) or not all(isinstance(name, str) for name in islice(keep, 1)):
-            keep = {str(name) for name in keep}
+        """Outputs recorded for this input, made by another recipe, that this run does not write again."""
+        keep = {str(name) for name in keep}
         with self._lock:
             return [PurePosixPath(name) for name in self._by_input.get(input_name, ())
                     if self.records[name].get("recipe") != recipe and name not in keep]
