@@ -82,6 +82,21 @@ def test_a_rerun_resumes_from_the_record_the_helpers_outputs_went_into(engines, 
     assert first.done == 4 and (again.done, again.skipped) == (0, 4)
 
 
+def test_results_the_plan_settles_come_out_once_with_the_engines(engines, tmp_path):
+    """Photos done before (skipped) and an input that is not there, among photos to do: each is reported once,
+    the plan's with the engines' results."""
+    pipeline, executor = engines
+    folder = photos(tmp_path / "in", 9)
+    run_batch([folder / "p01.jpg", folder / "p05.jpg", folder / "p07.jpg"], tmp_path / "out", pipeline=pipeline,
+              executor=executor)
+    seen = []
+    again = run_batch([folder / "p01.jpg", folder / "p02.jpg", folder / "gone.jpg", folder / "p04.jpg",
+                       folder / "p05.jpg", folder / "p07.jpg", folder / "p08.jpg"], tmp_path / "out",
+                      pipeline=pipeline, executor=executor, on_result=lambda result, *_: seen.append(result.name))
+    assert (again.done, again.skipped, again.failed, again.cancelled) == (3, 3, 1, False)
+    assert sorted(seen) == sorted(r.name for r in again.results) and len(set(seen)) == 7
+
+
 def test_zip_in_and_zip_out_through_the_helper(engines, tmp_path):
     pipeline, executor = engines
     archive = tmp_path / "in.zip"
