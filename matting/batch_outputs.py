@@ -121,10 +121,14 @@ class FolderSink:
             raise OutputError(f"cannot create the output folder {root}: {exc.strerror or exc}") from None
         self.root = root
         self.folder = root
+        self._root_text = os.fspath(root)
         self._resolved = root.resolve()   # for overwrites: once, not for every image whose outputs exist
 
     def has(self, name: PurePosixPath) -> bool:
-        return self._path(name).is_file()
+        # asked for every output of every photo while a run is planned: a string, not a Path, per name (planning
+        # 2000 photos into a fresh folder: 27.8 -> 23.5 ms on a 2-core Xeon, scripts/batch_plan.py)
+        self._check(name)
+        return os.path.isfile(os.path.join(self._root_text, str(name)))
 
     def shown(self, name: PurePosixPath) -> Path:
         """How an output is reported: its path on disk."""
@@ -153,9 +157,13 @@ class FolderSink:
         return next((name for name in names if self._resolved.joinpath(*name.parts) in inputs), None)
 
     def _path(self, name: PurePosixPath) -> Path:
+        self._check(name)
+        return self.root.joinpath(*name.parts)
+
+    @staticmethod
+    def _check(name: PurePosixPath) -> None:
         if name.is_absolute() or ".." in name.parts:  # names come from safe_member_path; stay defensive
             raise OutputError(f"unsafe output name {name}")
-        return self.root.joinpath(*name.parts)
 
 
 class ZipSink:
