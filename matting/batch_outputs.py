@@ -46,16 +46,22 @@ def output_names(rel: PurePosixPath, kinds, composite_format: str) -> dict[str, 
 def allocate_names(rels: list[PurePosixPath], kinds, composite_format: str) -> list[dict[str, PurePosixPath]]:
     """Output names for each item, unique across the batch (see the module docstring)."""
     taken: set[str] = set()
+    # the number each name (case folded) was last given: the numbers below it are taken for good, so the next
+    # input of that name starts above it (starting at 1 each time made k inputs of one name cost k^2 tries: two
+    # folders of 100 x 200 same-named photos took 8 s to name)
+    last: dict[str, int] = {}
     allocated = []
     for rel in rels:
-        candidate, n = rel, 1
+        key = str(rel).casefold()
+        n = last.get(key, 0) + 1
         while True:
+            candidate = rel if n == 1 else rel.with_name(f"{rel.name}_{n}")
             names = output_names(candidate, kinds, composite_format)
             keys = {str(name).casefold() for name in names.values()}
             if not keys & taken:
                 break
             n += 1
-            candidate = rel.with_name(f"{rel.name}_{n}")
+        last[key] = n
         taken |= keys
         allocated.append(names)
     return allocated

@@ -69,6 +69,37 @@ def test_same_stems_get_numbered_deterministically():
     assert len(all_names) == len(set(all_names))
 
 
+def test_many_inputs_of_one_name_are_numbered_in_one_pass_with_the_same_names_as_ever(monkeypatch):
+    """Photos of one name from many folders (``matting day1 day2 ...``, or ``*/image.jpg``): each name is tried from
+    the number the last one of its name got, not from 1 again (which cost k^2 tries: 4000 of one name took 59 s),
+    and the names are those of trying from 1 (resume depends on them): against that, on random collisions."""
+    import random
+
+    from matting import batch_outputs
+
+    rng = random.Random(3)
+    words = ["x", "X", "x_2", "x_alpha", "a/x", "A/x", "y", "y_2", "y_3", "x_3"]
+    rels = [PurePosixPath(rng.choice(words)) for _ in range(600)]
+    kinds = ("cutout", "alpha", "composite")
+    taken, reference = set(), []
+    for rel in rels:   # the plain rule: the first free number from 1
+        n = 1
+        while True:
+            names = batch_outputs.output_names(rel if n == 1 else rel.with_name(f"{rel.name}_{n}"), kinds, "png")
+            if not {str(v).casefold() for v in names.values()} & taken:
+                break
+            n += 1
+        taken |= {str(v).casefold() for v in names.values()}
+        reference.append(names)
+    assert allocate_names(rels, kinds, "png") == reference
+
+    tries = []
+    real = batch_outputs.output_names
+    monkeypatch.setattr(batch_outputs, "output_names", lambda *args: tries.append(1) or real(*args))
+    names = allocate_names([PurePosixPath("image")] * 2000, ("cutout",), "jpg")
+    assert str(names[-1]["cutout"]) == "image_2000.png" and len(tries) == 2000
+
+
 def test_folder_discovery_takes_images_only_and_recurses_on_request(tmp_path):
     write(tmp_path / "in" / "top.jpg", b"x")
     write(tmp_path / "in" / "notes.txt", b"x")
