@@ -86,7 +86,7 @@ class OutputStore:
         tmp = folder / f".{filename}.part"
         tmp.write_bytes(data)
         tmp.replace(path)
-        self._track(session, slot, path, len(data))
+        self._track(session, slot, [(path, len(data))])
         return str(path)
 
     def new_path(self, session: str | None, filename: str) -> Path:
@@ -103,26 +103,34 @@ class OutputStore:
     def adopt(self, session: str | None, slot: str | None, path: str | Path) -> str:
         """Count a file written elsewhere under our root (zip, batch outputs) against the bounds."""
         path = Path(path)
-        self._track(session, slot, path, path.stat().st_size)
+        self._track(session, slot, [(path, path.stat().st_size)])
         return str(path)
 
-    def _track(self, session: str | None, slot: str | None, path: Path, size: int) -> None:
-        """Record a new file; drop what falls out of its slot and, past the byte budget, the oldest files."""
+    def adopt_all(self, session: str | None, paths, keep=()) -> None:
+        """Count many files written elsewhere (a batch's outputs) in one pass over the budget; those in ``keep``
+        (what the page shows of them) are never what goes. One at a time, each file past the budget went through
+        every file held (20,000 outputs: 6 s), and the batch's own first outputs, the gallery's, went first."""
+        self._track(session, None, [(Path(p), Path(p).stat().st_size) for p in paths], {Path(p) for p in keep})
+
+    def _track(self, session: str | None, slot: str | None, entries: list[tuple[Path, int]], keep=()) -> None:
+        """Record new files; drop what falls out of their slot and, past the byte budget, the oldest files."""
         doomed: list[Path] = []
         with self._lock:
-            self._files[path] = size
-            self._bytes += size
-            if slot is not None:
-                queue = self._slots.setdefault((session or "", slot), deque())
-                queue.append(path)
-                while len(queue) > self.keep_per_slot:
-                    doomed.append(queue.popleft())
+            for path, size in entries:
+                self._bytes += size - self._files.pop(path, 0)
+                self._files[path] = size
+                if slot is not None:
+                    queue = self._slots.setdefault((session or "", slot), deque())
+                    queue.append(path)
+                    while len(queue) > self.keep_per_slot:
+                        doomed.append(queue.popleft())
             for old in doomed:
                 self._bytes -= self._files.pop(old, 0)
             if self._bytes > self.max_bytes:
-                # What this session shows now stays; other sessions' files go oldest first, shown or not.
+                # What this session shows now stays; other files go oldest first, shown or not.
                 newest = {q[-1] for (owner, _), q in self._slots.items() if q and owner == (session or "")}
-                newest.add(path)
+                newest |= set(keep)
+                newest.update(path for path, _ in entries[-1:])   # the file just written
                 for old in list(self._files):
                     if self._bytes <= self.max_bytes:
                         break

@@ -477,11 +477,11 @@ class Handlers:
             cancel.set()
             self._finish_batch(session, cancel)
 
-    def _collect(self, session: str, out_dir: Path, results) -> str | None:
+    def _collect(self, session: str, out_dir: Path, results, shown=()) -> str | None:
         """The zip of a finished batch's outputs (None when nothing came out); the files count against the
-        store's budget from now on."""
+        store's budget from now on, those ``shown`` in the gallery kept."""
         archive = self._zip_outputs(session, out_dir, results)
-        self._adopt_outputs(session, results)
+        self._adopt_outputs(session, results, shown)
         return archive
 
     def _zip_outputs(self, session: str, out_dir: Path, results) -> str | None:
@@ -502,12 +502,11 @@ class Handlers:
             return None
         return self.store.zip_files(session, "batch-zip", files, "matting-results.zip")
 
-    def _adopt_outputs(self, session: str, results) -> None:
-        """Count the batch's files against the store's budget (after zipping: pruning may remove some)."""
-        for result in results:
-            for output in result.outputs:
-                if Path(output).exists():
-                    self.store.adopt(session, None, output)
+    def _adopt_outputs(self, session: str, results, shown=()) -> None:
+        """Count the batch's files against the store's budget (after zipping: pruning may remove some, never
+        those ``shown``)."""
+        self.store.adopt_all(session, [output for result in results for output in result.outputs
+                                       if Path(output).exists()], keep=shown)
 
     def on_batch(self, files, kinds, crop=False, crop_margin="0", request: gr.Request = None,
                  progress=gr.Progress(), **controls):
@@ -548,7 +547,7 @@ class Handlers:
         rows = [self._row(t, r) for r in summary.results]
         gallery = [(str(r.outputs[0]), r.name) for r in summary.results
                    if r.status == "done" and r.outputs][:GALLERY_LIMIT]
-        archive = self._collect(session, out_dir, summary.results)
+        archive = self._collect(session, out_dir, summary.results, [path for path, _ in gallery])
         finished = sum(1 for r in summary.results if r.status == "done")
         if summary.cancelled:
             status = t("batch_cancelled", finished=finished)

@@ -1041,6 +1041,41 @@ def test_a_batchs_zip_outlives_its_own_outputs_when_the_store_is_full(pipe, tmp_
         store.close()
 
 
+def test_a_batch_larger_than_the_stores_budget_keeps_what_its_page_shows(pipe, tmp_path):
+    """A batch whose outputs pass the store's byte budget: the budget takes the batch's other outputs (they are
+    in the zip), never the gallery's images or the zip (before, the batch's first outputs, the gallery's, went
+    first and the page showed broken images)."""
+    store = OutputStore(tmp_path / "store", max_bytes=1)
+    try:
+        updates = run_ui_batch(Handlers(pipe, store), photos(tmp_path, 4, seed=250), ["alpha"],
+                               request=Request("big"))
+        _, gallery, archive, _ = updates[-1]
+        shown = [path for path, _ in gallery["value"]]
+        assert len(shown) == 4 and all(Path(path).is_file() for path in shown)
+        assert zip_names(archive["value"]) == ["p00.png", "p00_alpha.png", "p01.png", "p01_alpha.png", "p02.png",
+                                               "p02_alpha.png", "p03.png", "p03_alpha.png"]
+        assert not any(Path(path).with_name(Path(path).stem + "_alpha.png").exists() for path in shown[:3])
+    finally:
+        store.close()
+
+
+def test_adopting_many_files_counts_each_once_and_keeps_what_is_asked(tmp_path):
+    store = OutputStore(tmp_path / "store", max_bytes=250)
+    try:
+        files = []
+        for i in range(5):
+            path = store.new_dir("s", f"f{i}") / "x.bin"
+            path.write_bytes(b"x" * 100)
+            files.append(path)
+        store.adopt_all("s", files, keep=[files[0]])
+        assert [f.exists() for f in files] == [True, False, False, False, True]   # oldest first, the kept kept
+        assert store.bytes_used == 200
+        store.adopt_all("s", [files[4]])   # counted again: the same file, not twice its size
+        assert store.bytes_used == 200
+    finally:
+        store.close()
+
+
 def test_zips_where_nothing_came_out_are_kept_four_at_a_time_like_the_others(handlers, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
