@@ -831,6 +831,19 @@ def test_the_table_is_sent_again_at_most_every_few_tenths_of_a_second(handlers, 
         assert archive == {"__type__": "update", "value": None, "visible": False} and status == ""
 
 
+def test_a_large_batchs_table_is_sent_less_often_as_it_grows(handlers, tmp_path, monkeypatch):
+    """Each send is the whole table: past a few rows it waits a time that grows with the table (here 4 rows a
+    second, a second between images), so the bytes sent over a batch grow with its size, not with its square
+    (20,000 images at 50 a second sent 1,284 tables, 499 MB)."""
+    monkeypatch.setattr(demo.handlers, "time", Clock())
+    monkeypatch.setattr(demo.handlers, "BATCH_UI_ROWS_PER_S", 4)
+    sent = list(handlers.on_batch(photos(tmp_path, 24, seed=150, width=32, height=24), [], request=Request("big"),
+                                  progress=Progress()))
+    sizes = [len(table["data"]) for table, *_ in sent]
+    assert sizes[-1] == 24 and sizes[:4] == [1, 2, 3, 4]
+    assert len(sizes) <= 12 and sizes == sorted(set(sizes)), sizes
+
+
 def test_brush_strokes_go_into_the_downloads(handlers, shown):
     current, value = shown
     download = handlers.downloader("alpha")
