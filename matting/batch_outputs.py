@@ -47,8 +47,8 @@ def allocate_names(rels: list[PurePosixPath], kinds, composite_format: str) -> l
     """Output names for each item, unique across the batch (see the module docstring)."""
     taken: set[str] = set()
     # the number each name (case folded) was last given: the numbers below it are taken for good, so the next
-    # input of that name starts above it (starting at 1 each time made k inputs of one name cost k^2 tries: two
-    # 200 folders of the same 100 photo names took 8 s to name)
+    # input of that name starts above it (starting at 1 each time made k inputs of one name cost k^2 tries: 200
+    # folders of the same 100 photo names took 8 s to name)
     last: dict[str, int] = {}
     allocated = []
     for rel in rels:
