@@ -97,6 +97,42 @@ def test_results_the_plan_settles_come_out_once_with_the_engines(engines, tmp_pa
     assert sorted(seen) == sorted(r.name for r in again.results) and len(set(seen)) == 7
 
 
+@pytest.mark.parametrize("folder", [True, False])
+def test_a_helpers_share_forgets_each_job_once_its_result_is_sent(pipe, tmp_path, monkeypatch, folder):
+    """In a helper process, each job's entry and its output files' places go when its result is sent, not at the
+    run's end (1.8 KB an image: 183 MB per helper at 100,000)."""
+    import queue
+
+    from matting import batch_engine_helper as helper
+    from matting.batch_inputs import discover, source_of
+    from matting.settings import EdgeSettings
+
+    shares = []
+
+    class Recorded(helper._Incoming):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            shares.append(self)
+
+    monkeypatch.setattr(helper, "_Incoming", Recorded)
+    found = discover([photos(tmp_path / "in", 5)], recursive=True)
+    described = [{"order": i, "name": item.name, "source": source_of(item), "names": {"cutout": f"p{i}.png"},
+                  "targets": {f"p{i}.png": str(tmp_path / f"p{i}.png")} if folder else None, "notices": [],
+                  "stamp": ""} for i, item in enumerate(found.items)]
+    chunks, sent = queue.SimpleQueue(), []
+    chunks.put(described)
+    chunks.put([])
+    spec = {"folder": folder, "batch_size": 2, "timeline": False, "settings": EdgeSettings(), "kinds": ("cutout",),
+            "background": None, "workers": 1, "crop": None}
+    helper._run_share(pipe, sent.append, 1, spec, chunks, threading.Event())
+    results = [message for message in sent if message[0] == "result"]
+    assert len(results) == 5 and all(message[2].status == "done" for message in results)
+    (share,) = shares
+    assert share.by_order == {} and getattr(share.sink, "targets", {}) == {}
+    assert all(message[3] is not None for message in results) != folder   # zip members came back as bytes
+    found.close()
+
+
 def test_zip_in_and_zip_out_through_the_helper(engines, tmp_path):
     pipeline, executor = engines
     archive = tmp_path / "in.zip"
