@@ -48,24 +48,16 @@ def first_read(timeline: Timeline, finished: list[float], called: float) -> str:
 
 def planning_alone(images: Path, pipe) -> str:
     """What run_batch does before any engine starts, timed by part on a fresh output folder: listing the inputs,
-    then planning their outputs (names, what exists, the record)."""
-    from matting.batch import _plan, discover
-    from matting.batch_manifest import Manifest, recipe_of
-    from matting.batch_outputs import open_sink
+    then planning their outputs (names, what exists, the record): batch_plan.py's timing, with this run's recipe."""
+    from batch_plan import timed_plan   # a sibling script: its folder is on the path when this one runs
+
+    from matting.batch_manifest import recipe_of
     from matting.settings import EdgeSettings
 
     with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        sink = open_sink(Path(out) / "out")
-        found = discover([images], exclude=Path(out) / "out")
-        listed = time.perf_counter()
-        manifest = Manifest.load(sink, False)
-        jobs, _ = _plan(found, sink, ("cutout",), "jpg", False, manifest,
-                        recipe_of(pipe, EdgeSettings(), None, "jpg", None))
-        planned = time.perf_counter()
-        found.close(), manifest.close(), sink.close()
-    return (f"planning alone: {len(jobs)} jobs; discover {(listed - started) * 1e3:.1f} ms, plan "
-            f"{(planned - listed) * 1e3:.1f} ms")
+        listed_ms, planned_ms, jobs = timed_plan(images, Path(out) / "out",
+                                                 recipe_of(pipe, EdgeSettings(), None, "jpg", None))
+    return f"planning alone: {len(jobs)} jobs; discover {listed_ms:.1f} ms, plan {planned_ms:.1f} ms"
 
 
 def report(summary, timeline: Timeline, finished: list[float], called: float, step_s: float) -> None:
