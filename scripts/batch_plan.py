@@ -1,8 +1,9 @@
 """What a batch run does before its first image, by the number of photos: listing them (discovery) and planning
 their outputs (names, what exists, the record of outputs) for a fresh output folder, a rerun of the same recipe
 (every photo skipped) and a rerun with other edges (every photo redone, the earlier outputs found in the
-record). No image is read or made: the files are empty stand-ins with image names, and each output a rerun finds
-is an empty file. Prints a table of medians in ms.
+record), and the rows a run on Ray describes its photos by (ray_batch, made before its first image). No image is
+read or made: the files are empty stand-ins with image names, and each output a rerun finds is an empty file.
+Prints a table of medians in ms.
 
     python scripts/batch_plan.py --counts 2000 10000 --repeat 3
 """
@@ -13,6 +14,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from matting.batch import _plan  # noqa: E402
 from matting.batch_inputs import discover  # noqa: E402
 from matting.batch_manifest import Manifest, input_stamp  # noqa: E402
 from matting.batch_outputs import open_sink  # noqa: E402
+from matting.ray_batch import RayRun  # noqa: E402 (Ray itself is not imported)
+from matting.ray_stages import pack  # noqa: E402
 
 
 def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list]:
@@ -35,6 +39,16 @@ def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list
     planned = time.perf_counter()
     found.close(), manifest.close(), sink.close()
     return (listed - started) * 1e3, (planned - listed) * 1e3, jobs
+
+
+def timed_ray_rows(out: Path, jobs) -> float:
+    """ms to make the rows a Ray run hands its tasks for ``jobs`` (RayRun._dataset's first step)."""
+    sink = open_sink(out)
+    run = RayRun(None, None, sink, jobs, None, ("cutout",), None, 16, None, threading.Event())
+    started = time.perf_counter()
+    rows = [{"meta": pack(run._meta(job))} for job in run.jobs.values()]
+    assert len(rows) == len(jobs)
+    return (time.perf_counter() - started) * 1e3
 
 
 def record_outputs(out: Path, jobs, recipe: str) -> None:
@@ -53,25 +67,27 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print("| photos | discover | plan: fresh folder | plan: rerun, same edges | plan: rerun, other edges |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| photos | discover | plan: fresh folder | plan: rerun, same edges | plan: rerun, other edges "
+          "| Ray's rows |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for count in args.counts:
         with tempfile.TemporaryDirectory() as scratch:
             photos = Path(scratch) / "photos"
             photos.mkdir()
             for i in range(count):
                 (photos / f"p{i:06d}.jpg").write_bytes(b"")
-            listing, fresh, same, other = [], [], [], []
+            listing, fresh, same, other, rows = [], [], [], [], []
             for round_ in range(args.repeat):
                 out = Path(scratch) / f"out{round_}"
                 listed_ms, planned_ms, jobs = timed_plan(photos, out, "first")
                 listing.append(listed_ms)
                 fresh.append(planned_ms)
+                rows.append(timed_ray_rows(out, jobs))
                 record_outputs(out, jobs, "first")
                 same.append(timed_plan(photos, out, "first")[1])
                 other.append(timed_plan(photos, out, "second")[1])
         print(f"| {count} | " + " | ".join(f"{statistics.median(times):.1f}"
-                                           for times in (listing, fresh, same, other)) + " |")
+                                           for times in (listing, fresh, same, other, rows)) + " |")
 
 
 if __name__ == "__main__":

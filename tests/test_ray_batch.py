@@ -93,6 +93,23 @@ def test_a_folder_through_ray_gives_the_local_engines_files_failures_and_exit_st
     assert "0 done, 4 skipped, 1 failed" in capsys.readouterr().err
 
 
+def test_an_output_name_that_is_a_link_is_replaced_not_written_through_as_locally(private_ray, tmp_path, capsys):
+    """An output folder may hold a link where an output goes (out/x.png -> a file elsewhere): the run replaces
+    the link with its cutout and leaves the file it pointed to alone, on Ray as in the local engine."""
+    photo = sorted(EXAMPLES.glob("*.jpg"))[0]
+    for engine in ("local", "ray"):
+        elsewhere = tmp_path / f"{engine}_precious.png"
+        elsewhere.write_bytes(b"keep me")
+        out = tmp_path / engine
+        out.mkdir()
+        (out / f"{photo.stem}.png").symlink_to(elsewhere)
+        args = [str(photo), "-o", str(out), "--no-progress"] + (["--ray"] if engine == "ray" else [])
+        assert cli.main(args) == cli.EXIT_OK, capsys.readouterr().err
+        written = out / f"{photo.stem}.png"
+        assert elsewhere.read_bytes() == b"keep me", engine
+        assert not written.is_symlink() and Image.open(written).mode == "RGBA", engine
+
+
 def test_a_zip_through_ray_into_a_zip_equals_the_local_engines(private_ray, photos, tmp_path, capsys):
     archive = tmp_path / "in.zip"
     with zipfile.ZipFile(archive, "w") as out:
