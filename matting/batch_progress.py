@@ -15,7 +15,8 @@ BAR_WIDTH = 24
 
 
 class Progress:
-    """``update(finished, total, failed)`` after each image; ``write(line)`` prints above the bar."""
+    """``update(finished, total, failed)`` after each image; ``write(line)`` prints above the bar; ``status(text)``
+    says what happens before the first image."""
 
     def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, interval: float | None = None):
         self.stream = stream or sys.stderr
@@ -43,6 +44,15 @@ class Progress:
             self._width = len(line)
         else:
             self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def status(self, text: str) -> None:
+        """What the run is doing before its first image ("listing the inputs..."): on a terminal only, replaced by
+        the next status or the bar (a log gets the bar's lines and the summary; a wait needs no line there)."""
+        if not (self.enabled and self.tty):
+            return
+        self.stream.write("\r" + text.ljust(self._width))
+        self._width = len(text)
         self.stream.flush()
 
     def write(self, line: str) -> None:

@@ -8,8 +8,8 @@ Writes OUTPUT/<stem>.png (RGBA cutout at the input's full, upright resolution); 
 sub-folders in the output; same-named inputs get _2, _3 ... (see matting/batch_outputs.py). Outputs that already
 exist are skipped, so an interrupted run resumes where it stopped; ``--overwrite`` redoes them.
 
-Exit status: 0 when every input was done or skipped, 1 when any failed (each failure one line on stderr, in the
-summary at the end), 2 for a usage or setup error (bad option, model or output location), 130 when stopped with
+Exit status: 0 when every input was done or skipped, 1 when any failed (each failure one line on stderr, as it
+happens, so a long run's first failures show at once), 2 for a usage or setup error (bad option, model or output location), 130 when stopped with
 Ctrl-C (what was written stays valid).
 """
 
@@ -121,10 +121,13 @@ def output_kinds(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .batch_progress import Progress
+
     # Intermixed: inputs may come after options too (`photos/ -r archive.zip -o out.zip`); plain parse_args
     # stops taking inputs at the first option.
     args = build_parser().parse_intermixed_args(argv)
     _take_input_after_ray(args)
+    progress = Progress(enabled=args.progress)
     try:
         settings = edge_settings(args)
         kinds = output_kinds(args)
@@ -136,18 +139,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.ray is not None:
             from .ray_batch import ray_batch_engine
 
+            progress.status("starting Ray and its actors...")
             with ray_batch_engine(args.ray, engine_options(args), args.batch_size) as (engine, executor):
-                return run(args, engine, settings, kinds, background, executor=executor)
+                return run(args, engine, settings, kinds, background, executor=executor, progress=progress)
         from .batch_engines import batch_engines, default_engines
         from .process import configure_process
 
         if args.engines is None:
             args.engines = default_engines(args.device)
         configure_process()
+        progress.status("loading the model...")
         with batch_engines(engine_options(args), args.engines, args.batch_size,
                            workers=args.workers) as (pipeline, executor):
-            return run(args, pipeline, settings, kinds, background, executor=executor)
+            return run(args, pipeline, settings, kinds, background, executor=executor, progress=progress)
     except MattingError as exc:
+        progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -161,29 +167,34 @@ def _take_input_after_ray(args: argparse.Namespace) -> None:
         args.ray = "local"
 
 
-def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background, executor=None) -> int:
+def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, background, executor=None,
+        progress=None) -> int:
     from .batch import run_batch
     from .batch_progress import Progress
 
-    progress = Progress(enabled=args.progress)
+    progress = progress or Progress(enabled=args.progress)
     counts = {"processed": 0, "failed": 0}
     cancel = threading.Event()
 
     def on_result(result, finished: int, total: int) -> None:
         if result.status != "skipped":
             counts["processed"] += 1
-        counts["failed"] += result.status == "failed"
+        if result.status == "failed":   # at once: a run of hours should not keep its first failure to the end
+            counts["failed"] += 1
+            progress.write(f"failed: {result.name}: {result.error}")
         for notice in result.notices:
             progress.write(f"{result.name}: {notice}")
         progress.update(finished, total, counts["processed"], counts["failed"])
 
     try:
+        progress.status("listing the inputs...")
         with _stop_on_ctrl_c(cancel, progress):
             summary = run_batch(args.inputs, args.output, pipeline=pipeline, settings=settings, kinds=kinds,
                                 background=background, composite_format=args.composite_format,
                                 overwrite=args.overwrite, recursive=args.recursive, batch_size=args.batch_size,
                                 workers=args.workers, cancel=cancel, on_result=on_result,
-                                crop=getattr(args, "crop_margin", None), executor=executor)
+                                crop=getattr(args, "crop_margin", None), executor=executor,
+                                on_planned=lambda total: progress.update(0, total, 0, 0, force=True))
     except MattingError as exc:   # the output location (OutputError) or the engine cannot be used at all
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -200,9 +211,6 @@ def run(args: argparse.Namespace, pipeline, settings: EdgeSettings, kinds, backg
 
 
 def _print_summary(summary, pipeline, engines: int = 1) -> None:
-    for result in summary.results:
-        if result.status == "failed":
-            print(f"failed: {result.name}: {result.error}", file=sys.stderr)
     engines_note = _engines_used(summary, pipeline, engines)
     line = (f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.1f} images/s; {pipeline.summary()}{engines_note})")

@@ -158,3 +158,23 @@ def test_closing_a_log_adds_nothing():
 
 def test_the_clock_counts_minutes_within_an_hour():
     assert _clock(7199) == "1:59:59" and _clock(3600 + 61) == "1:01:01" and _clock(6600) == "1:50:00"
+
+
+def test_a_status_shows_on_a_terminal_until_the_bar_replaces_it_and_never_in_a_log():
+    """What a run does before its first image ("loading the model...") is one rewritten terminal line; a longer
+    status is padded away by the shorter bar; a log or --no-progress gets none of it."""
+    term = Terminal()
+    progress = Progress(term, interval=0.0)
+    progress.status("listing the inputs, all one hundred thousand of them...")
+    status_width = len(term.getvalue()) - 1
+    progress.update(0, 5, 0, 0, force=True)
+    bar = term.getvalue().split("\r")[-1]
+    assert bar.startswith("[") and len(bar) == status_width and "listing" not in bar
+    progress.write("failed: a.jpg: broken")   # clears the bar (the status's tail was padded away already)
+    assert term.getvalue().endswith("\r" + " " * len(bar.rstrip()) + "\rfailed: a.jpg: broken\n")
+
+    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):
+        quiet = Progress(stream, enabled=enabled)
+        quiet.status("loading the model...")
+        quiet.close()
+        assert stream.getvalue() == ""

@@ -383,7 +383,8 @@ def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
 
 def test_the_summary_line_counts_and_explains(capsys):
     """The last stderr line: counts, time, speed and the engine; a cancelled run says how many did not start;
-    a run that only skipped says how to redo."""
+    a run that only skipped says how to redo. The failures are not repeated there (each had its line as it
+    happened)."""
     from types import SimpleNamespace
 
     from matting.cli import _print_summary
@@ -395,8 +396,7 @@ def test_the_summary_line_counts_and_explains(capsys):
                 results=[ok, bad], repeats=0)
     _print_summary(SimpleNamespace(**base), pipe)
     err = capsys.readouterr().err.splitlines()
-    assert err == ["failed: b.jpg: not an image",
-                   "1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp on cpu)"]
+    assert err == ["1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp on cpu)"]
     _print_summary(SimpleNamespace(**{**base, "cancelled": True}), pipe)
     assert capsys.readouterr().err.splitlines()[-1] == ("1 done, 0 skipped, 1 failed in 2.0 s (0.5 images/s; u2netp "
                                                         "on cpu); stopped early, 3 not started: run again to resume")
@@ -422,6 +422,7 @@ def fake_batch(monkeypatch, outcomes, *, cancelled=False, raises=None):
         if raises is not None:
             raise raises
         results = []
+        kwargs["on_planned"](len(outcomes))
         for i, (status, notices) in enumerate(outcomes, 1):
             result = SimpleNamespace(status=status, name=f"p{i}.jpg", notices=notices,
                                      error="broken" if status == "failed" else None)
@@ -462,7 +463,11 @@ def test_run_passes_the_choices_on_and_counts_what_went_through_the_network(monk
     assert (seen["batch_size"], seen["workers"], seen["crop"]) == (3, 2, "margin")
     assert "p2.jpg: 16-bit image reduced to 8 bits" in err
     progress = [line for line in err if line.startswith("[")]
-    assert progress and progress[-1].startswith("[" + "#" * 24 + "] 3/3 100%") and progress[-1].endswith(", 1 failed")
+    assert progress[0].startswith("[" + "." * 24 + "] 0/3")   # drawn as soon as the run is planned
+    assert progress[-1].startswith("[" + "#" * 24 + "] 3/3 100%") and progress[-1].endswith(", 1 failed")
+    # the failure as it happened, before the last progress line; not again in the summary
+    assert err.count("failed: p3.jpg: broken") == 1
+    assert err.index("failed: p3.jpg: broken") < err.index(progress[-1]) < len(err) - 1
     assert isinstance(seen["cancel"], threading.Event) and not seen["cancel"].is_set()
 
 
@@ -481,8 +486,11 @@ def test_run_reports_progress_in_images_that_ran_and_failures(monkeypatch):
         def __init__(self, enabled=True):
             pass
 
-        def update(self, *args):
+        def update(self, *args, force=False):
             calls.append(args)
+
+        def status(self, text):
+            pass
 
         def write(self, line):
             pass
@@ -493,7 +501,7 @@ def test_run_reports_progress_in_images_that_ran_and_failures(monkeypatch):
     monkeypatch.setattr(matting.batch_progress, "Progress", Recorder)
     fake_batch(monkeypatch, [("skipped", []), ("done", []), ("failed", []), ("done", [])])
     run(run_args(), SimpleNamespace(summary=lambda: "e"), EdgeSettings(), ("cutout",), None)
-    assert calls == [(1, 4, 0, 0), (2, 4, 1, 0), (3, 4, 2, 1), (4, 4, 3, 1)]
+    assert calls == [(0, 4, 0, 0), (1, 4, 0, 0), (2, 4, 1, 0), (3, 4, 2, 1), (4, 4, 3, 1)]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
