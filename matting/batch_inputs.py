@@ -23,6 +23,7 @@ import functools
 import glob
 import os
 import re
+import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -129,10 +130,10 @@ def read_source(source: dict) -> bytes:
 
 def _stamp(path: str) -> tuple[int, int]:
     try:
-        stat = os.stat(path)
+        info = os.stat(path)
     except OSError:
         return 0, 0   # _open_zip says what is wrong
-    return stat.st_size, stat.st_mtime_ns
+    return info.st_size, info.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=8)
@@ -236,7 +237,8 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
     if is_url(text):
         return _add_url(text, recursive, found)
     path = Path(text)
-    if path.is_dir():
+    kind = _kind_of(text)
+    if kind == "folder":
         unreadable: list[tuple[str, str]] = []
         items = _walk(path, PurePosixPath(), recursive, skip, unreadable)
         found.items.extend(items)
@@ -246,19 +248,30 @@ def _discover_one(text: str, recursive: bool, skip: Path | None, found: Discover
             hint = "" if recursive else "; add -r to look in sub-folders"
             found.items.append(_failed(text, f"no images in this folder (looked for "
                                        f"{', '.join(sorted(IMAGE_EXTENSIONS))}{hint})"))
-    elif path.is_file():
+    elif kind == "file":
         if _is_zip_name(path):
             _add_zip(path, found)
         else:
             found.items.append(_file_item(path, PurePosixPath(path.name)))
     elif _GLOB_MAGIC.search(text):
         _add_glob(text, recursive, skip, found)
+    elif kind == "other":   # a pipe or a device, or a link to one
+        found.items.append(_failed(text, NOT_REGULAR))
     elif path.is_symlink():
         found.items.append(_failed(text, _dangling(path)))
-    elif path.exists():
-        found.items.append(_failed(text, NOT_REGULAR))
     else:
         found.items.append(_failed(text, "file or folder not found"))
+
+
+def _kind_of(text: str) -> str | None:
+    """"folder", "file" (a regular one), "other" (a pipe, a device) or None (nothing there, or nothing this
+    process may look at): one stat, where is_dir() then is_file() were two for each of thousands of photos a shell
+    names one by one."""
+    try:
+        mode = os.stat(text).st_mode
+    except (OSError, ValueError):   # ValueError: a NUL in the name, as Path.exists() takes it
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
 def _add_url(url: str, recursive: bool, found: Discovery) -> None:

@@ -87,12 +87,26 @@ def refuse_output_that_is_an_input(inputs, output: str | os.PathLike) -> None:
     text = os.fspath(output)
     if not text.strip():
         raise OutputError("the output is an empty name: name a folder, or a path ending in .zip")
-    target = Path(text).resolve()
+    if "\0" in text:   # only through the API (a command line cannot hold one)
+        raise OutputError("the output name holds a NUL character, which no file name can")
+    try:
+        target = os.stat(text)
+    except OSError:
+        return   # nothing there yet, so no input is it
+    # The same file or folder, whatever the names and links: one stat an input (a resolve was five or more system
+    # calls for each of thousands of photos named on the command line).
     for raw in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
         raw = os.fspath(raw)
-        if raw.strip() and not is_url(raw) and Path(raw).exists() and Path(raw).resolve() == target:
+        if raw.strip() and not is_url(raw) and _same_file(raw, target):
             raise OutputError(f"the output {text} is also an input: the cutouts would overwrite the photos "
                               f"(name another folder or .zip)")
+
+
+def _same_file(path: str, target: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), target)
+    except (OSError, ValueError):   # missing, unreadable or no name the system takes: not the output
+        return False
 
 
 def inputs_in_folder(paths, root: Path) -> set[Path]:

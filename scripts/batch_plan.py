@@ -1,6 +1,7 @@
-"""What a batch run does before its first image, by the number of photos: listing them (discovery) and planning
-their outputs (names, what exists, the record of outputs) for a fresh output folder, a rerun of the same recipe
-(every photo skipped) and a rerun with other edges (every photo redone, the earlier outputs found in the
+"""What a batch run does before its first image, by the number of photos: listing them (discovery: a folder, and
+the same photos named one by one as a shell expands `photos/*.jpg`, with the check that none is the output),
+planning their outputs (names, what exists, the record of outputs) for a fresh output folder, a rerun of the same
+recipe (every photo skipped) and a rerun with other edges (every photo redone, the earlier outputs found in the
 record), and the rows a run on Ray describes its photos by (ray_batch, made before its first image). No image is
 read or made: the files are empty stand-ins with image names, and each output a rerun finds is an empty file.
 Prints a table of medians in ms.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from matting.batch import _plan  # noqa: E402
 from matting.batch_inputs import discover  # noqa: E402
 from matting.batch_manifest import Manifest, input_stamp  # noqa: E402
-from matting.batch_outputs import open_sink  # noqa: E402
+from matting.batch_outputs import open_sink, refuse_output_that_is_an_input  # noqa: E402
 from matting.ray_batch import RayRun  # noqa: E402 (Ray itself is not imported)
 from matting.ray_stages import pack  # noqa: E402
 
@@ -39,6 +40,16 @@ def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list
     planned = time.perf_counter()
     found.close(), manifest.close(), sink.close()
     return (listed - started) * 1e3, (planned - listed) * 1e3, jobs
+
+
+def timed_named(photos: Path, out: Path) -> float:
+    """ms to check and list the photos of ``photos`` named one by one, as run_batch does before planning."""
+    names = sorted(str(path) for path in photos.iterdir())
+    started = time.perf_counter()
+    refuse_output_that_is_an_input(names, out)
+    found = discover(names, exclude=out)
+    assert len(found.items) == len(names) and not any(item.error for item in found.items)
+    return (time.perf_counter() - started) * 1e3
 
 
 def timed_ray_rows(out: Path, jobs) -> float:
@@ -67,18 +78,19 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print("| photos | discover | plan: fresh folder | plan: rerun, same edges | plan: rerun, other edges "
-          "| Ray's rows |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| photos | discover: a folder | discover: named one by one | plan: fresh folder "
+          "| plan: rerun, same edges | plan: rerun, other edges | Ray's rows |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for count in args.counts:
         with tempfile.TemporaryDirectory() as scratch:
             photos = Path(scratch) / "photos"
             photos.mkdir()
             for i in range(count):
                 (photos / f"p{i:06d}.jpg").write_bytes(b"")
-            listing, fresh, same, other, rows = [], [], [], [], []
+            listing, named, fresh, same, other, rows = [], [], [], [], [], []
             for round_ in range(args.repeat):
                 out = Path(scratch) / f"out{round_}"
+                named.append(timed_named(photos, out))
                 listed_ms, planned_ms, jobs = timed_plan(photos, out, "first")
                 listing.append(listed_ms)
                 fresh.append(planned_ms)
@@ -87,7 +99,7 @@ def main() -> None:
                 same.append(timed_plan(photos, out, "first")[1])
                 other.append(timed_plan(photos, out, "second")[1])
         print(f"| {count} | " + " | ".join(f"{statistics.median(times):.1f}"
-                                           for times in (listing, fresh, same, other, rows)) + " |")
+                                           for times in (listing, named, fresh, same, other, rows)) + " |")
 
 
 if __name__ == "__main__":

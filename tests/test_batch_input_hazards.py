@@ -71,6 +71,22 @@ def test_an_input_zip_named_as_the_output_is_refused_and_kept(tmp_path, pipe):
     assert digest(archive) == before
 
 
+def test_an_input_that_is_the_output_by_another_name_is_refused(tmp_path, pipe):
+    """A link to the output folder, or the folder by a path with "..", is the output all the same."""
+    a = photo(tmp_path / "shoot" / "a.png")
+    (tmp_path / "link").symlink_to(tmp_path / "shoot", target_is_directory=True)
+    (tmp_path / "other").mkdir()
+    for name in (tmp_path / "link", tmp_path / "other" / ".." / "shoot"):
+        with pytest.raises(OutputError, match="is also an input"):
+            run_batch([tmp_path / "missing.png", name], tmp_path / "shoot", pipeline=pipe)
+    assert sorted(p.name for p in a.parent.iterdir()) == ["a.png"]
+
+
+def test_an_output_name_with_a_nul_is_refused_in_words(tmp_path, pipe):
+    with pytest.raises(OutputError, match="NUL character"):
+        run_batch([photo(tmp_path / "a.png")], str(tmp_path / "out\0put"), pipeline=pipe)
+
+
 def test_an_empty_output_name_is_refused_not_taken_for_the_working_folder(tmp_path, pipe, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = photo(tmp_path / "a.png")
@@ -167,6 +183,8 @@ def test_a_pipe_in_a_folder_fails_at_once_and_the_photo_beside_it_comes_out(tmp_
         ("ok.jpg", "done", None), ("pipe.png", "failed", "not a regular file (a pipe, a device or a socket)")]
     named = discover([tmp_path / "in" / "pipe.png"]).items[0]
     assert named.error == "not a regular file (a pipe, a device or a socket)"
+    (tmp_path / "to_pipe.png").symlink_to(tmp_path / "in" / "pipe.png")   # a link to it is no dangling link
+    assert discover([tmp_path / "to_pipe.png"]).items[0].error == "not a regular file (a pipe, a device or a socket)"
 
 
 @posix_only
