@@ -9,15 +9,23 @@ new work. Outputs with no record (made by something else, or by a version before
 
 The record is one JSON line per output, appended as outputs are written, so an interrupted run's finished work is
 known to the next run: `.matting-outputs.jsonl` in an output folder, `.<name>.zip.matting-outputs.jsonl` beside an
-output archive (batch_outputs: the sinks' ``manifest_path``).
+output archive (batch_outputs: the sinks' ``manifest_path``). A run that finds most lines superseded (reruns with
+other edges add a line per output each time) rewrites the file with the live records first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+import uuid
 from pathlib import Path, PurePosixPath
+
+# Rewritten when it holds more lines than this many per live record, past COMPACT_MIN_LINES: 20,000 photos rerun
+# six times with alternating edges left 240,000 lines, 201 ms to read before any image (2-core Xeon), and growing.
+COMPACT_FACTOR = 2
+COMPACT_MIN_LINES = 1000
 
 
 def input_stamp(item) -> str:
@@ -72,7 +80,8 @@ class Manifest:
             except (OSError, UnicodeDecodeError):
                 text = ""
         records: dict[str, dict] = {}
-        for line in text.splitlines():
+        lines = text.splitlines()
+        for line in lines:
             try:
                 record = json.loads(line)
                 if not isinstance(record.get("input"), (str, type(None))):
@@ -83,7 +92,10 @@ class Manifest:
                     records[str(record["name"])] = record
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue   # a line cut short by a killed run
-        return cls(path, records)
+        manifest = cls(path, records)
+        if len(lines) > COMPACT_FACTOR * len(records) + COMPACT_MIN_LINES:
+            manifest._compact()
+        return manifest
 
     def made_same(self, name: PurePosixPath, input_name: str, stamp: str, recipe: str) -> bool:
         record = self.records.get(str(name))
@@ -117,6 +129,17 @@ class Manifest:
         if record is not None:
             self._by_input.get(record.get("input"), {}).pop(name, None)
         return record
+
+    def _compact(self) -> None:
+        """The file rewritten with the live records only, replaced at once (a run killed meanwhile leaves the old
+        one). Best effort: a folder that cannot take the new file keeps the long one, which reads the same."""
+        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in self.records.values())
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def _append(self, line: str) -> None:   # with the lock held
         if self._handle is None:

@@ -233,6 +233,47 @@ def test_a_manifest_line_whose_input_is_not_a_name_is_passed_over(tmp_path):
     assert manifest.stale("d.jpg", "other", keep=[]) == [PurePosixPath("d.png")]
 
 
+def test_a_manifest_mostly_of_superseded_lines_is_rewritten_with_the_same_records(tmp_path, monkeypatch):
+    """Reruns with other edges add a line per output each time: once the lines pass twice the live records (and
+    COMPACT_MIN_LINES), loading rewrites the file to the live records, which read back the same; a short file, or
+    one whose folder refuses the new file, is left as it is."""
+    import matting.batch_manifest as batch_manifest
+    from matting.batch_manifest import Manifest
+
+    monkeypatch.setattr(batch_manifest, "COMPACT_MIN_LINES", 10)
+    sink = open_sink(tmp_path / "out")
+    manifest = Manifest.load(sink, overwrite=False)
+    for run in range(4):   # 5 outputs, each made four times; one removed as stale
+        for i in range(5):
+            manifest.add(PurePosixPath(f"p{i}.png"), f"p{i}.jpg", f"s{run}", f"recipe{run % 2}")
+    manifest.forget(PurePosixPath("p4.png"))
+    manifest.close()
+    lines = sink.manifest_path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 21
+
+    monkeypatch.setattr(batch_manifest.os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, "no")))
+    assert len(Manifest.load(sink, overwrite=False).records) == 4
+    assert sink.manifest_path.read_text(encoding="utf-8").splitlines() == lines   # kept, and no part file left
+    assert [p.name for p in sink.manifest_path.parent.iterdir()] == [sink.manifest_path.name]
+    monkeypatch.undo()
+    monkeypatch.setattr(batch_manifest, "COMPACT_MIN_LINES", 10)
+
+    reloaded = Manifest.load(sink, overwrite=False)
+    assert sink.manifest_path.read_text(encoding="utf-8").count("\n") == 4   # 21 > 2 x 4 + 10: rewritten
+    assert reloaded.made_same(PurePosixPath("p2.png"), "p2.jpg", "s3", "recipe1")
+    again = Manifest.load(sink, overwrite=False)
+    assert again.records == reloaded.records and "p4.png" not in again.records
+    again.add(PurePosixPath("p9.png"), "p9.jpg", "s", "r")   # appending goes on after a rewrite
+    again.close()
+    assert len(Manifest.load(sink, overwrite=False).records) == 5
+    monkeypatch.setattr(batch_manifest, "COMPACT_MIN_LINES", 1000)
+    for _ in range(3):
+        again.add(PurePosixPath("p9.png"), "p9.jpg", "s", "r")
+    again.close()
+    Manifest.load(sink, overwrite=False)
+    assert sink.manifest_path.read_text(encoding="utf-8").count("\n") == 8   # below the minimum: as it was
+
+
 def test_the_manifest_survives_overwrite_on_a_fresh_folder_and_a_cut_line(tmp_path):
     """--overwrite on an output that never had a manifest starts empty; a line cut short by a killed run is
     skipped and the records after it still count."""
