@@ -2,9 +2,9 @@
 the same photos named one by one as a shell expands `photos/*.jpg`, with the check that none is the output folder,
 which exists), planning their outputs (names, what exists, the record of outputs) for a fresh output folder, a
 rerun of the same recipe (every photo skipped) and a rerun with other edges (every photo redone, the earlier
-outputs found in the record), and the rows a run on Ray describes its photos by (ray_batch, made before its first image). No image is
-read or made: the files are empty stand-ins with image names, and each output a rerun finds is an empty file.
-Prints a table of medians in ms.
+outputs found in the record), and the rows a run on Ray describes its photos by (ray_batch, made before its first
+image). No image is read or made: the files are empty stand-ins with image names, and each output a rerun finds
+is an empty file. Prints a table of medians in ms.
 
     python scripts/batch_plan.py --counts 2000 10000 --repeat 3
 """
