@@ -101,16 +101,16 @@ def source_of(item: InputItem, folders: dict[str, str] | None = None) -> dict:
 
 
 def in_real_folder(path, folders: dict[str, str] | None) -> str:
-    """``path`` absolute, its folder's links resolved (the file's own name kept): each folder looked up once in
-    ``folders``, the caller's cache (None: resolved outright, the file's own link too)."""
-    path = Path(path)
+    """``path`` (a file's) absolute, its folder's links resolved (the file's own name kept): each folder looked up
+    once in ``folders``, the caller's cache (None: resolved outright, the file's own link too). Strings, not Paths:
+    a run asks this for every photo, and a rerun's guard for every input (batch_outputs.inputs_in_folder)."""
     if folders is None:
-        return str(path.resolve())
-    parent = str(path.parent)
+        return os.path.realpath(path)
+    parent, name = os.path.split(os.fspath(path))
     real = folders.get(parent)
     if real is None:
-        real = folders[parent] = os.path.realpath(parent)
-    return os.path.join(real, path.name)   # a link as a file name is read through: the same bytes
+        real = folders[parent] = os.path.realpath(parent)   # "" (a bare file name): the working folder
+    return os.path.join(real, name)   # a link as a file name is read through: the same bytes
 
 
 def read_source(source: dict) -> bytes:

@@ -109,17 +109,18 @@ def _same_file(path: str, target: os.stat_result) -> bool:
         return False
 
 
-def inputs_in_folder(paths, root: Path) -> set[Path]:
+def inputs_in_folder(paths, root: Path) -> set[str]:
     """The input files among ``paths`` that lie in the output folder ``root``, as the paths an output written there
     would replace (their folders resolved, once per folder; a link, the file it points to): what a planned output
-    must never be."""
-    root = root.resolve()
+    must never be (FolderSink.overwrites). Strings compared by prefix: a rerun asks this of every input (Paths and
+    their parents were half of planning a resumed run of 10,000 photos)."""
+    root_text = os.path.join(os.path.realpath(root), "")   # with a trailing separator: "out2" is not in "out"
     folders: dict[str, str] = {}
     inside = set()
     for path in paths:
         # a photo found elsewhere through a link to a file in the output folder would be replaced there too
-        where = Path(os.path.realpath(path)) if path.is_symlink() else Path(in_real_folder(path, folders))
-        if where.parent == root or root in where.parents:
+        where = os.path.realpath(path) if os.path.islink(path) else in_real_folder(path, folders)
+        if where.startswith(root_text):
             inside.add(where)
     return inside
 
@@ -142,7 +143,7 @@ class FolderSink:
         self.root = root
         self.folder = root
         self._root_text = os.fspath(root)
-        self._resolved = root.resolve()   # for overwrites: once, not for every image whose outputs exist
+        self._resolved = os.path.realpath(root)   # for overwrites: once, not for every image whose outputs exist
 
     def has(self, name: PurePosixPath) -> bool:
         # asked for every output of every photo while a run is planned: a string, not a Path, per name (planning
@@ -172,9 +173,9 @@ class FolderSink:
         """A stale output goes (batch_manifest.py)."""
         self._path(PurePosixPath(name)).unlink(missing_ok=True)
 
-    def overwrites(self, names, inputs: set[Path]) -> PurePosixPath | None:
+    def overwrites(self, names, inputs: set[str]) -> PurePosixPath | None:
         """The first of ``names`` whose file would be one of ``inputs`` (inputs_in_folder), else None."""
-        return next((name for name in names if self._resolved.joinpath(*name.parts) in inputs), None)
+        return next((name for name in names if os.path.join(self._resolved, str(name)) in inputs), None)
 
     def _path(self, name: PurePosixPath) -> Path:
         self._check(name)

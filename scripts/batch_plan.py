@@ -12,6 +12,7 @@ is an empty file. Prints a table of medians in ms.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from matting.ray_stages import pack  # noqa: E402
 def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list]:
     """(discovery ms, planning ms, the jobs) of one run's start into ``out``."""
     sink = open_sink(out)
+    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
     started = time.perf_counter()
     found = discover([photos], exclude=out)
     listed = time.perf_counter()
@@ -45,6 +47,7 @@ def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list
 def timed_named(photos: Path, out: Path) -> float:
     """ms to check and list the photos of ``photos`` named one by one, as run_batch does before planning."""
     names = sorted(str(path) for path in photos.iterdir())
+    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
     started = time.perf_counter()
     refuse_output_that_is_an_input(names, out)
     found = discover(names, exclude=out)
@@ -56,6 +59,7 @@ def timed_ray_rows(out: Path, jobs) -> float:
     """ms to make the rows a Ray run hands its tasks for ``jobs`` (RayRun._dataset's first step)."""
     sink = open_sink(out)
     run = RayRun(None, None, sink, jobs, None, ("cutout",), None, 16, None, threading.Event())
+    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
     started = time.perf_counter()
     rows = [{"meta": pack(run._meta(job))} for job in run.jobs.values()]
     assert len(rows) == len(jobs)
@@ -97,7 +101,7 @@ def main() -> None:
                 record_outputs(out, jobs, "first")
                 same.append(timed_plan(photos, out, "first")[1])
                 other.append(timed_plan(photos, out, "second")[1])
-                named.append(timed_named(photos, out))   # last: its garbage weighed on the columns after it
+                named.append(timed_named(photos, out))
         print(f"| {count} | " + " | ".join(f"{statistics.median(times):.1f}"
                                            for times in (listing, named, fresh, same, other, rows)) + " |")
 
