@@ -127,6 +127,16 @@ def test_a_photo_reached_through_a_link_from_another_folder_is_not_overwritten(t
     assert digest(a) == before and Image.open(tmp_path / "out" / "b.png").mode == "RGBA"
 
 
+def test_a_folder_whose_name_begins_like_the_outputs_is_not_inside_it(tmp_path, pipe):
+    """The guard matches the output folder by its path and a separator: photos in "out2" are not in "out", so a
+    rerun from "out2" into "out" skips them instead of refusing them as inputs the outputs would replace."""
+    for name in ("a.png", "b.png"):
+        photo(tmp_path / "out2" / name)
+    assert run_batch([tmp_path / "out2"], tmp_path / "out", pipeline=pipe).done == 2
+    again = run_batch([tmp_path / "out2"], tmp_path / "out", pipeline=pipe)
+    assert [(r.name, r.status) for r in again.results] == [("a.png", "skipped"), ("b.png", "skipped")]
+
+
 def test_the_guard_looks_only_where_an_output_exists_and_resolves_each_folder_once(tmp_path, pipe, monkeypatch):
     """Planning a run of thousands of photos stats each few times (on the H200 host the run's start, about 0.3 s
     before the first image was read, was the whole gap between its rate and the steady one): into a fresh folder
