@@ -128,8 +128,8 @@ def test_a_photo_reached_through_a_link_from_another_folder_is_not_overwritten(t
 
 
 def test_a_folder_whose_name_begins_like_the_outputs_is_not_inside_it(tmp_path, pipe):
-    """The guard matches the output folder by its path and a separator: photos in "out2" are not in "out", so a
-    rerun from "out2" into "out" skips them instead of refusing them as inputs the outputs would replace."""
+    """Photos in "out2" are not in "out" (the guard compares path strings): a rerun from "out2" into "out" skips
+    them instead of refusing them as inputs its outputs would replace."""
     for name in ("a.png", "b.png"):
         photo(tmp_path / "out2" / name)
     assert run_batch([tmp_path / "out2"], tmp_path / "out", pipeline=pipe).done == 2
