@@ -6,7 +6,8 @@ list of small objects, never the images themselves.
 Rules:
 - A file named explicitly is always tried: if it is not an image, decoding fails with a clear reason.
 - In a folder, a glob match or a zip, only files with an image extension (IMAGE_EXTENSIONS) are taken; anything
-  else, hidden files (".name") and macOS resource forks ("__MACOSX/", "._name") are ignored silently.
+  else, hidden files (".name") and macOS resource forks ("__MACOSX/", "._name") are ignored silently, except a zip
+  inside a zip, which fails with the reason (it is not opened).
 - Folders are walked one level deep unless ``recursive``; zips are always taken whole (an archive is one upload).
 - Each item carries ``rel``: where its outputs go, relative to the output root, without suffix. For a folder, a
   zip or a glob it keeps the sub-folders ("a/x"); for an explicit file it is the stem ("x").
@@ -32,7 +33,11 @@ from pathlib import Path, PurePosixPath
 from .errors import InputError
 from .regular_file import MAX_FILE_BYTES, NOT_REGULAR, FileTooLarge, NotRegularFile, read_regular_file
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# What the decoder reads (matting/decode.py), by the names cameras and tools give it; HEIC/HEIF too, so that an
+# iPhone's photos in a folder fail with the reason (not supported: convert them) instead of passing unseen.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+                              ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif"})
+NESTED_ARCHIVE = "an archive inside an archive is not opened: extract it and give the inner archive or its photos"
 
 # Zip bomb guards: an image entry larger than this is refused before decompressing it (400 MB holds a
 # 100-megapixel RGBA TIFF, the engine's pixel limit); a file on disk likewise, before it is read, ...
@@ -390,11 +395,14 @@ def _add_zip(path: Path, found: Discovery) -> None:
         found.items.append(_failed(path.name, f"cannot open the archive: {reason}"))
         return
     found.archives.append(archive)
-    items, total = [], 0
+    items, nested, total = [], [], 0
     for info in archive.zip.infolist():
         if info.is_dir():
             continue
         rel = safe_member_path(info.filename)
+        if rel is not None and _is_zip_name(rel) and not _is_junk(rel):
+            nested.append(_failed(f"{path.name}/{rel}", NESTED_ARCHIVE))   # said, not passed over unseen
+            continue
         if rel is None or not _is_image_name(rel.name) or _is_junk(rel):
             continue
         total += info.file_size
@@ -402,7 +410,8 @@ def _add_zip(path: Path, found: Discovery) -> None:
         items.append(InputItem(str(rel), rel.with_suffix(""), archive=archive, member=info, error=error))
     items.sort(key=lambda item: (item.name, item.member.filename))
     found.items.extend(items)
-    if not items:
+    found.items.extend(sorted(nested, key=lambda item: item.name))
+    if not items and not nested:
         found.items.append(_failed(path.name, "no images in this archive"))
 
 

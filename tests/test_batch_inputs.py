@@ -74,7 +74,7 @@ def test_folders_recursive_or_not_and_an_empty_folder(tree):
                                                                        "sub/deep/d.webp"]
     (tree / "empty").mkdir()
     item = discover(["empty"]).items[0]
-    assert item.error.startswith("no images in this folder (looked for .bmp, .gif, .jpeg") and \
+    assert item.error.startswith("no images in this folder (looked for .avif, .bmp, .gif, .heic") and \
         item.error.endswith("; add -r to look in sub-folders)")
     assert discover(["empty"], recursive=True).items[0].error.endswith(".webp)")
 
@@ -82,6 +82,29 @@ def test_folders_recursive_or_not_and_an_empty_folder(tree):
 def test_a_single_file_keeps_its_name(tree):
     assert names(discover([str(tree / "in" / "b.PNG")])) == [("b.PNG", "b")]
     assert names(discover("other/f.jpg")) == [("f.jpg", "f")]   # one input as a plain string
+
+
+def test_every_format_the_decoder_reads_is_listed_and_a_zip_in_a_zip_is_named_not_dropped(tmp_path):
+    """A zip of AVIF, JFIF and PPM photos had them passed over unseen (a single upload of each worked), and an
+    archive inside it vanished; HEIC photos are listed so they fail with the reason (not silently skipped)."""
+    from matting.batch_inputs import NESTED_ARCHIVE
+
+    names_in = ["cat.avif", "cat.jfif", "cat.ppm", "cat.JPG", "iphone.HEIC", "inner.zip", "notes.txt"]
+    with zipfile.ZipFile(tmp_path / "set.zip", "w") as archive:
+        for name in names_in:
+            archive.writestr(f"d/{name}", b"x")
+    found = discover([tmp_path / "set.zip"])
+    assert [(item.name, item.error) for item in found.items] == [
+        ("d/cat.JPG", None), ("d/cat.avif", None), ("d/cat.jfif", None), ("d/cat.ppm", None),
+        ("d/iphone.HEIC", None), ("set.zip/d/inner.zip", NESTED_ARCHIVE)]
+    for name in names_in:
+        (tmp_path / "folder").mkdir(exist_ok=True)
+        (tmp_path / "folder" / name).write_bytes(b"x")
+    assert sorted(item.name for item in discover([tmp_path / "folder"]).items) == sorted(names_in[:5])
+    only_nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(only_nested, "w") as archive:
+        archive.writestr("inner.zip", b"x")
+    assert [item.error for item in discover([only_nested]).items] == [NESTED_ARCHIVE]
 
 
 def test_zip_entry_names_cannot_leave_the_output():
