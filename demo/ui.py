@@ -290,15 +290,19 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(
                 None, inputs=[dl_file], js=DOWNLOAD_JS, api_visibility="private")
 
-        # Cancel can be pressed only while a batch runs.
-        batch_run.click(lambda: gr.update(interactive=True, variant="stop"), outputs=[batch_cancel], queue=False,
-                        api_visibility="private", show_progress="hidden").then(
+        # Cancel can be pressed only while a batch runs. Gradio 6.31's page runs a .then() after success only,
+        # though its documentation says after either: a batch that could not start (no files, a bad crop margin)
+        # left Cancel red and enabled, so the same step also follows a failure.
+        batch = batch_run.click(lambda: gr.update(interactive=True, variant="stop"), outputs=[batch_cancel],
+                                queue=False, api_visibility="private", show_progress="hidden").then(
             handlers.on_batch, inputs=[batch_files, batch_kinds],
             inputs_kwargs={**controls, "crop": crop, "crop_margin": crop_margin},
             outputs=[batch_table, batch_gallery, batch_zip, batch_status], api_visibility="private",
-            concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY).then(
-            lambda: gr.update(interactive=False, variant="secondary"), outputs=[batch_cancel], queue=False,
-            api_visibility="private", show_progress="hidden")
+            concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY)
+        cancel_off = dict(fn=lambda: gr.update(interactive=False, variant="secondary"), outputs=[batch_cancel],
+                          queue=False, api_visibility="private", show_progress="hidden")
+        batch.then(**cancel_off)
+        batch.failure(**cancel_off)
         batch_cancel.click(handlers.on_cancel, outputs=[batch_status], queue=False, api_visibility="private")
 
         api_matte_button.click(handlers.api_matte, inputs=[api_image, api_threshold, api_feather, api_erode,

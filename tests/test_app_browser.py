@@ -262,6 +262,9 @@ def test_batch(app_page, app, tmp_path):
     bad.write_bytes((EXAMPLES / "rocket.jpg").read_bytes()[:900])
     page.get_by_role("tab", name="Batch").click()
     expect(page.locator("#batch-cancel")).to_be_disabled()   # nothing to cancel yet
+    page.locator("#batch-run").click()   # no files: an error, and Cancel goes back (it stayed red and enabled)
+    expect(page.locator(".toast-body").filter(has_text="Add some images")).to_be_visible()
+    expect(page.locator("#batch-cancel")).to_be_disabled()
     page.locator("#batch-files input[type=file]").set_input_files([str(good[0]), str(bad), str(good[1])])
     expect(page.locator("#batch-files")).to_contain_text("broken")
     page.locator("#batch-kinds label").filter(has_text="Alpha mattes").click()
