@@ -41,6 +41,7 @@ from matting.settings import EdgeSettings
 from .controls import DEFAULTS, EDGE_CONTROLS, Controls
 from .files import OutputStore, safe_stem
 from .i18n import Texts, texts_for
+from .repeats import RecentFiles
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Handlers:
         # image_id -> the session's Current while gr.State holds it: the exact renders find it here
         self._live: weakref.WeakValueDictionary[str, Current] = weakref.WeakValueDictionary()
         self._live_slots = threading.BoundedSemaphore(LIVE_RENDERS)
+        self._recent = RecentFiles()   # refused photos and background images, against Gradio's second report
 
     # ------------------------------------------------------------------ helpers
     def texts(self, request: gr.Request | None) -> Texts:
@@ -306,6 +308,8 @@ class Handlers:
             # Gradio's image input reports a replaced photo twice (its upload, then its stored value): the page
             # already shows this one.
             return gr.skip(), gr.skip()
+        if self._recent.just_handled(_session(request), "image", path):
+            return gr.skip(), gr.skip()   # the second report of a photo just refused: warned once is enough
         t = self.texts(request)
         start = time.perf_counter()
         progress(0.05, desc=t("stage_decode"))
@@ -315,6 +319,7 @@ class Handlers:
             result = self.pipe.matte(path, name=_upload_name(path))
         except MattingError as exc:
             gr.Warning(t("failed", error=t.error(exc)), duration=15, title=t("toast_warning"))
+            self._recent.handled(_session(request), "image", path)
             return None, None
         progress(0.75, desc=t("stage_render"))
         current = self._current_for(result, path, request)
@@ -351,12 +356,16 @@ class Handlers:
         """A background image was uploaded: decode it once and keep it in the session."""
         if not path:
             return None
+        if self._recent.just_handled(_session(request), "background", path):
+            return gr.skip()   # Gradio's second report of this upload: decoded (or refused) already
         try:
             return decode_image(path, name=_upload_name(path)).rgb
         except MattingError as exc:
             t = self.texts(request)
             gr.Warning(t("bad_background", error=exc), title=t("toast_warning"))
             return None
+        finally:
+            self._recent.handled(_session(request), "background", path)
 
     def downloader(self, kind: str):
         """The event function of one download button: ``kind`` is "rgba", "alpha" or "composite"."""

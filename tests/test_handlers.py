@@ -154,6 +154,29 @@ def test_an_unreadable_upload_warns_and_gives_no_state(handlers, tmp_path, toast
     assert kw == {"duration": 15, "title": "Warning"}
 
 
+def test_gradios_second_report_of_a_refused_upload_is_not_warned_again(handlers, tmp_path, toasts, monkeypatch):
+    """Gradio reports an upload twice (the upload, then its stored value): a refused photo showed its warning twice
+    (and was decoded twice), as did a refused background image. The same file tried again later, or in another
+    session, is handled again."""
+    import demo.repeats
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello\n" * 50)
+    assert handlers.on_image(str(text), None, Request(), Progress()) == (None, None)
+    assert handlers.on_image(str(text), None, Request(), Progress()) == (SKIP, SKIP)
+    assert handlers.on_image(str(text), None, Request("other"), Progress()) == (None, None)
+    assert handlers.on_background_image(str(text), Request()) is None
+    assert handlers.on_background_image(str(text), Request()) == SKIP
+    assert [kind for kind, _, _ in toasts] == ["warning"] * 3
+    later = demo.repeats.time.monotonic() + demo.repeats.REPEAT_WINDOW_S
+    monkeypatch.setattr(demo.repeats.time, "monotonic", lambda: later)
+    assert handlers.on_image(str(text), None, Request(), Progress()) == (None, None)
+    assert len(toasts) == 4
+    background = jpeg(tmp_path, "wall.jpg", seed=3)   # a good one: decoded once, the second report kept as is
+    assert handlers.on_background_image(background, Request()).shape == (64, 96, 3)
+    assert handlers.on_background_image(background, Request()) == SKIP
+
+
 def test_the_upload_uses_the_controls_it_is_given(handlers, tmp_path, toasts):
     path = jpeg(tmp_path, "hard.jpg", seed=102)
     _, value = handlers.on_image(path, None, Request(), Progress(), threshold=0.5, refine=False,
