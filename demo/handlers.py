@@ -38,7 +38,7 @@ from matting.pipeline import Pipeline
 from matting.result import MatteResult
 from matting.settings import EdgeSettings
 
-from .controls import DEFAULTS, EDGE_CONTROLS, Controls
+from .controls import BG_IMAGE, DEFAULTS, EDGE_CONTROLS, Controls
 from .files import OutputStore, safe_stem
 from .i18n import Texts, texts_for
 from .repeats import RecentFiles
@@ -385,6 +385,9 @@ class Handlers:
         if current is None:
             # expected, not a fault: no traceback in the log
             raise gr.Error(t("no_image"), print_exception=False, title=t("toast_error"))
+        if kind == "composite" and controls.bg_mode == BG_IMAGE and controls.bg_image is None:
+            # none given yet, or it was refused: the "composite" would be a transparent PNG, the cutout again
+            raise gr.Error(t("no_background_image"), print_exception=False, title=t("toast_error"))
         try:
             settings = controls.settings()
             background = controls.background() if kind == "composite" else None

@@ -404,6 +404,17 @@ def test_a_download_without_an_image_or_with_bad_settings_is_the_users_error(han
                                         bg_color="not a colour")["visible"]
     with pytest.raises(gr.Error, match="Invalid setting: "):
         handlers.downloader("alpha")(current, None, request=Request(), progress=Progress(), threshold="x")
+    # "Image" chosen with no image (none yet, or it was refused): no composite that is the cutout again
+    for language, words in (("en", "Upload a background image first (or choose a colour)."),
+                            ("zh", "请先上传背景图片（或选择一种颜色）。")):
+        with pytest.raises(gr.Error) as caught:
+            handlers.downloader("composite")(current, None, request=Request(language=language), progress=Progress(),
+                                             bg_mode=BG_IMAGE, bg_image=None)
+        assert caught.value.message == words and caught.value.print_exception is False
+    wall = np.full((30, 40, 3), 200, np.uint8)
+    made = handlers.downloader("composite")(current, None, request=Request(), progress=Progress(),
+                                            bg_mode=BG_IMAGE, bg_image=wall)["value"]
+    assert made.endswith(".jpg") and read_image(made).mode == "RGB"
 
 
 def test_a_download_after_the_state_expired_uses_the_upload(handlers, shown):
