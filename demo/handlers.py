@@ -289,6 +289,9 @@ class Handlers:
         past the session limit). The engine's cache usually still holds the matte: the network rarely runs."""
         if current is not None or not path:
             return current
+        if _upload_gone(path):
+            gr.Warning(t("upload_expired"), duration=15, title=t("toast_warning"))
+            return None
         try:
             result = self.pipe.matte(path, name=_upload_name(path))
         except (MattingError, OSError) as exc:
@@ -341,7 +344,9 @@ class Handlers:
         t = self.texts(request)
         current = self._restore(current, path, t, request)
         if current is None:
-            return gr.skip(), gr.skip()
+            # the photo is gone for good: clear the page's stale view (each later slider move asked again, and
+            # warned again) rather than leave a picture nothing can be done with
+            return (None, None) if _upload_gone(path) else (gr.skip(), gr.skip())
         start = time.perf_counter()
         chosen = self._settings_and_background(t, Controls.of(controls))
         if chosen is None:
@@ -381,6 +386,8 @@ class Handlers:
                   request: gr.Request, progress):
         """Encode one full-resolution file, only now that it is asked for (and once per setting)."""
         t = self.texts(request)
+        if current is None and _upload_gone(path):   # "upload an image first" while one shows would puzzle
+            raise gr.Error(t("upload_expired"), print_exception=False, title=t("toast_error"))
         current = self._restore(current, path, t, request)
         if current is None:
             # expected, not a fault: no traceback in the log
@@ -662,6 +669,12 @@ class Handlers:
         if cancel is not None:
             cancel.set()
         self.store.drop_session(session)
+
+
+def _upload_gone(path) -> bool:
+    """The page names an upload whose file the server no longer has (Gradio's cache cleaning, the upload folder's
+    cap): only a new upload helps, and the engine's "file not found: /tmp/gradio/..." would show a server path."""
+    return bool(path) and not os.path.isfile(path)
 
 
 def _shown(value):

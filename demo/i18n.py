@@ -150,6 +150,8 @@ RUNTIME_EN: dict[str, str] = {
     "bad_background": "Could not use this background image: {error}",
     "no_image": "Upload an image first.",
     "no_background_image": "Upload a background image first (or choose a colour).",
+    "upload_expired": "This photo is no longer kept on the server (uploads are kept for a while only): please "
+                      "upload it again.",
     "no_files": "Add some images or .zip archives first.",
     "too_many_files": "Too many files: {n} (at most {limit} per batch).",
     "stage_decode": "Decoding the image and running the network",
@@ -193,6 +195,7 @@ RUNTIME_ZH: dict[str, str] = {
     "bad_background": "无法使用这张背景图片：{error}",
     "no_image": "请先上传图片。",
     "no_background_image": "请先上传背景图片（或选择一种颜色）。",
+    "upload_expired": "服务器上已不再保存这张照片（上传的文件只保留一段时间）：请重新上传。",
     "no_files": "请先添加图片或 .zip 压缩包。",
     "too_many_files": "文件太多：{n} 个（每批最多 {limit} 个）。",
     "stage_decode": "解码图片并运行网络",

@@ -5,6 +5,7 @@ recording progress; the toasts are recorded by replacing gr.Info and gr.Warning.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -329,8 +330,12 @@ def test_a_lost_state_is_rebuilt_from_the_upload(handlers, shown, toasts):
     assert handlers.on_live_refresh(None, None, Request()) == (SKIP, SKIP)
     assert handlers.on_live_refresh(current, None, Request(), feather=-1) == (SKIP, SKIP)
     assert toasts[-1][0] == "warning" and "feather" in toasts[-1][1] and toasts[-1][2] == {"title": "Warning"}
-    assert handlers.on_live_refresh(None, "/no/such/file.jpg", Request()) == (SKIP, SKIP)
-    assert toasts[-1][1].startswith("Could not process this image:")
+    assert handlers.on_live_refresh(None, "/no/such/file.jpg", Request()) == (None, None)   # gone: view cleared
+    assert toasts[-1][1].startswith("This photo is no longer kept on the server")
+    unreadable = Path(current.source).with_name("unreadable.jpg")
+    unreadable.write_text("not an image")
+    assert handlers.on_live_refresh(None, str(unreadable), Request()) == (SKIP, SKIP)
+    assert toasts[-1][1].startswith("Could not process this image: unreadable.jpg")
 
 
 # ---------------------------------------------------------------------- downloads
@@ -421,6 +426,22 @@ def test_a_download_after_the_state_expired_uses_the_upload(handlers, shown):
     current, _ = shown
     path = handlers.downloader("rgba")(None, current.source, request=Request("other"), progress=Progress())["value"]
     assert read_image(path).size == (96, 64) and "/other/" in path
+
+
+def test_an_upload_gone_from_the_server_asks_for_it_again_without_showing_a_path(handlers, tmp_path, toasts):
+    """State lost and the upload's file cleaned away: the live view is cleared (it kept a picture nothing could be
+    done with, and warned again at every slider move) and a download says to upload again ("Upload an image
+    first" while a photo showed); no server path in either."""
+    path = jpeg(tmp_path, "gone.jpg", seed=12)
+    handlers.on_image(path, None, Request(), Progress())
+    os.remove(path)
+    assert handlers.on_live_refresh(None, path, Request()) == (None, None)
+    [(kind, message, _)] = toasts
+    assert kind == "warning" and message.startswith("This photo is no longer kept on the server")
+    with pytest.raises(gr.Error) as caught:
+        handlers.downloader("rgba")(None, path, request=Request(language="zh"), progress=Progress())
+    user_error(caught, "服务器上已不再保存这张照片", title="错误")
+    assert str(tmp_path) not in message + caught.value.message and len(toasts) == 1
 
 
 def test_crop_margin_parsing():
@@ -985,9 +1006,9 @@ def test_a_refresh_keeps_the_held_state_and_a_rebuilt_one_belongs_to_the_visitor
     assert refreshed["line"].startswith("96 × 64 px · re-rendered") and "render " in refreshed["line"]
     rebuilt, again = handlers.on_live_refresh(None, current.source, Request("someone", language="zh"))
     assert rebuilt.session == "someone" and again["line"].startswith("96 × 64 像素 · 由缓存的蒙版重新渲染")
-    assert handlers.on_live_refresh(None, "/no/such/photo.jpg", Request(language="zh")) == (SKIP, SKIP)
+    assert handlers.on_live_refresh(None, "/no/such/photo.jpg", Request(language="zh")) == (None, None)
     kind, message, kw = toasts[-1]
-    assert message.startswith("无法处理这张图片：") and "photo.jpg" in message and kw == {"title": "警告"}
+    assert message.startswith("服务器上已不再保存这张照片") and kw == {"duration": 15, "title": "警告"}
 
 
 def test_a_bad_background_image_names_the_file_and_the_reason(handlers, tmp_path, toasts):
