@@ -247,6 +247,8 @@ class Handlers:
         current = self._live.get(str(data.get("image_id", "")))
         if current is None:
             return {"stale": True}
+        if data.get("probe"):   # before a download: is the photo still held? (live_view.js, sync)
+            return {"held": True}
         try:
             settings = Controls(**{name: data.get(name) for name in EDGE_CONTROLS}).settings()
             self._take_strokes(current, data.get("strokes") or [], data.get("strokes_id", 0))
@@ -342,6 +344,7 @@ class Handlers:
         """The page's live view again, from the cached matte: after a new background image, or when the page
         found its image gone from the server (state expired or evicted). Returns (state, live view payload)."""
         t = self.texts(request)
+        rebuilt = current is None
         current = self._restore(current, path, t, request)
         if current is None:
             # the photo is gone for good: clear the page's stale view (each later slider move asked again, and
@@ -355,6 +358,8 @@ class Handlers:
         value, render_ms, encode_ms = self._live_value(current, settings, _image_or_none(background), "")
         value["line"] = t("timing_render", size=self._size_text(t, current.result), render=_ms(render_ms),
                           encode=_ms(encode_ms), total=_ms((time.perf_counter() - start) * 1000))
+        if rebuilt:
+            value["restored"] = True   # the page keeps its strokes and sends them again (live_view.js)
         return current, value
 
     def on_background_image(self, path, request: gr.Request):

@@ -39,6 +39,7 @@ const view = {
   draws: [],            // {t0, t1, exact, draft, settings, mode}: the last redraws, for tests and the curious
   inputTurned: false,   // the input box shows the stored pixels, its EXIF tag being one the engine ignored
   slotVisible: true,    // the preview's place is on screen or below it (above it, on a phone, the preview floats)
+  onLoaded: null,       // called by the next load(): sync() waits there for a rebuilt photo
 };
 window.mattingLive = view;
 const ctx = view.canvas.getContext("2d", {willReadFrequently: true});
@@ -197,6 +198,24 @@ async function requestExact() {
   if (reply.error) { view.status.textContent = reply.error; return; }
   await applyReply(reply, im);
 }
+
+// Before a download: the server must hold this photo and its strokes. When it lost the session (an idle hour,
+// more visitors than it keeps), the photo is rebuilt from the upload and the strokes sent again first; the
+// download would otherwise come without the touch-ups the page shows.
+view.sync = async () => {
+  if (!view.image) return;
+  let reply;
+  try {
+    reply = await view.server.exact_render({image_id: view.image.id, probe: true});
+  } catch (error) {
+    return;   // the download itself will say what is wrong
+  }
+  if (!reply || !reply.stale) return;
+  const rebuilt = new Promise((resolve) => { view.onLoaded = resolve; setTimeout(resolve, 30000); });
+  view.trigger("restore");
+  await rebuilt;
+  if (view.image) await requestExact();
+};
 async function applyReply(reply, im) {
   const [alpha, colour, soft] = await Promise.all([
     pixelsOf(reply.exact.alpha), reply.exact.colour ? pixelsOf(reply.exact.colour) : null,
@@ -225,6 +244,19 @@ view.release = (settings) => {
 
 // ---------------------------------------------------------------- a new photo (or background) from the server
 async function load(value) {
+  // The same photo rebuilt on the server (its session was lost): the strokes stay, and are sent again.
+  const kept = Boolean(value && value.restored && view.image && value.w === view.image.w &&
+                       value.h === view.image.h);
+  const loaded = view.onLoaded;
+  view.onLoaded = null;
+  try {
+    await show(value, kept);
+  } finally {
+    if (loaded) loaded();
+  }
+}
+
+async function show(value, kept) {
   if (!value || !value.photo) {
     view.image = null; view.exact = null; view.bg = null; view.loaded = {};
     view.strokes = []; view.undone = []; view.stroke = null; view.hints = null;
@@ -238,7 +270,7 @@ async function load(value) {
     value.exact.colour ? pixelsOf(value.exact.colour) : null, value.bg ? pixelsOf(value.bg) : null]);
   const keep = new Set([value.photo, value.soft, value.own, value.exact.alpha, value.exact.colour, value.bg]);
   for (const url of Object.keys(view.loaded)) if (!keep.has(url)) delete view.loaded[url];
-  if (!view.image || view.image.id !== value.id) {   // a new photo: its own strokes, none yet
+  if (!kept && (!view.image || view.image.id !== value.id)) {   // a new photo: its own strokes, none yet
     view.strokes = []; view.undone = []; view.stroke = null; view.hints = null; view.strokesId = 0;
   }
   view.image = {id: value.id, w: value.w, h: value.h, scale: value.scale, photo,

@@ -76,6 +76,12 @@ CSS = """
 """
 
 # After a download button's handler has written the file, save it in the browser: one click, one file.
+SYNC_JS = """
+async (...inputs) => {
+  if (window.mattingLive && window.mattingLive.sync) await window.mattingLive.sync();
+  return inputs;
+}
+"""
 DOWNLOAD_JS = """
 (file) => {
   if (!file || !file.url) { return; }
@@ -282,9 +288,10 @@ def build_demo(pipe: Pipeline, *, lang: str = "auto", store: OutputStore | None 
                              defaults.refine_radius, defaults.use_input_alpha, defaults.decontaminate],
                     outputs=edges, api_visibility="private", queue=False)
 
-        # Undocumented names: scripts/load_test.py downloads as a visitor does.
+        # Undocumented names: scripts/load_test.py downloads as a visitor does. SYNC_JS first makes sure the server
+        # still holds the photo and the page's brush strokes (a lost session is rebuilt, the strokes sent again).
         for button, kind in ((dl_rgba, "rgba"), (dl_alpha, "alpha"), (dl_composite, "composite")):
-            button.click(handlers.downloader(kind), inputs=[current, image],
+            button.click(handlers.downloader(kind), js=SYNC_JS, inputs=[current, image],
                          inputs_kwargs={**controls, "crop": crop, "crop_margin": crop_margin}, outputs=[dl_file],
                          api_name=f"download_{kind}", api_visibility="undocumented",
                          concurrency_id="encode", concurrency_limit=ENCODE_CONCURRENCY).success(

@@ -459,6 +459,48 @@ def test_brushes_erase_and_restore_into_the_downloads(app_page, app, tmp_path):
     assert (undone[60 - inside:60 + inside, 40:120] < 255).any(), "the restore stroke was undone"
 
 
+def test_strokes_survive_a_lost_session_into_the_download_and_the_page(app_page, app, tmp_path):
+    """The server drops a session's state after an idle hour or past its session limit: the download then came
+    without the page's strokes, and the next slider move wiped them from the page (found in a browser review).
+    Now the download first has the photo rebuilt and the strokes sent again, and the page keeps them."""
+    import gc
+
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    image_id = page.evaluate("window.mattingLive.image.id")
+    box = page.locator("#live-view canvas").bounding_box()
+    page.locator("#live-view .live-size input").fill("50")
+    page.locator("#live-view [data-tool=erase]").click()
+    page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.5 * box["height"], steps=8)
+    page.mouse.up()
+    page.locator("#live-view [data-tool=erase]").click()   # put the brush down
+    page.wait_for_function("window.mattingLive.draws.at(-1).exact && window.mattingLive.strokesId === 1")
+
+    holder = app.demo.state_holder   # as when the server evicts this visitor's state
+    with holder.lock:
+        holder.session_data.clear()
+        holder.time_last_used.clear()
+    gc.collect()
+    assert image_id not in app.demo.handlers._live
+
+    with page.expect_download() as saved:
+        page.locator("#download-alpha").click()
+    saved.value.save_as(tmp_path / "alpha.png")
+    alpha = np.asarray(read_image(tmp_path / "alpha.png").convert("L"))
+    assert (alpha[195:205, 260:340] == 0).all(), "the erase stroke is in the download"
+    assert page.evaluate("window.mattingLive.strokes.length") == 1
+    assert page.evaluate("window.mattingLive.image.id") != image_id   # rebuilt on the server
+
+    slider = page.locator("#feather input[type=range]")
+    slider.focus()
+    slider.press("ArrowRight")
+    page.wait_for_function("(() => { const d = window.mattingLive.draws.at(-1); return d.exact && "
+                           "d.settings.feather === 0.5; })()")
+    assert page.evaluate("window.mattingLive.strokes.length") == 1, "the strokes stay in the page"
+
+
 def _portrait_with_orientation_6(path: Path, camera_frame: tuple[int, int] | None) -> Path:
     """120 x 240 stored pixels tagged "turn a quarter" (6); ``camera_frame``: the Exif IFD's frame size."""
     image = Image.fromarray(np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (240, 1)).repeat(3).reshape(240, 120, 3))

@@ -1003,6 +1003,11 @@ def test_a_refresh_keeps_the_held_state_and_a_rebuilt_one_belongs_to_the_visitor
     before = network_calls(handlers)
     same, refreshed = handlers.on_live_refresh(current, current.source, Request())
     assert same is current and refreshed["id"] == value["id"] and network_calls(handlers) == before
+    assert "restored" not in refreshed and handlers.exact_render({"image_id": value["id"], "probe": True}) == \
+        {"held": True}
+    # a rebuilt state says so: the page keeps its strokes and sends them again
+    assert handlers.on_live_refresh(None, current.source, Request())[1]["restored"] is True
+    assert handlers.exact_render({"image_id": "gone", "probe": True}) == {"stale": True}
     assert refreshed["line"].startswith("96 × 64 px · re-rendered") and "render " in refreshed["line"]
     rebuilt, again = handlers.on_live_refresh(None, current.source, Request("someone", language="zh"))
     assert rebuilt.session == "someone" and again["line"].startswith("96 × 64 像素 · 由缓存的蒙版重新渲染")
