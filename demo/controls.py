@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from matting.errors import InvalidParameterError
 from matting.settings import EdgeSettings, parse_color
 
 BG_TRANSPARENT, BG_COLOR, BG_IMAGE = "transparent", "color", "image"
@@ -39,12 +40,15 @@ class Controls:
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def settings(self) -> EdgeSettings:
-        """The engine's settings (raises InvalidParameterError when out of range, TypeError/ValueError on text
-        that is not a number)."""
-        radius = DEFAULTS.refine_radius if self.refine_radius is None else int(round(float(self.refine_radius)))
-        return EdgeSettings(threshold=float(self.threshold or 0.0), feather=float(self.feather or 0.0),
-                            erode=int(round(float(self.erode or 0))), refine=bool(self.refine), refine_radius=radius,
-                            use_input_alpha=bool(self.use_input_alpha), decontaminate=bool(self.decontaminate))
+        """The engine's settings (raises InvalidParameterError naming the control when out of range or not a
+        number)."""
+        radius = DEFAULTS.refine_radius if self.refine_radius is None else round(_number("refine_radius",
+                                                                                           self.refine_radius))
+        return EdgeSettings(threshold=_number("threshold", self.threshold or 0.0),
+                            feather=_number("feather", self.feather or 0.0),
+                            erode=round(_number("erode", self.erode or 0)), refine=bool(self.refine),
+                            refine_radius=radius, use_input_alpha=bool(self.use_input_alpha),
+                            decontaminate=bool(self.decontaminate))
 
     def background(self):
         """None (transparent), an (r, g, b) colour, or the background image (raises on a bad colour)."""
@@ -53,3 +57,14 @@ class Controls:
         if self.bg_mode == BG_IMAGE and self.bg_image is not None:
             return self.bg_image
         return None
+
+
+def _number(name: str, value) -> float:
+    """A control's value as a number; text that is none ("abc" through the API) is refused by name."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    return number

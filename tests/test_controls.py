@@ -35,15 +35,19 @@ def test_values_as_the_page_sends_them():
     assert Controls(threshold=None, erode=None).settings() == EdgeSettings(threshold=0.0, erode=0)
 
 
-@pytest.mark.parametrize("values, error", [
-    ({"threshold": "abc"}, ValueError),
-    ({"threshold": 1.5}, InvalidParameterError),
-    ({"feather": -1}, InvalidParameterError),
-    ({"refine_radius": 0}, InvalidParameterError),
+@pytest.mark.parametrize("values, message", [
+    ({"threshold": "abc"}, "threshold must be a number, got 'abc'"),   # it said "could not convert string ..."
+    ({"refine_radius": "x"}, "refine_radius must be a number, got 'x'"),
+    ({"erode": float("inf")}, "erode must be a finite number, got inf"),   # was an OverflowError traceback
+    ({"feather": float("nan")}, "feather must be a finite number, got nan"),
+    ({"threshold": 1.5}, "threshold must be between"),
+    ({"feather": -1}, "feather must be between"),
+    ({"refine_radius": 0}, "refine_radius must be between"),
 ])
-def test_bad_values_raise(values, error):
-    with pytest.raises(error):
+def test_bad_values_raise_naming_the_control(values, message):
+    with pytest.raises(InvalidParameterError) as caught:
         Controls.of(values).settings()
+    assert str(caught.value).startswith(message), str(caught.value)
 
 
 def test_the_background_follows_the_mode():
