@@ -605,12 +605,16 @@ class Handlers:
         settings = self._settings_or_error(t, threshold, feather, erode, refine, decontaminate)
         try:
             result = self.pipe.matte(image, name=_upload_name(image))
-            hints = None
-            if hint:
-                mask = decode_image(hint, name=_upload_name(hint)).rgb
-                hints = hint_mask_from_image(mask, tuple(result.image.shape[:2]))
         except MattingError as exc:
             raise gr.Error(t("failed", error=t.error(exc)), print_exception=False, title=t("toast_error")) from None
+        hints = None
+        if hint:
+            try:
+                mask = decode_image(hint, name=_upload_name(hint)).rgb
+                hints = hint_mask_from_image(mask, tuple(result.image.shape[:2]))
+            except MattingError as exc:   # said as the hint's: "this image" read as the photo
+                raise gr.Error(t("bad_hint", error=t.error(exc)), print_exception=False,
+                               title=t("toast_error")) from None
         full = self.pipe.render(result, settings, preview=False, hints=hints)
         session, stem = _session(request), safe_stem(result.name or _upload_name(image))
         cutout = self.store.write_image(session, "api-cutout", full.rgba, "png", f"{stem}_cutout")

@@ -148,6 +148,7 @@ RUNTIME_EN: dict[str, str] = {
     "toast_error": "Error",
     "bad_setting": "Invalid setting: {error}",
     "bad_background": "Could not use this background image: {error}",
+    "bad_hint": "Could not use this hint mask: {error}",
     "no_image": "Upload an image first.",
     "no_background_image": "Upload a background image first (or choose a colour).",
     "upload_expired": "This photo is no longer kept on the server (uploads are kept for a while only): please "
@@ -193,6 +194,7 @@ RUNTIME_ZH: dict[str, str] = {
     "toast_error": "错误",
     "bad_setting": "设置无效：{error}",
     "bad_background": "无法使用这张背景图片：{error}",
+    "bad_hint": "无法使用这张提示蒙版：{error}",
     "no_image": "请先上传图片。",
     "no_background_image": "请先上传背景图片（或选择一种颜色）。",
     "upload_expired": "服务器上已不再保存这张照片（上传的文件只保留一段时间）：请重新上传。",

@@ -507,8 +507,9 @@ def test_api_matte_errors_are_the_users_messages(handlers, tmp_path):
     with pytest.raises(gr.Error) as caught:
         handlers.api_matte(str(text), request=Request(language="zh-CN"))
     assert caught.value.message.startswith("无法处理这张图片：不是支持的图片格式") and caught.value.title == "错误"
-    with pytest.raises(gr.Error, match="Could not process this image: notes.txt"):
+    with pytest.raises(gr.Error) as caught:
         handlers.api_matte(path, hint=str(text))
+    assert caught.value.message.startswith("Could not use this hint mask: notes.txt")   # not "this image"
 
 
 # ---------------------------------------------------------------------- batches
