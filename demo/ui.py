@@ -75,13 +75,14 @@ CSS = """
 #timings p, #model-info p { margin: 0; }
 """
 
-# After a download button's handler has written the file, save it in the browser: one click, one file.
+# Before a download button's handler runs: the server holds the page's photo and strokes (live_view.js, sync).
 SYNC_JS = """
 async (...inputs) => {
   if (window.mattingLive && window.mattingLive.sync) await window.mattingLive.sync();
   return inputs;
 }
 """
+# After a download button's handler has written the file, save it in the browser: one click, one file.
 DOWNLOAD_JS = """
 (file) => {
   if (!file || !file.url) { return; }

@@ -9,8 +9,8 @@ sub-folders in the output; same-named inputs get _2, _3 ... (see matting/batch_o
 exist are skipped, so an interrupted run resumes where it stopped; ``--overwrite`` redoes them.
 
 Exit status: 0 when every input was done or skipped, 1 when any failed (each failure one line on stderr, as it
-happens, so a long run's first failures show at once), 2 for a usage or setup error (bad option, model or output location), 130 when stopped with
-Ctrl-C (what was written stays valid).
+happens, so a long run's first failures show at once), 2 for a usage or setup error (bad option, model or output
+location), 130 when stopped with Ctrl-C (what was written stays valid).
 """
 
 from __future__ import annotations
