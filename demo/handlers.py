@@ -325,7 +325,8 @@ class Handlers:
         except MattingError as exc:
             gr.Warning(t("failed", error=t.error(exc)), duration=15, title=t("toast_warning"))
             self._recent.handled(_session(request), "image", path)
-            return None, None
+            # the photo shown before, its edges and brush strokes stay: a wrong file dropped should not cost them
+            return (gr.skip(), gr.skip()) if current is not None else (None, None)
         progress(0.75, desc=t("stage_render"))
         current = self._current_for(result, path, request)
         self._notify(t, result)

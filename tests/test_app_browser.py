@@ -501,6 +501,22 @@ def test_strokes_survive_a_lost_session_into_the_download_and_the_page(app_page,
     assert page.evaluate("window.mattingLive.strokes.length") == 1, "the strokes stay in the page"
 
 
+def test_a_wrong_file_dropped_over_a_photo_warns_once_and_keeps_the_photo(app_page, app, tmp_path):
+    """It cleared the result (its strokes too) and showed its warning twice (Gradio reports an upload twice)."""
+    page = app_page
+    upload(page, EXAMPLES / "coffee.png")
+    image_id = page.evaluate("window.mattingLive.image.id")
+    wrong = tmp_path / "notes.jpg"
+    wrong.write_text("not a photo\n" * 20)
+    page.locator("#input-image input[type=file]").set_input_files(str(wrong))
+    toast = page.locator(".toast-body").filter(has_text="notes.jpg")
+    expect(toast.first).to_be_visible()
+    page.wait_for_timeout(1500)   # the second report has come and gone by now
+    titles = page.locator(".toast-title").all_inner_texts()   # Gradio counts a repeated toast: "Warning (2)"
+    assert toast.count() == 1 and not any("(2)" in title for title in titles), titles
+    assert page.evaluate("window.mattingLive.image && window.mattingLive.image.id") == image_id
+
+
 def _portrait_with_orientation_6(path: Path, camera_frame: tuple[int, int] | None) -> Path:
     """120 x 240 stored pixels tagged "turn a quarter" (6); ``camera_frame``: the Exif IFD's frame size."""
     image = Image.fromarray(np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (240, 1)).repeat(3).reshape(240, 120, 3))

@@ -155,6 +155,18 @@ def test_an_unreadable_upload_warns_and_gives_no_state(handlers, tmp_path, toast
     assert kw == {"duration": 15, "title": "Warning"}
 
 
+def test_a_refused_upload_keeps_the_photo_shown_before(handlers, shown, tmp_path, toasts):
+    """A wrong file dropped over a photo being worked on cleared the result (and its brush strokes); now the
+    warning says why and the photo, its state and the page's view stay as they were."""
+    current, _ = shown
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello\n" * 50)
+    assert handlers.on_image(str(text), current, Request(), Progress()) == (SKIP, SKIP)
+    [(kind, message, _)] = [toast for toast in toasts if toast[0] == "warning"]
+    assert message.startswith("Could not process this image: notes.jpg")
+    assert handlers.downloader("rgba")(current, str(text), request=Request(), progress=Progress())["visible"]
+
+
 def test_gradios_second_report_of_a_refused_upload_is_not_warned_again(handlers, tmp_path, toasts, monkeypatch):
     """Gradio reports an upload twice (the upload, then its stored value): a refused photo showed its warning twice
     (and was decoded twice), as did a refused background image. The same file tried again later, or in another
