@@ -23,6 +23,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,7 +39,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--host", default=os.environ.get("MATTING_HOST", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface; "
                              "env MATTING_HOST)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("MATTING_PORT", 7860)),
+    # A string default goes through ``type`` too: a bad MATTING_PORT is the same one-line usage error.
+    parser.add_argument("--port", type=port_number, default=os.environ.get("MATTING_PORT", "7860"),
                         help="port (default 7860; env MATTING_PORT)")
     parser.add_argument("--share", action="store_true",
                         help="also open a public *.gradio.live link through Gradio's tunnel (needs internet); "
@@ -48,17 +50,51 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_engine_flags(parser)
     parser.add_argument("--lang", default=os.environ.get("MATTING_LANG", "auto"), choices=("auto", "en", "zh"),
                         help="UI language: auto follows the browser (default; env MATTING_LANG)")
-    parser.add_argument("--max-file-size", default=None, metavar="SIZE",
+    parser.add_argument("--max-file-size", type=file_size, default=None, metavar="SIZE",
                         help="largest accepted upload, e.g. 100mb (default 100mb)")
-    parser.add_argument("--queue-size", type=int, default=None,
+    parser.add_argument("--queue-size", type=positive_int, default=None,
                         help="most events waiting in the queue before new ones are refused (default 64)")
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="send the network and full-resolution renders to model replicas on Ray Serve (pip "
                              "install -r requirements-ray.txt): no ADDRESS starts a private Ray on this machine, "
                              "'auto' or HOST:PORT joins a cluster (docs/SCALE.md)")
-    parser.add_argument("--replicas", type=int, default=1, metavar="N",
+    parser.add_argument("--replicas", type=positive_int, default=1, metavar="N",
                         help="model replicas with --ray (default 1; one GPU each where the cluster has them)")
     return parser
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:   # 99999 was an OverflowError traceback from the socket
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {port}")
+    return port
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:   # a queue of 0 silently became the default 64
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+_SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}   # Gradio's: 1 kb is 1024 b
+
+
+def file_size(text: str) -> str:
+    """A size as Gradio takes it ("100mb", "40 KB"), checked here: Gradio's own parse raised a ValueError
+    traceback at launch for "12zz", after the model had loaded."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (a whole number and b, kb, mb, gb or tb, "
+                                         f"e.g. 100mb)")
+    return f"{int(match.group(1))}{unit}"
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -119,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"unknown language {args.lang!r}: use auto, en or zh")
         if args.replicas != 1 and args.ray is None:
             raise ValueError("--replicas needs --ray (the replicas run on Ray Serve)")
-        if args.replicas < 1:
-            raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -356,6 +356,35 @@ def test_a_taken_port_is_one_line_with_what_to_do(capsys):
     assert app_module.port_problem("127.0.0.1", port) is None   # free again
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--port", "99999"], "argument --port: a port is 1 to 65535, got 99999"),   # was an OverflowError traceback
+    (["--max-file-size", "12zz"], "argument --max-file-size: not a size: '12zz'"),   # a ValueError, after loading
+    (["--queue-size", "0"], "argument --queue-size: must be at least 1, got 0"),   # silently the default 64
+    (["--replicas", "0"], "argument --replicas: must be at least 1, got 0"),
+])
+def test_a_bad_flag_is_a_usage_line_before_anything_loads(args, words, capsys):
+    import app as app_module
+
+    with pytest.raises(SystemExit) as exit_:
+        app_module.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and "Traceback" not in err and "Loading" not in err
+
+
+def test_a_bad_port_in_the_environment_is_named_like_the_flag(monkeypatch, capsys):
+    from demo.launch import build_parser
+
+    monkeypatch.setenv("MATTING_PORT", "http")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([])
+    assert "argument --port: not a port number: 'http'" in capsys.readouterr().err
+    monkeypatch.setenv("MATTING_PORT", "8080")
+    assert build_parser().parse_args([]).port == 8080
+    from demo.launch import file_size
+
+    assert [file_size(text) for text in ("100mb", "40 KB", "7b", "2GB")] == ["100mb", "40kb", "7b", "2gb"]
+
+
 def test_batch_cancel_stops_promptly(app, tmp_path):
     """Cancel from the UI: the batch stops after the images in flight and the zip holds what finished."""
     from types import SimpleNamespace
