@@ -28,7 +28,7 @@ import sys  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from matting.engine_flags import add_engine_flags, engine_options  # noqa: E402
+from matting.engine_flags import add_engine_flags, engine_options, positive_int  # noqa: E402
 
 AUTH_ENV = "MATTING_AUTH"
 
@@ -52,7 +52,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="UI language: auto follows the browser (default; env MATTING_LANG)")
     parser.add_argument("--max-file-size", type=file_size, default=None, metavar="SIZE",
                         help="largest accepted upload, e.g. 100mb (default 100mb)")
-    parser.add_argument("--queue-size", type=positive_int, default=None,
+    parser.add_argument("--queue-size", type=positive_int, default=None,   # 0 silently meant the default 64
                         help="most events waiting in the queue before new ones are refused (default 64)")
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="send the network and full-resolution renders to model replicas on Ray Serve (pip "
@@ -71,16 +71,6 @@ def port_number(text: str) -> int:
     if not 1 <= port <= 65535:   # 99999 was an OverflowError traceback from the socket
         raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {port}")
     return port
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:   # a queue of 0 silently became the default 64
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 _SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}   # Gradio's: 1 kb is 1024 b

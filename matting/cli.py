@@ -23,21 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .crop import parse_margin
-from .engine_flags import add_engine_flags, engine_options
+from .engine_flags import add_engine_flags, engine_options, positive_int
 from .errors import MattingError
 from .settings import EdgeSettings, parse_color
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _output_path(text: str) -> Path:
@@ -88,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = parser.add_argument_group("engine")
     add_engine_flags(engine)
-    engine.add_argument("--batch-size", type=_positive_int, default=None,
+    engine.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per network call (default 16 on a GPU, 1 on the CPU)")
-    engine.add_argument("--workers", type=_positive_int, default=None,
+    engine.add_argument("--workers", type=positive_int, default=None,
                         help="threads for decoding and for encoding, each (default: the CPU cores; on a GPU 4, "
                              "at most the cores / engines, or 16 without fpng); with --ray, tasks at once "
                              "(default: the CPUs the actors leave)")
-    engine.add_argument("--engines", type=_positive_int, default=None,
+    engine.add_argument("--engines", type=positive_int, default=None,
                         help="engine processes sharing the device, each with its own copy of the model (default: 4 "
                              "on a GPU with 16 or more CPU cores, 2 with 12 to 15, else 1; docs/CLI.md)")
     engine.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")

@@ -12,6 +12,17 @@ PRECISION_HELP = ("network precision (auto: fp16 on CUDA; on the CPU int8 throug
                   "bf16 where it has AMX, else fp32; fp32 is exact); env MATTING_PRECISION")
 
 
+def positive_int(text: str) -> int:
+    """A flag's whole number of at least 1 (a count, a size), or argparse's one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_engine_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The flags that choose and size the engine; their values go to Pipeline(model=, weights=, device=,
     precision=, max_side=) as they are (None: the engine's default or its environment variable)."""
