@@ -3,6 +3,7 @@ their values turned into the engine's settings and background."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -65,6 +66,6 @@ def _number(name: str, value) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidParameterError(f"{name} must be a number, got {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
     return number

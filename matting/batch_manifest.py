@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
-import uuid
 from pathlib import Path, PurePosixPath
+
+from .batch_outputs import write_atomic
 
 # Rewritten when it holds more lines than this many per live record, past COMPACT_MIN_LINES: 20,000 photos rerun
 # six times with alternating edges left 240,000 lines, 201 ms to read before any image (2-core Xeon), and growing.
@@ -133,13 +133,11 @@ class Manifest:
     def _compact(self) -> None:
         """The file rewritten with the live records only, replaced at once (a run killed meanwhile leaves the old
         one). Best effort: a folder that cannot take the new file keeps the long one, which reads the same."""
-        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.part")
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in self.records.values())
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in self.records.values())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, text.encode("utf-8"))
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass   # write_atomic removed its part file
 
     def _append(self, line: str) -> None:   # with the lock held
         if self._handle is None:

@@ -30,11 +30,17 @@ from matting.ray_batch import RayRun  # noqa: E402 (Ray itself is not imported)
 from matting.ray_stages import pack  # noqa: E402
 
 
+def clock() -> float:
+    """perf_counter after a garbage collection: each timing starts from the same heap (one column's garbage weighed
+    on the next)."""
+    gc.collect()
+    return time.perf_counter()
+
+
 def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list]:
     """(discovery ms, planning ms, the jobs) of one run's start into ``out``."""
     sink = open_sink(out)
-    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
-    started = time.perf_counter()
+    started = clock()
     found = discover([photos], exclude=out)
     listed = time.perf_counter()
     manifest = Manifest.load(sink, False)
@@ -47,8 +53,7 @@ def timed_plan(photos: Path, out: Path, recipe: str) -> tuple[float, float, list
 def timed_named(photos: Path, out: Path) -> float:
     """ms to check and list the photos of ``photos`` named one by one, as run_batch does before planning."""
     names = sorted(str(path) for path in photos.iterdir())
-    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
-    started = time.perf_counter()
+    started = clock()
     refuse_output_that_is_an_input(names, out)
     found = discover(names, exclude=out)
     assert len(found.items) == len(names) and not any(item.error for item in found.items)
@@ -59,8 +64,7 @@ def timed_ray_rows(out: Path, jobs) -> float:
     """ms to make the rows a Ray run hands its tasks for ``jobs`` (RayRun._dataset's first step)."""
     sink = open_sink(out)
     run = RayRun(None, None, sink, jobs, None, ("cutout",), None, 16, None, threading.Event())
-    gc.collect()   # each timing from the same heap: the garbage of the one before weighed on it
-    started = time.perf_counter()
+    started = clock()
     rows = [{"meta": pack(run._meta(job))} for job in run.jobs.values()]
     assert len(rows) == len(jobs)
     return (time.perf_counter() - started) * 1e3

@@ -251,7 +251,9 @@ def test_a_manifest_mostly_of_superseded_lines_is_rewritten_with_the_same_record
     lines = sink.manifest_path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 21
 
-    monkeypatch.setattr(batch_manifest.os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, "no")))
+    import matting.batch_outputs as batch_outputs   # where the rewrite's rename happens (write_atomic)
+
+    monkeypatch.setattr(batch_outputs.os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, "no")))
     assert len(Manifest.load(sink, overwrite=False).records) == 4
     assert sink.manifest_path.read_text(encoding="utf-8").splitlines() == lines   # kept, and no part file left
     assert [p.name for p in sink.manifest_path.parent.iterdir()] == [sink.manifest_path.name]
